@@ -1,0 +1,37 @@
+"""babysit: babysit PyTorch training runs (panda) or many at once (caviar).
+
+    run = babysit.init(project="digits", config={"lr": 0.1}, day="200 steps")
+    run.attach(model=model, optimizer=opt)
+    for batch in run.loop(loader, epochs=20):
+        ...
+        run.log(loss=loss.item())
+    run.finish()
+
+    c = babysit.Client(); c.nudge(run_id, lr=0.05)
+"""
+
+from __future__ import annotations
+
+from babysit.client import Client, CommandResult
+from babysit.day import DaySpec
+from babysit.errors import (
+    BabysitError,
+    CheckpointError,
+    CommandRejected,
+    CommandTimeout,
+    InvalidValue,
+    LaunchError,
+    RunNotLive,
+    StoreError,
+    UnknownDay,
+    UnknownRun,
+)
+from babysit.run import Guard, Run, init
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BabysitError", "CheckpointError", "Client", "CommandRejected", "CommandResult",
+    "CommandTimeout", "DaySpec", "Guard", "InvalidValue", "LaunchError", "Run", "RunNotLive",
+    "StoreError", "UnknownDay", "UnknownRun", "__version__", "init",
+]

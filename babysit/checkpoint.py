@@ -1,0 +1,167 @@
+"""Day checkpoints: written atomically with a manifest, verified before they are unpickled.
+
+A checkpoint is ``dayNNNN.bB.pt`` (day N of branch B) next to its manifest ``dayNNNN.bB.json``
+(size, sha256, step, torch version), which is written last: a checkpoint without a valid manifest
+is not a checkpoint. Loading checks the path, the manifest, the size and the hash *before*
+``torch.load(..., weights_only=True)`` sees a byte, and never retries without weights_only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from babysit.errors import CheckpointError
+
+FORMAT = 1
+
+
+def run_dir(root: Path, run_id: int) -> Path:
+    return root / "runs" / str(int(run_id))
+
+
+def checkpoint_name(day: int, branch: int) -> str:
+    return f"day{day:04d}.b{branch}.pt"
+
+
+def safe_path(root: Path, relative: str) -> Path:
+    """Resolve a checkpoint path from the store or the UI; refuse anything outside ``root``.
+
+    Absolute paths, ``..`` and symlinks that lead out of the root are all refused.
+    """
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+        raise CheckpointError(f"checkpoint path must be relative to the store root, got {relative!r}")
+    if ".." in Path(relative).parts:
+        raise CheckpointError(f"checkpoint path may not contain '..', got {relative!r}")
+    root_real = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(root_real / relative))
+    if root_real != target and root_real not in target.parents:
+        raise CheckpointError(f"checkpoint path {relative!r} leads outside {root_real}")
+    return target
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, fsync, rename, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def save(path: Path, payload: dict[str, Any]) -> tuple[int, str]:
+    """Write ``payload`` to ``path`` atomically, then its manifest. Returns (size, sha256)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda f: torch.save(payload, f))
+    size, sha = path.stat().st_size, _sha256(path)
+    manifest = {"format": FORMAT, "file": path.name, "size": size, "sha256": sha,
+                "step": payload.get("step"), "day": payload.get("day"),
+                "branch": payload.get("branch"), "torch": torch.__version__}
+    _write_atomic(path.with_suffix(".json"),
+                  lambda f: f.write(json.dumps(manifest, sort_keys=True).encode()))
+    return size, sha
+
+
+def verify(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """Check a checkpoint against its manifest (and the store's hash); return the manifest."""
+    manifest_path = path.with_suffix(".json")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name} has no manifest: it was never completely written") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: manifest unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name}: manifest has an unknown format")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name} is missing") from None
+    if size != manifest.get("size"):
+        raise CheckpointError(f"{path.name} is {size} bytes, its manifest says {manifest.get('size')}")
+    actual = _sha256(path)
+    if actual != manifest.get("sha256") or (sha256 is not None and actual != sha256):
+        raise CheckpointError(f"{path.name} fails its sha256 check: the file is corrupted")
+    return manifest
+
+
+def load(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """Verify, then load with ``weights_only=True`` only (no code runs from a checkpoint)."""
+    verify(path, sha256)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling refusal included: never retried without weights_only
+        raise CheckpointError(f"{path.name} could not be loaded safely: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name} is not a babysit checkpoint")
+    return payload
+
+
+# ------------------------------------------------------------------------------------ RNG state
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA when in use) generator states, in weights_only-safe types."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> list[str]:
+    """Restore what ``capture_rng`` saved; returns the names of states that could not be."""
+    missing = []
+    python = state.get("python")
+    if python is not None:
+        random.setstate((python[0], tuple(python[1]), python[2]))
+    else:
+        missing.append("python")
+    numpy = state.get("numpy")
+    if numpy is not None:
+        np.random.set_state((numpy[0], np.array(numpy[1], dtype=np.uint32), numpy[2], numpy[3],
+                             numpy[4]))
+    else:
+        missing.append("numpy")
+    if state.get("torch") is not None:
+        torch.set_rng_state(state["torch"])
+    else:
+        missing.append("torch")
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if state.get("cuda") is not None and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            missing.append("cuda")
+    return missing

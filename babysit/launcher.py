@@ -1,0 +1,70 @@
+"""Starting run processes. One small interface, so a cluster backend (Ray) can stand in later.
+
+A launched process is the user's own command (recorded when the run first started) with
+``BABYSIT_RUN_ID`` set: ``babysit.init()`` in it then binds to that run and resumes from the
+checkpoint the run row names. Processes start from argument lists, never through a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from babysit.errors import LaunchError
+
+
+class Launcher(Protocol):
+    def start(self, run_id: int, launch: dict[str, Any], root: Path, store_url: str | None) -> int:
+        """Start the run's process; return its pid (or another handle number)."""
+
+
+def process_env(run_id: int, launch: dict[str, Any], root: Path, store_url: str | None
+                ) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (launch.get("env") or {}).items()})
+    env["BABYSIT_RUN_ID"] = str(run_id)
+    env["BABYSIT_ROOT"] = str(root)
+    if store_url:
+        env["BABYSIT_STORE_URL"] = store_url
+    else:
+        env.pop("BABYSIT_STORE_URL", None)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def command_line(launch: dict[str, Any] | None, run_id: int) -> list[str]:
+    if not launch or not launch.get("argv"):
+        raise LaunchError(
+            f"run {run_id} was started from an interactive session (no script to run again); "
+            "start it from a script to fork or restart it")
+    executable = launch.get("executable") or ""
+    if not os.path.isabs(executable):
+        executable = shutil.which(executable) or executable
+    return [executable, *[str(a) for a in launch["argv"]]]
+
+
+class LocalLauncher:
+    """Start detached processes on this machine; their output goes to ``runs/<id>/process.log``."""
+
+    def start(self, run_id: int, launch: dict[str, Any], root: Path, store_url: str | None) -> int:
+        argv = command_line(launch, run_id)
+        cwd = launch.get("cwd") or os.getcwd()
+        if not Path(cwd).is_dir():
+            raise LaunchError(f"run {run_id} was started in {cwd}, which no longer exists")
+        log_dir = root / "runs" / str(run_id)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "process.log", "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    argv, cwd=cwd, env=process_env(run_id, launch, root, store_url),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)  # survives the dashboard or CLI that started it
+            except OSError as exc:
+                raise LaunchError(f"could not start run {run_id} ({argv[0]}): {exc}") from exc
+        # Reap the child when it exits so it never lingers as a zombie that looks alive.
+        threading.Thread(target=proc.wait, name=f"babysit-reap-{proc.pid}", daemon=True).start()
+        return proc.pid

@@ -1,0 +1,76 @@
+"""A small real trainer for tests: shuffled DataLoader, dropout, SGD/Adam, optional scheduler.
+
+Logs ``loss`` (before the update) and ``wsum`` (a fingerprint of the weights the step starts
+from), so tests can compare curves value for value and check where a fork started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import babysit
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=100_000)
+parser.add_argument("--epochs", type=int, default=None)
+parser.add_argument("--day", default="20 steps")
+parser.add_argument("--pace", type=float, default=0.0)
+parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+parser.add_argument("--scheduler", default="none", choices=["none", "step", "cosine", "lambda"])
+parser.add_argument("--lr", type=float, default=0.05)
+parser.add_argument("--strict", action="store_true")
+parser.add_argument("--project", default="tiny")
+parser.add_argument("--final", default=None, help="write the final weights' sha256 here")
+parser.add_argument("--nan-at", type=int, default=-1, help="log a NaN loss at this step")
+parser.add_argument("--guard", default="pause")
+args = parser.parse_args()
+
+torch.manual_seed(0)
+x = torch.randn(512, 8)
+y = (x[:, :4].sum(1) > 0).long()
+loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+
+config = {"lr": args.lr, "momentum": 0.9, "weight_decay": 0.0, "clip": 1.0}
+run = babysit.init(project=args.project, config=config, day=args.day, strict=args.strict,
+                   guard=babysit.Guard(policy=args.guard))
+model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 2))
+if args.optimizer == "sgd":
+    opt = torch.optim.SGD(model.parameters(), lr=run.hp["lr"], momentum=run.hp["momentum"])
+else:
+    opt = torch.optim.Adam(model.parameters(), lr=run.hp["lr"], betas=(run.hp["momentum"], 0.999))
+sched = None
+if args.scheduler == "step":
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+elif args.scheduler == "cosine":
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1000, eta_min=0.001)
+elif args.scheduler == "lambda":
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.99 ** s)
+run.attach(model=model, optimizer=opt, scheduler=sched)
+loss_fn = nn.CrossEntropyLoss()
+
+with run:
+    for xb, yb in run.loop(loader, epochs=args.epochs, steps=None if args.epochs else args.steps):
+        wsum = float(sum(p.double().sum() for p in model.parameters()))
+        loss = loss_fn(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), run.hp["clip"])
+        opt.step()
+        if sched is not None:
+            sched.step()
+        value = float("nan") if run.step == args.nan_at else loss.item()
+        run.log(loss=value, wsum=wsum)
+        if args.pace:
+            time.sleep(args.pace)
+    if args.final:
+        digest = hashlib.sha256()
+        for tensor in model.state_dict().values():
+            digest.update(tensor.numpy().tobytes())
+        with open(args.final, "w") as f:
+            f.write(digest.hexdigest())
