@@ -26,8 +26,6 @@ from babysit.errors import (
     UnknownDay,
     UnknownRun,
 )
-from babysit.run import Guard, Run, init
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -35,3 +33,12 @@ __all__ = [
     "CommandTimeout", "DaySpec", "Guard", "InvalidValue", "LaunchError", "Run", "RunNotLive",
     "StoreError", "UnknownDay", "UnknownRun", "__version__", "init",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The training side needs torch; the CLI and the dashboard do not, and start faster without.
+    if name in ("init", "Run", "Guard"):
+        from babysit import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'babysit' has no attribute {name!r}")

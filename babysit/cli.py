@@ -278,7 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value pairs may come after options (fork RUN --day 2 lr=0.1): argparse alone can't mix
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "values") and all("=" in item and not item.startswith("-") for item in extra):
+            args.values = list(args.values) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
     except BabysitError as exc:

@@ -289,8 +289,9 @@ class Client:
         target = self.store.checkpoint(record.id, day)
         if target is None:
             days = [c.day for c in self.store.checkpoint_records(record.id)]
-            what = "any checkpoint yet" if day is None else f"a checkpoint for day {day}"
-            raise UnknownDay(f"run {record.id} has no {what}; days available: {days}")
+            what = "checkpoint yet" if day is None else f"checkpoint for day {day}"
+            shown = f"{days[0]}..{days[-1]}" if len(days) > 8 else str(days)
+            raise UnknownDay(f"run {record.id} has no {what}; days available: {shown}")
         return target
 
     def fork(self, run: int | str, day: int | None = None, *, hp: Mapping[str, Any] | None = None,

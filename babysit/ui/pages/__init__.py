@@ -1,0 +1,151 @@
+"""The dashboard's pages, one module each with a ``render()``, and how they link to each other.
+
+``st.session_state`` keeps only selections (which run is open, which runs are compared); the
+``run`` query parameter makes a run's page a link one can share.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+
+from babysit.errors import BabysitError
+
+#: url path -> (title, icon)
+PAGES = {"runs": ("Runs", "📋"), "run": ("Run", "🍼"), "compare": ("Compare", "📈"),
+         "lineage": ("Lineage", "🌳")}
+OPEN_RUN = "open_run"           # session_state key: id of the run the Run page shows
+COMPARE_RUNS = "compare_runs"   # session_state key: ids the Compare page shows
+
+
+def page(name: str) -> Any:
+    """The st.Page for ``name`` ("runs", "run", "compare", "lineage").
+
+    Pages are identified by url path, so a page made here matches the one in the router.
+    """
+    from babysit.ui.pages import compare, lineage, run, runs
+
+    render = {"runs": runs.render, "run": run.render, "compare": compare.render,
+              "lineage": lineage.render}[name]
+    title, icon = PAGES[name]
+    return st.Page(render, title=title, icon=icon, url_path=name, default=name == "runs")
+
+
+def all_pages() -> list[Any]:
+    return [page(name) for name in PAGES]
+
+
+def _as_id(value: Any) -> int | None:
+    try:
+        return int(str(value).lstrip("#"))
+    except (TypeError, ValueError):
+        return None
+
+
+def open_run(run_id: int) -> None:
+    """Show ``run_id`` on the Run page (stops this script run)."""
+    st.session_state[OPEN_RUN] = int(run_id)
+    st.switch_page(page("run"), query_params={"run": str(int(run_id))})
+
+
+def compare_runs(run_ids: Sequence[int]) -> None:
+    st.session_state[COMPARE_RUNS] = [int(i) for i in run_ids]
+    st.switch_page(page("compare"))
+
+
+def selected_run(ids: Sequence[int], live: Sequence[int] = ()) -> int | None:
+    """The run to show: ?run=, then the last one opened, $BABYSIT_OPEN_RUN, a live run, the newest."""
+    ids = [int(i) for i in ids]
+    for candidate in (st.query_params.get("run"), st.session_state.get(OPEN_RUN),
+                      os.environ.get("BABYSIT_OPEN_RUN")):
+        run_id = _as_id(candidate)
+        if run_id in ids:
+            return run_id
+    if live:
+        return int(max(live))
+    return max(ids) if ids else None
+
+
+def no_store_message() -> None:
+    """What a page shows before any run has created the store."""
+    from babysit.ui.state import store_location
+
+    root, _ = store_location()
+    st.info(f"No runs yet in `{root}`. Start one with `babysit demo` (a small demo run and "
+            "this dashboard), or add `run = babysit.init(...)` to a training script and "
+            "launch it with `babysit run -- python train.py`.")
+
+
+def store_error(exc: BaseException) -> None:
+    st.error(f"Cannot read the babysit store: {exc}")
+
+
+def load_runs() -> Any:
+    """The runs frame, or None after showing why there is nothing to show."""
+    from babysit.ui import state
+
+    if not state.store_exists():
+        no_store_message()
+        return None
+    try:
+        df = state.runs()
+    except BabysitError as exc:
+        store_error(exc)
+        return None
+    if not len(df):
+        no_store_message()
+        return None
+    return df
+
+
+PASSWORD_KEY = "babysit_password"   # session_state key of the sidebar's password box
+
+
+def _expected_password() -> str | None:
+    try:
+        section = st.secrets.get("babysit")
+        value = section.get("password") if section is not None else None
+    except Exception:               # no secrets.toml at all: Streamlit raises on access
+        return None
+    return str(value) if value else None
+
+
+def _host_header() -> str | None:
+    try:
+        return st.context.headers.get("Host")
+    except Exception:
+        return None
+
+
+def needs_password() -> bool:
+    """True when other machines may reach this server: steering then takes the password."""
+    from babysit.ui.actions import is_local
+
+    return not is_local(st.get_option("server.address"), _host_header())
+
+
+def control_access() -> tuple[bool, str]:
+    """(may this browser steer runs?, the note to show when not)."""
+    from babysit.ui.actions import password_ok
+
+    if not needs_password():
+        return True, ""
+    expected = _expected_password()
+    if expected is None:
+        return False, ("This dashboard can be reached from other machines, so its controls are "
+                       "off until a password is set: add `[babysit] password = \"...\"` to "
+                       "`.streamlit/secrets.toml`, or serve it with `babysit ui` (127.0.0.1 "
+                       "only). You can still look.")
+    if password_ok(st.session_state.get(PASSWORD_KEY), expected):
+        return True, ""
+    return False, "Enter the dashboard password in the sidebar to steer runs. You can still look."
+
+
+def password_box() -> None:
+    """The sidebar's password entry, shown only when the server is not local-only."""
+    if needs_password() and _expected_password() is not None:
+        st.sidebar.text_input("Password", type="password", key=PASSWORD_KEY,
+                              help="needed to steer runs from another machine")

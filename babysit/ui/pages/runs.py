@@ -1,0 +1,51 @@
+"""Runs page: every run at a glance; open one, or compare several."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from babysit.store import STATUSES
+from babysit.ui import actions, state
+from babysit.ui.pages import compare_runs, load_runs, open_run
+
+
+def render() -> None:
+    st.title("Runs")
+    df = load_runs()
+    if df is None:
+        return
+    c1, c2 = st.columns(2)
+    projects = sorted({p for p in df["project"] if p})
+    chosen_projects = c1.multiselect("Project", projects, key="runs_projects")
+    chosen_status = c2.multiselect("Status", list(STATUSES), key="runs_status")
+    if chosen_projects:
+        df = df[df["project"].isin(chosen_projects)]
+    if chosen_status:
+        df = df[df["status"].isin(chosen_status)]
+    df = df.sort_values("id", ascending=False)
+    ids = [int(i) for i in df["id"]]
+    latest = {i: state.latest_loss(i) for i in ids}
+    best = {i: actions.best_val(state.checkpoints(i)) for i in ids}
+    table = actions.runs_table(df, latest, best)
+
+    bad = table["status"].str.contains("crashed|diverged")
+    if bad.any():
+        st.warning(f"{int(bad.sum())} run(s) crashed or diverged: "
+                   + ", ".join(f"#{i}" for i in table.loc[bad, "id"]))
+    event = st.dataframe(
+        table, key="runs_table", hide_index=True, width="stretch",
+        on_select="rerun", selection_mode="multi-row",
+        column_config={
+            "id": st.column_config.NumberColumn("id", format="#%d"),
+            "loss": st.column_config.NumberColumn("loss", format="%.4g"),
+            "lr": st.column_config.NumberColumn("lr", format="%.4g"),
+            "momentum": st.column_config.NumberColumn("momentum", format="%.4g"),
+        })
+    rows = list(event.selection.rows) if event is not None else []
+    picked = [int(table.iloc[r]["id"]) for r in rows if r < len(table)]
+    st.caption("Select one run to babysit it, or several to compare them.")
+    c1, c2, _ = st.columns([1, 1, 4])
+    if c1.button("Open run", key="runs_open", disabled=len(picked) != 1):
+        open_run(picked[0])
+    if c2.button("Compare", key="runs_compare", disabled=len(picked) < 2):
+        compare_runs(picked)

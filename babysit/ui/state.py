@@ -1,0 +1,103 @@
+"""Where the dashboard gets its data: one cached Client per store, short-lived query caches.
+
+The store location comes from ``$BABYSIT_ROOT`` (default ./checkpoints) and
+``$BABYSIT_STORE_URL``, as everywhere else in babysit. Queries are cached for a second, so a
+page with several charts asks the store once per refresh, and the cache is cleared after every
+action so the page shows its effect at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from babysit.client import Client
+from babysit.store import DB_NAME
+
+#: how often the live parts of a page redraw, in seconds
+REFRESH_S = 2
+
+
+def store_location() -> tuple[str, str | None]:
+    """(root folder, store URL or None) from the environment.
+
+    >>> store_location()                     # doctest: +SKIP
+    ('/home/me/project/checkpoints', None)
+    """
+    root = str(Path(os.environ.get("BABYSIT_ROOT") or "checkpoints").resolve())
+    return root, os.environ.get("BABYSIT_STORE_URL") or None
+
+
+def store_exists() -> bool:
+    """False for a SQLite store not created yet (no run has ever started here)."""
+    root, url = store_location()
+    return url is not None or (Path(root) / DB_NAME).exists()
+
+
+@st.cache_resource(show_spinner=False)
+def _client(root: str, url: str | None) -> Client:
+    # create=False: a dashboard looks at a store, it never makes an empty one appear. A failure
+    # raises and is not cached, so the page opens the store once a run has created it.
+    return Client(root, store_url=url, source="ui", create=False)
+
+
+def client() -> Client:
+    """The Client for the configured store (raises StoreError when missing or broken)."""
+    return _client(*store_location())
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _runs(root: str, url: str | None) -> pd.DataFrame:
+    return _client(root, url).runs()
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _metrics(root: str, url: str | None, run_id: int) -> pd.DataFrame:
+    return _client(root, url).metrics(run_id, include_superseded=True)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _events(root: str, url: str | None, run_id: int) -> pd.DataFrame:
+    return _client(root, url).events(run_id)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _checkpoints(root: str, url: str | None, run_id: int) -> pd.DataFrame:
+    return _client(root, url).checkpoints(run_id)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _latest_loss(root: str, url: str | None, run_id: int) -> float | None:
+    df = _client(root, url).store.metrics(run_id, ["loss"])
+    return float(df["value"].iloc[-1]) if len(df) else None
+
+
+def runs() -> pd.DataFrame:
+    """All runs (Client.runs()), at most a second old."""
+    return _runs(*store_location())
+
+
+def metrics(run_id: int) -> pd.DataFrame:
+    """Metric rows of one run, superseded branches included (drawn faded)."""
+    return _metrics(*store_location(), int(run_id))
+
+
+def events(run_id: int) -> pd.DataFrame:
+    return _events(*store_location(), int(run_id))
+
+
+def checkpoints(run_id: int) -> pd.DataFrame:
+    return _checkpoints(*store_location(), int(run_id))
+
+
+def latest_loss(run_id: int) -> float | None:
+    return _latest_loss(*store_location(), int(run_id))
+
+
+def refresh() -> None:
+    """Forget cached query results: called after an action, so its effect shows at once."""
+    for fn in (_runs, _metrics, _events, _checkpoints, _latest_loss):
+        fn.clear()
