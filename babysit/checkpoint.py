@@ -129,7 +129,7 @@ def load(path: Path, sha256: str | None = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ RNG state
 def capture_rng() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA when in use) generator states, in weights_only-safe types."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
@@ -144,12 +144,12 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> list[str]:
     """Restore what ``capture_rng`` saved; returns the names of states that could not be."""
     missing = []
-    python = state.get("python")
+    python: Any = state.get("python")
     if python is not None:
         random.setstate((python[0], tuple(python[1]), python[2]))
     else:
         missing.append("python")
-    numpy = state.get("numpy")
+    numpy: Any = state.get("numpy")
     if numpy is not None:
         np.random.set_state((numpy[0], np.array(numpy[1], dtype=np.uint32), numpy[2], numpy[3],
                              numpy[4]))

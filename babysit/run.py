@@ -16,6 +16,7 @@ produced them. Commands are applied by the loop thread at step boundaries only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import signal
@@ -69,7 +70,7 @@ class _Op:
 
     __slots__ = ("fn", "kind")
 
-    def __init__(self, fn: Callable[[Any, _Writer], None], kind: str = "op"):
+    def __init__(self, fn: Callable[..., Any], kind: str = "op"):
         self.fn, self.kind = fn, kind
 
 
@@ -276,10 +277,8 @@ class Run:
         self._writer.start()
         atexit.register(self._atexit)
         if threading.current_thread() is threading.main_thread():
-            try:
+            with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, self._on_sigterm)
-            except ValueError:
-                pass
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # Stop at the next step boundary; a second SIGTERM ends the process at once.
@@ -375,10 +374,8 @@ class Run:
         leftover = list(self._writer.retry) + list(self._queue)
         if leftover:
             self._save_unwritten(leftover)
-        try:
+        with contextlib.suppress(BabysitError):
             self._store.cancel_pending(self.id, f"run {self.id} is {status}")
-        except BabysitError:
-            pass
         atexit.unregister(self._atexit)
 
     def _save_unwritten(self, items: list[Any]) -> None:
@@ -795,7 +792,7 @@ class Run:
         self._branch = from_branch + 1
         self._paused = user_paused
         self._diverged = None
-        detail = {"to_day": record.day, "to_step": record.step, "from_step": from_step,
+        detail: dict[str, Any] = {"to_day": record.day, "to_step": record.step, "from_step": from_step,
                   "from_branch": from_branch}
         if reason:
             detail["reason"] = reason

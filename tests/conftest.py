@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,9 +47,10 @@ class Trainers:
 
     def start(self, *args: str, script: str = "tiny.py", wait_running: bool = True) -> tuple[subprocess.Popen, int]:
         before = set(self.client.runs()["id"])
-        log = open(self.root.parent / f"trainer-{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, str(TRAINERS / script), *args], env=self.env(),
-                                stdout=log, stderr=subprocess.STDOUT, cwd=self.root.parent)
+        with open(self.root.parent / f"trainer-{len(self.procs)}.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, str(TRAINERS / script), *args],
+                                    env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=self.root.parent)
         self.procs.append(proc)
 
         def new_run() -> int | None:
@@ -75,10 +77,8 @@ class Trainers:
         # processes launched by the client (forks, restarts) are not our children
         for record in self.client.store.list_runs():
             if record.pid and record.status in ("starting", "running", "paused", "diverged"):
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(record.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
         self.client.close()
 
 

@@ -109,6 +109,11 @@ class CheckpointRecord:
     superseded: bool
 
 
+def _pk(result: Any) -> int:
+    """The id an INSERT created."""
+    return int(result.inserted_primary_key[0])
+
+
 def _record(cls: type[T], row: Any) -> T:
     data = row._mapping
     return cls(**{f.name: data[f.name] for f in fields(cls)})  # type: ignore[arg-type]
@@ -237,8 +242,7 @@ class Store:
         for key in ("config", "hp", "launch", "resume"):
             if key in values:
                 values[key] = _clean_json(values[key])
-        return self.write(lambda c: int(c.execute(
-            sa.insert(S.runs).values(**values)).inserted_primary_key[0]))
+        return self.write(lambda c: _pk(c.execute(sa.insert(S.runs).values(**values))))
 
     def get_run(self, run: int | str) -> RunRecord:
         """The run with this id (int or digits) or unique name; UnknownRun otherwise."""
@@ -337,7 +341,7 @@ class Store:
                   detail: dict, branch: int, conn: sa.Connection | None = None) -> int:
         values = self.event_values(run_id, step, day, kind, source, detail, branch)
         if conn is not None:
-            return int(conn.execute(sa.insert(S.events).values(**values)).inserted_primary_key[0])
+            return _pk(conn.execute(sa.insert(S.events).values(**values)))
         return self.write(lambda c: self.add_event(run_id, step, day, kind, source, detail,
                                                    branch, conn=c))
 
@@ -357,8 +361,7 @@ class Store:
     def post_command(self, run_id: int, kind: str, args: dict, source: str) -> int:
         values = {"run_id": run_id, "kind": kind, "args": _clean_json(args), "source": source,
                   "status": "pending", "created": time.time()}
-        return self.write(lambda c: int(c.execute(
-            sa.insert(S.commands).values(**values)).inserted_primary_key[0]))
+        return self.write(lambda c: _pk(c.execute(sa.insert(S.commands).values(**values))))
 
     def pending_commands(self, run_id: int, after_id: int = 0) -> list[CommandRecord]:
         c_ = S.commands.c
@@ -393,7 +396,7 @@ class Store:
         values["hp"] = _clean_json(values.get("hp", {}))
         values["metrics"] = _clean_json(values.get("metrics", {}))
         values.setdefault("superseded", False)
-        return int(conn.execute(sa.insert(S.checkpoints).values(**values)).inserted_primary_key[0])
+        return _pk(conn.execute(sa.insert(S.checkpoints).values(**values)))
 
     def checkpoint_records(self, run_id: int, *, include_superseded: bool = False
                            ) -> list[CheckpointRecord]:
@@ -429,7 +432,7 @@ class Store:
     def integrity_check(self) -> str:
         if not self.is_sqlite:
             return "ok"
-        return self.read(lambda c: c.exec_driver_sql("PRAGMA integrity_check").scalar())
+        return str(self.read(lambda c: c.exec_driver_sql("PRAGMA integrity_check").scalar()))
 
     def wal_checkpoint(self) -> None:
         """Fold the WAL back into the database so it stays bounded (SQLite only)."""
