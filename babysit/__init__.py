@@ -26,6 +26,7 @@ from babysit.errors import (
     UnknownDay,
     UnknownRun,
 )
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -18,16 +18,20 @@ from torch.utils.data import DataLoader, TensorDataset
 import babysit
 
 
-def spirals(n: int, classes: int = 5, noise: float = 0.25, seed: int = 0
+def spirals(n: int, classes: int = 5, noise: float = 0.15, seed: int = 0
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points on ``classes`` interleaved spiral arms in 2-D, with labels."""
+    """``n`` points on ``classes`` interleaved spiral arms (one turn each) in 2-D, with labels.
+
+    Tuned so that plain SGD at lr 0.01 / momentum 0.5 plateaus while lr 0.1 / momentum 0.9
+    learns within a few hundred steps: a nudge visibly bends the curve.
+    """
     gen = torch.Generator().manual_seed(seed)
     label = torch.randint(0, classes, (n,), generator=gen)
     radius = torch.rand(n, generator=gen)
-    angle = radius * 3.0 * math.pi + label * (2 * math.pi / classes)
-    angle = angle + noise * torch.randn(n, generator=gen) * (0.3 + radius)
+    angle = radius * 2 * math.pi + label * (2 * math.pi / classes)
+    angle = angle + noise * torch.randn(n, generator=gen)
     x = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
-    return x, label
+    return 3 * x, label
 
 
 def model(width: int = 64, classes: int = 5) -> nn.Module:
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m babysit.demo", description=__doc__)
     parser.add_argument("--project", default="demo")
     parser.add_argument("--name", default=None)
-    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--momentum", type=float, default=0.5)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -1,6 +1,6 @@
 """The dashboard's router: ``babysit ui`` runs ``streamlit run babysit/ui/app.py``.
 
-Pages live in ``babysit.ui.pages``, one module with a ``render()`` each; they draw and collect
+Pages live in ``babysit.ui.views``, one module with a ``render()`` each; they draw and collect
 input and steer runs through the same ``babysit.Client`` as the CLI, with ``source="ui"``.
 """
 
@@ -11,7 +11,7 @@ import streamlit as st
 
 from babysit.errors import BabysitError
 from babysit.ui import state
-from babysit.ui.pages import all_pages, password_box
+from babysit.ui.views import all_pages, password_box
 
 
 def main() -> None:
@@ -28,4 +28,5 @@ def main() -> None:
         st.error(f"Cannot read the babysit store: {exc}")
 
 
-main()
+if __name__ == "__main__":
+    main()

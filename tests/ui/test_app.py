@@ -19,7 +19,7 @@ PAGES = ("runs", "run", "compare", "lineage")
 
 
 def page_script(name: str) -> str:
-    return (f"from babysit.ui.pages import {name} as page\n"
+    return (f"from babysit.ui.views import {name} as page\n"
             "page.render()\n")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from babysit.ui.figures import lineage_figure
-from babysit.ui.pages import load_runs, open_run
+from babysit.ui.views import load_runs, open_run
 
 
 def _clicked_run(event: Any) -> int | None:
@@ -43,3 +43,4 @@ def render() -> None:
     pick = c1.selectbox("Run", ids, format_func=lambda i: labels[i], key="lineage_pick")
     if c2.button("Open run", key="lineage_open") and pick is not None:
         open_run(int(pick))
+

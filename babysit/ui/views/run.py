@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,9 @@ from babysit.errors import BabysitError
 from babysit.store import LIVE
 from babysit.ui import actions, state
 from babysit.ui.figures import run_figure
-from babysit.ui.pages import OPEN_RUN, control_access, load_runs, open_run, selected_run
+from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
 
+_FLASH = "run_flash"              # session_state key: the last action's success line
 _FIXED_KEYS = ("lr", "momentum")   # have their own buttons; the rest get an exact entry each
 
 
@@ -68,7 +70,9 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
         where.error(str(exc))
         return None
     state.refresh()
-    where.success(message)
+    # rerun so every "now" value on the page shows the change; the message survives the rerun
+    st.session_state[_FLASH] = message
+    st.rerun()
     return message
 
 
@@ -133,7 +137,7 @@ def _checkpoint_table(checkpoints: pd.DataFrame) -> pd.DataFrame:
     metrics = metrics.apply(pd.to_numeric, errors="coerce")
     base = pd.DataFrame({
         "day": checkpoints["day"].astype(int), "step": checkpoints["step"].astype(int),
-        "time": pd.to_datetime(checkpoints["time"], unit="s").dt.strftime("%H:%M:%S"),
+        "time": [time.strftime("%m-%d %H:%M:%S", time.localtime(t)) for t in checkpoints["time"]],
     })
     return pd.concat([base, metrics.reset_index(drop=True)], axis=1)
 
@@ -171,15 +175,11 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
         fover = st.text_input("overrides (key=value …)", key="fork_overrides",
                               placeholder="lr=0.02 momentum=0.95", disabled=not enabled)
         if st.button("Fork", key="run_fork", disabled=not enabled):
-            result: dict[str, int] = {}
-
             def do_fork() -> str:
                 message, child = actions.fork(client, run_id, fday, fover)
-                result["child"] = child
+                st.session_state["last_fork"] = child      # offer a link to the new run
                 return message
             _act(feedback, "forking", do_fork)
-            if "child" in result:
-                st.session_state["last_fork"] = result["child"]
         child = st.session_state.get("last_fork")
         if child is not None and st.button(f"Open run #{child}", key="open_fork"):
             st.session_state.pop("last_fork", None)
@@ -224,6 +224,9 @@ def render() -> None:
             else "fork it from a day below to train further"
         st.caption(f"Run {run_id} is {row.get('status')}: no process to steer; {hint}.")
     feedback = st.container()
+    flash = st.session_state.pop(_FLASH, None)
+    if flash:
+        feedback.success(flash)
     try:
         client = state.client()
     except BabysitError as exc:
@@ -234,5 +237,4 @@ def render() -> None:
     _days(client, run_id, row, allowed, feedback)
     with chart:
         live_view(run_id)
-
 

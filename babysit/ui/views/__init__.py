@@ -26,7 +26,7 @@ def page(name: str) -> Any:
 
     Pages are identified by url path, so a page made here matches the one in the router.
     """
-    from babysit.ui.pages import compare, lineage, run, runs
+    from babysit.ui.views import compare, lineage, run, runs
 
     render = {"runs": runs.render, "run": run.render, "compare": compare.render,
               "lineage": lineage.render}[name]

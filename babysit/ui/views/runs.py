@@ -6,7 +6,7 @@ import streamlit as st
 
 from babysit.store import STATUSES
 from babysit.ui import actions, state
-from babysit.ui.pages import compare_runs, load_runs, open_run
+from babysit.ui.views import compare_runs, load_runs, open_run
 
 
 def render() -> None:
@@ -49,3 +49,4 @@ def render() -> None:
         open_run(picked[0])
     if c2.button("Compare", key="runs_compare", disabled=len(picked) < 2):
         compare_runs(picked)
+

@@ -7,7 +7,7 @@ import streamlit as st
 from babysit.errors import BabysitError
 from babysit.ui import state
 from babysit.ui.figures import compare_figure
-from babysit.ui.pages import COMPARE_RUNS, load_runs
+from babysit.ui.views import COMPARE_RUNS, load_runs
 
 
 @st.fragment(run_every=state.REFRESH_S)
@@ -53,3 +53,4 @@ def render() -> None:
     log_y = c2.toggle("log y", key="compare_log_y")
     smoothing = c3.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing")
     live_compare([int(i) for i in chosen], str(metric), bool(log_y), float(smoothing))
+
