@@ -50,7 +50,7 @@ def test_lr_nudge_scales_the_schedule_instead_of_being_overwritten(trainers, sch
              "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1000,
                                                                          eta_min=0.001)}[scheduler]()
     plain = [0.1]
-    for _ in range(result.step + 40):
+    for _ in range(int(lr.index.max()) + 1):
         opt.step()
         sched.step()
         plain.append(opt.param_groups[0]["lr"])
