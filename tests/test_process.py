@@ -252,3 +252,21 @@ def test_client_sees_the_same_store_as_init_by_default(root, monkeypatch):
     monkeypatch.setenv("BABYSIT_ROOT", str(root / "elsewhere"))
     assert babysit.Client().runs().empty
     assert os.path.exists(root / "elsewhere" / "babysit.db")
+
+
+def test_divergence_guard_can_roll_back_and_halve_the_learning_rate(trainers):
+    _, run_id = trainers.start("--pace", "0.01", "--nan-at", "30", "--day", "20 steps",
+                               "--guard", "rollback")
+    c = trainers.client
+    wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the autopilot rollback")
+    events = c.events(run_id)
+    rollback = events.query("kind == 'rollback'").iloc[0]
+    assert rollback.source == "autopilot" and rollback.detail["to_day"] == 1
+    nudge = events.query("kind == 'nudge'").iloc[0]
+    assert nudge.source == "autopilot" and nudge.detail["lr"]["new"] == pytest.approx(0.025)
+    assert "diverged" in events.kind.tolist()
+    # the script logs NaN at step 30 every time, so the guard gives up after 3 rollbacks
+    wait_for(lambda: len(c.events(run_id).query("kind == 'rollback'")) == 3, 60, "3 rollbacks")
+    wait_for(lambda: c.run(run_id).status == "diverged", 60, "the guard to give up")
+    time.sleep(0.5)
+    assert len(c.events(run_id).query("kind == 'rollback'")) == 3
