@@ -25,6 +25,7 @@ from babysit.errors import (
     StoreError,
     UnknownDay,
     UnknownRun,
+    UnknownStudy,
 )
 
 __version__ = "0.1.0"
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BabysitError", "CheckpointError", "Client", "CommandRejected", "CommandResult",
     "CommandTimeout", "DaySpec", "Guard", "InvalidValue", "LaunchError", "Run", "RunNotLive",
-    "StoreError", "UnknownDay", "UnknownRun", "__version__", "init",
+    "StoreError", "UnknownDay", "UnknownRun", "UnknownStudy", "__version__", "init",
 ]
 
 

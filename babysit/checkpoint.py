@@ -12,15 +12,20 @@ import hashlib
 import json
 import os
 import random
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from babysit.errors import CheckpointError
 
+# torch is imported inside the functions that need it: the Client verifies checkpoints
+# (restart, rollback, fork) and the CLI and the dashboard start faster without torch.
+
 FORMAT = 1
+_CHECKPOINT_FILE = re.compile(r"^day\d{4,}\.b\d+\.(pt|json)$")
 
 
 def run_dir(root: Path, run_id: int) -> Path:
@@ -78,10 +83,41 @@ def _write_atomic(path: Path, write: Any) -> None:
     _fsync_dir(path.parent)
 
 
+class _Recording:
+    """A file wrapper that remembers the first OSError a write raised."""
+
+    def __init__(self, f: Any):
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save(path: Path, payload: dict[str, Any]) -> tuple[int, str]:
     """Write ``payload`` to ``path`` atomically, then its manifest. Returns (size, sha256)."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, lambda f: torch.save(payload, f))
+
+    def write(f: Any) -> None:
+        # torch.save turns a failed write (disk full, EFBIG) into an opaque RuntimeError
+        # ("unexpected pos ..."): keep the OSError underneath and raise that instead.
+        out = _Recording(f)
+        try:
+            torch.save(payload, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
+    _write_atomic(path, write)
     size, sha = path.stat().st_size, _sha256(path)
     manifest = {"format": FORMAT, "file": path.name, "size": size, "sha256": sha,
                 "step": payload.get("step"), "day": payload.get("day"),
@@ -116,6 +152,8 @@ def verify(path: Path, sha256: str | None = None) -> dict[str, Any]:
 
 def load(path: Path, sha256: str | None = None) -> dict[str, Any]:
     """Verify, then load with ``weights_only=True`` only (no code runs from a checkpoint)."""
+    import torch
+
     verify(path, sha256)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -126,9 +164,39 @@ def load(path: Path, sha256: str | None = None) -> dict[str, Any]:
     return payload
 
 
+def clean_run_dir(folder: Path, keep: Iterable[Path]) -> list[Path]:
+    """Remove what a killed process left half-done in a run's folder; returns what went.
+
+    That is temporary files (``.dayNNNN.bB.pt.<pid>.tmp``) and day files (``.pt``/``.json``)
+    that are not in ``keep`` (the checkpoints the store lists): a checkpoint without its store
+    row was never acknowledged, so nothing can roll back to it. Anything else (process.log,
+    unwritten-*.tsv) is left alone. Call it only when no process of the run is alive.
+    """
+    kept = {os.path.normpath(p) for p in keep}
+    kept |= {os.path.normpath(Path(p).with_suffix(".json")) for p in kept}
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        name = entry.name
+        stale = (name.startswith(".") and name.endswith(".tmp")) or \
+            (_CHECKPOINT_FILE.match(name) is not None and os.path.normpath(entry) not in kept)
+        if stale and entry.is_file() and not entry.is_symlink():
+            try:
+                entry.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(entry)
+    return removed
+
+
 # ------------------------------------------------------------------------------------ RNG state
 def capture_rng() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA when in use) generator states, in weights_only-safe types."""
+    import torch
+
     np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -143,6 +211,8 @@ def capture_rng() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> list[str]:
     """Restore what ``capture_rng`` saved; returns the names of states that could not be."""
+    import torch
+
     missing = []
     python: Any = state.get("python")
     if python is not None:

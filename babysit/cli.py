@@ -4,6 +4,9 @@
     babysit rollback RUN DAY [k=v ...] | fork RUN [--day D] [k=v ...] | restart RUN [--day D]
     babysit metrics RUN | events RUN | checkpoints RUN
     babysit run -- python train.py | demo | ui
+    babysit exploit TARGET SOURCE DAY [k=v ...] | retest RUN
+    babysit study create NAME ... -- python train.py | launch | run | list | show | best
+    babysit study decisions NAME | approve ID | veto ID | autopilot NAME MODE | stop NAME
 """
 
 from __future__ import annotations
@@ -154,6 +157,186 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_exploit(args: argparse.Namespace) -> int:
+    values = parse_assignments(args.values)
+    result = _client(args).exploit(args.target, args.source, args.day, hp=values,
+                                   wait=not args.no_wait, timeout=args.timeout, reason=args.reason)
+    print(f"run {result.run_id}: exploit of run {args.source} day {args.day} {result.status}" +
+          (f" at step {result.step}" if result.step is not None else "") +
+          (f" ({_fmt_hp(values)})" if values else ""))
+    return 0
+
+
+def _print_retest(report: Any) -> None:
+    print(report.summary)
+    for probe in report.probes:
+        value = "-" if probe.value is None else f"{probe.value:.4g}"
+        what = "control (unchanged)" if probe.control else _fmt_hp(probe.hp)
+        print(f"  run {probe.run_id:>5}  {probe.status:<9} {report.objective}={value:<10} {what}")
+
+
+def cmd_retest(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if not args.report:
+        retest_id = client.retest(args.run, probes=args.probes, days=args.days,
+                                  factor=args.factor, objective=args.objective,
+                                  direction=args.direction)
+        print(f"retest {retest_id} of run {args.run}: probes started")
+    report = client.retest_report(args.run)
+    deadline = time.monotonic() + args.timeout
+    while args.wait and not report.done and time.monotonic() < deadline:
+        time.sleep(1.0)
+        report = client.retest_report(args.run)
+    _print_retest(report)
+    return 0
+
+
+# ---------------------------------------------------------------------- study verbs
+def _option_value(text: str) -> Any:
+    """A strategy option's value: JSON when it parses (numbers, lists), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_study_create(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    argv = list(args.command)
+    if not argv:
+        raise ValueError("give the trial's command after --, e.g. "
+                         "babysit study create NAME ... -- python train.py")
+    options = {}
+    for item in args.option or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option takes KEY=VALUE, got {item!r}")
+        options[key.strip()] = _option_value(text.strip())
+    space: Any = args.space
+    if not Path(space).exists() and space.lstrip().startswith("{"):
+        space = json.loads(space)       # an inline JSON spec
+    budget = {k: v for k, v in (("runs", args.runs), ("days", args.days),
+                                ("parallel", args.parallel)) if v is not None}
+    client = _client(args)
+    study_id = client.create_study(
+        args.name, objective=args.objective, direction=args.direction, space=space,
+        strategy={"kind": args.strategy, **options}, budget=budget, command=argv,
+        stopping=args.stop or [], autopilot=args.autopilot, project=args.project,
+        parent=args.parent, seed=args.seed)
+    print(f"study {study_id} ({args.name}) created")
+    if args.launch:
+        pid = client.launch_study(study_id)
+        print(f"study {args.name}: orchestrator started (pid {pid}); log in "
+              f"{client.store.root / 'studies' / str(study_id) / 'orchestrator.log'}")
+    else:
+        print(f"start it with: babysit study launch {args.name}")
+    return 0
+
+
+def cmd_study_launch(args: argparse.Namespace) -> int:
+    client = _client(args)
+    record = client.study(args.name)
+    if args.foreground:
+        return cmd_study_run(args)
+    pid = client.launch_study(record.id)
+    print(f"study {record.name}: orchestrator started (pid {pid}); log in "
+          f"{client.store.root / 'studies' / str(record.id) / 'orchestrator.log'}")
+    return 0
+
+
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from babysit.study.orchestrator import Orchestrator
+
+    status = Orchestrator(_client(args), args.name).run(poll_s=args.poll)
+    print(f"study {args.name}: {status}")
+    return 0
+
+
+def cmd_study_list(args: argparse.Namespace) -> int:
+    df = _client(args).studies()
+    if not args.json and not df.empty:
+        df = df.assign(best=df["best"].map(lambda v: "" if pd.isna(v) else f"{v:.4g}"),
+                       runs=[f"{r}/{b}" for r, b in zip(df["runs"], df["budget_runs"],
+                                                         strict=True)])
+        df = df[["id", "name", "status", "strategy", "autopilot", "objective", "direction",
+                 "runs", "live", "best", "best_run", "orchestrator"]]
+    _show(df, args.json)
+    return 0
+
+
+def _runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.drop(columns=["hp", "created", "ended"])
+    for column in ("objective", "best"):
+        df[column] = df[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    return df
+
+
+def cmd_study_show(args: argparse.Namespace) -> int:
+    client = _client(args)
+    record = client.study(args.name)
+    runs = client.study_runs(record.id)
+    if args.json:
+        print(json.dumps({"study": record.__dict__, "runs": json.loads(
+            runs.to_json(orient="records", default_handler=str))}, default=str))
+        return 0
+    alive = "alive" if client.orchestrator_alive(record) else "not running"
+    print(f"study {record.id} {record.name} ({record.status}; orchestrator {alive})")
+    print(f"  objective: {record.objective} ({record.direction})   project: {record.project}")
+    print(f"  strategy: {json.dumps(record.strategy)}   autopilot: {record.autopilot}")
+    print(f"  budget: {json.dumps(record.budget)}   stopping: {json.dumps(record.stopping)}")
+    print(f"  space: {json.dumps(record.space)}")
+    print(f"  command: {' '.join([record.command['executable'], *record.command['argv']])}")
+    _show(_runs_table(runs), False)
+    return 0
+
+
+def cmd_study_best(args: argparse.Namespace) -> int:
+    client = _client(args)
+    record = client.study(args.name)
+    best = client.study_best(record.id)
+    if args.json:
+        print(json.dumps(best, default=str))
+    elif best is None:
+        print(f"study {record.name}: no run has a {record.objective} yet")
+    else:
+        print(f"study {record.name}: best run {best['id']} ({best['name']}, {best['status']}): "
+              f"{record.objective} {best['best']:.4g} at day {best['best_day']}; "
+              f"{_fmt_hp(best['hp'])}")
+    return 0
+
+
+def cmd_study_decisions(args: argparse.Namespace) -> int:
+    df = _client(args).decisions(args.name, status=args.status)
+    if not args.json and not df.empty:
+        df = df.assign(created=pd.to_datetime(df["created"], unit="s").dt.strftime("%H:%M:%S"))
+        df = df[["id", "run_id", "kind", "status", "source_run", "source_day", "reason",
+                 "created", "decided_by", "error"]]
+    _show(df, args.json)
+    return 0
+
+
+def _decide(verb: str):
+    def handler(args: argparse.Namespace) -> int:
+        record = getattr(_client(args), verb)(args.id)
+        print(f"decision {record.id} ({record.kind} of run {record.run_id}): {record.status}")
+        return 0
+    return handler
+
+
+def cmd_study_autopilot(args: argparse.Namespace) -> int:
+    _client(args).set_autopilot(args.name, args.mode)
+    print(f"study {args.name}: autopilot {args.mode}")
+    return 0
+
+
+def cmd_study_stop(args: argparse.Namespace) -> int:
+    stopped = _client(args).stop_study(args.name, timeout=args.timeout)
+    print(f"study {args.name}: stopped" +
+          (f" with runs {', '.join(map(str, stopped))}" if stopped else ""))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     client = _client(args)
     argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace", str(args.pace)]
@@ -263,6 +446,97 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="start in the background and return")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
+    p = verb("exploit", cmd_exploit,
+             "copy a day of another run into a running run: exploit TARGET SOURCE DAY [k=v]")
+    p.add_argument("target", help="the running run that takes the weights")
+    p.add_argument("source", help="the run whose day checkpoint is copied")
+    p.add_argument("day", type=int)
+    p.add_argument("values", nargs="*", metavar="key=value")
+    p.add_argument("--reason", default=None, help="why, for the event log")
+    waiting(p)
+
+    p = verb("retest", cmd_retest, "fork short probes around a run's hyperparameters and report "
+             "whether its setting is still the best")
+    p.add_argument("run")
+    p.add_argument("--probes", type=int, default=4, help="probes besides the control (default 4)")
+    p.add_argument("--days", type=int, default=1, help="days each probe trains (default 1)")
+    p.add_argument("--factor", type=float, default=2.0,
+                   help="how far a probe moves a hyperparameter on its scale (default 2)")
+    p.add_argument("--objective", default=None,
+                   help="metric to compare (default: the run's study's, else val_loss)")
+    p.add_argument("--direction", default=None, choices=["min", "max"])
+    p.add_argument("--report", action="store_true",
+                   help="start nothing: print the latest retest's report")
+    p.add_argument("--wait", action="store_true", help="wait until every probe is done")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds --wait waits at most (default 600)")
+
+    study = verb("study", None, "define, launch and steer studies (many runs, an autopilot)")
+    ssub = study.add_subparsers(dest="study_verb", required=True, metavar="STUDY_VERB")
+
+    def study_verb(name: str, handler: Any, help_: str) -> argparse.ArgumentParser:
+        sp = ssub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    p = study_verb("create", cmd_study_create,
+                   "define a study: study create NAME --objective M --space FILE ... -- python "
+                   "train.py")
+    p.add_argument("name")
+    p.add_argument("--objective", required=True, help="metric compared at day ends (val_loss)")
+    p.add_argument("--direction", default="min", choices=["min", "max"])
+    p.add_argument("--space", required=True,
+                   help="search space: a .yaml/.toml/.json file, or inline JSON")
+    p.add_argument("--strategy", default="random",
+                   help="grid, random, coarse_to_fine, optuna or pbt (default random)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a strategy option, e.g. n_per_param=3, sampler=tpe, quantile=0.25")
+    p.add_argument("--seed", type=int, default=None, help="the strategy's seed (default: drawn)")
+    p.add_argument("--runs", type=int, default=None, help="trials in all (default 8; PBT: parallel)")
+    p.add_argument("--days", type=int, default=None, help="days each trial trains (default 5)")
+    p.add_argument("--parallel", type=int, default=None,
+                   help="trials live at once; PBT's population (default 2)")
+    p.add_argument("--stop", action="append", metavar="RULE",
+                   help="early stopping: patience:DAYS, threshold:DAY:VALUE, walltime:SECONDS, "
+                        "median[:MIN_DAYS[:MIN_RUNS]], asha[:MIN_DAYS[:ETA[:MAX_DAYS]]]")
+    p.add_argument("--autopilot", default="auto", choices=["auto", "supervised", "off"])
+    p.add_argument("--project", default=None, help="project of its runs (default: NAME)")
+    p.add_argument("--parent", default=None, help="the study this one refines")
+    p.add_argument("--launch", action="store_true", help="start its orchestrator right away")
+    p.set_defaults(command=[])      # the trial's command: what follows `--` (see main)
+
+    p = study_verb("launch", cmd_study_launch, "start a study's orchestrator in the background")
+    p.add_argument("name")
+    p.add_argument("--foreground", action="store_true",
+                   help="run the orchestrator in this terminal instead")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between two ticks")
+    p = study_verb("run", cmd_study_run, "the orchestrator loop itself, in the foreground")
+    p.add_argument("name")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between two ticks")
+    p = study_verb("list", cmd_study_list, "list studies")
+    p.add_argument("--json", action="store_true")
+    for name, handler, help_ in (("show", cmd_study_show, "a study's settings and runs"),
+                                 ("best", cmd_study_best, "a study's best run so far")):
+        p = study_verb(name, handler, help_)
+        p.add_argument("name")
+        p.add_argument("--json", action="store_true")
+    p = study_verb("decisions", cmd_study_decisions, "the autopilot's moves (exploits, stops)")
+    p.add_argument("name")
+    p.add_argument("--status", default=None,
+                   help="proposed, approved, vetoed, applied or failed")
+    p.add_argument("--json", action="store_true")
+    for name, help_ in (("approve", "approve a proposed autopilot move"),
+                        ("veto", "veto a proposed autopilot move")):
+        p = study_verb(name, _decide(name), help_)
+        p.add_argument("id", help="the decision id (babysit study decisions NAME)")
+    p = study_verb("autopilot", cmd_study_autopilot, "switch the autopilot: auto, supervised, off")
+    p.add_argument("name")
+    p.add_argument("mode", choices=["auto", "supervised", "off"])
+    p = study_verb("stop", cmd_study_stop, "stop a study's orchestrator and its live runs")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the runs to stop before SIGTERM (default 30)")
+
     for name, handler, help_ in (("demo", cmd_demo, "start a demo run and the dashboard"),
                                  ("ui", cmd_ui, "serve the dashboard")):
         p = verb(name, handler, help_)
@@ -278,8 +552,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--` ends babysit's own options: what follows is a command (`run`, `study create`)
+    command = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
     # key=value pairs may come after options (fork RUN --day 2 lr=0.1): argparse alone can't mix
     args, extra = parser.parse_known_args(argv)
+    if command is not None:
+        if not hasattr(args, "command"):
+            parser.error(f"unrecognized arguments: -- {' '.join(command)}")
+        args.command = list(args.command) + command
     if extra:
         if hasattr(args, "values") and all("=" in item and not item.startswith("-") for item in extra):
             args.values = list(args.values) + extra

@@ -6,6 +6,7 @@ Commands travel through the store: the client validates, writes a command row, a
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -15,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 
+from babysit import checkpoint as ckpt
 from babysit.errors import (
+    CheckpointError,
     CommandRejected,
     CommandTimeout,
     InvalidValue,
@@ -26,9 +30,10 @@ from babysit.errors import (
     RunNotLive,
     UnknownDay,
 )
-from babysit.hparams import check_updates
+from babysit.hparams import check_key, check_updates
 from babysit.launcher import Launcher, LocalLauncher
 from babysit.store import LIVE, STATUSES, CheckpointRecord, RunRecord, Store
+from babysit.study.commands import StudyCommands
 
 SOURCES = ("api", "cli", "ui", "autopilot")
 #: a run on another host is taken for crashed when its heartbeat is older than this
@@ -67,13 +72,51 @@ def _check_day(day: object) -> int:
     return day
 
 
-class Client:
+def _check_reason(reason: object) -> str | None:
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > 2000:
+        raise InvalidValue(f"reason must be text of at most 2000 characters, got {reason!r}")
+    return reason.strip() or None
+
+
+def _check_max_days(max_days: object, after_day: int = 0) -> int | None:
+    if max_days is None:
+        return None
+    if isinstance(max_days, bool) or not isinstance(max_days, int) or max_days <= after_day:
+        raise InvalidValue(f"max_days must be a whole number > {after_day}, got {max_days!r}")
+    return max_days
+
+
+def _check_launch_hp(hp: object) -> dict[str, Any]:
+    """A launched run's starting hyperparameters: names like 'lr', JSON scalar values (a
+    study's choice params are strings or booleans; numbers must be finite)."""
+    if not isinstance(hp, Mapping):
+        raise InvalidValue(f"hp must be a mapping of name to value, got {hp!r}")
+    clean: dict[str, Any] = {}
+    for key, value in hp.items():
+        check_key(key)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidValue(f"{key} must be a finite number, got {value!r}")
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidValue(f"{key} must be a number, text, true/false or null, got {value!r}")
+        clean[key] = value
+    return clean
+
+
+class Client(StudyCommands):
     """Steer and inspect runs from another process.
+
+    The study commands (create_study, launch_study, approve, retest, ...) come from
+    `babysit.study.commands.StudyCommands`.
 
     >>> c = babysit.Client()                   # ./checkpoints, like init()
     >>> c.nudge(3, lr=0.05, wait=True)
     >>> c.rollback(3, day=2)
     >>> child = c.fork(3, day=2, lr=0.02)
+    >>> c.exploit(4, 3, day=2, lr=0.02)        # run 4 continues from run 3's day 2, with lr 0.02
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *, store_url: str | None = None,
@@ -173,8 +216,8 @@ class Client:
     # ------------------------------------------------------------------ commands
     def _post(self, record: RunRecord, kind: str, args: dict[str, Any], source: str | None,
               wait: bool, timeout: float) -> CommandResult:
-        command_id = self.store.post_command(record.id, kind, args,
-                                             _check_source(source or self.source))
+        source = _check_source(self.source if source is None else source)
+        command_id = self.store.post_command(record.id, kind, args, source)
         if not wait:
             return CommandResult(command_id, record.id, kind, "pending", None, None)
         return self.wait(command_id, timeout)
@@ -233,13 +276,16 @@ class Client:
         return self._post(record, "resume", {}, source, wait, timeout)
 
     def stop(self, run: int | str, *, wait: bool = True, timeout: float = 30.0,
-             source: str | None = None) -> CommandResult:
+             source: str | None = None, reason: str | None = None) -> CommandResult:
         """Stop at the next step boundary (restart later from the last day's checkpoint).
 
         With ``wait``, a process that does not stop in time gets SIGTERM, then SIGKILL.
+        ``reason`` goes into the stop event (an early-stopping rule gives its own).
         """
+        reason = _check_reason(reason)
         record = self._live(run, "stop")
-        result = self._post(record, "stop", {}, source, False, timeout)
+        result = self._post(record, "stop", {"reason": reason} if reason else {}, source, False,
+                            timeout)
         if not wait:
             return result
         deadline = time.monotonic() + timeout
@@ -280,6 +326,7 @@ class Client:
         _check_day(day)
         record = self._live(run, "roll back")
         target = self._day_checkpoint(record, day)
+        self._check_intact(target)
         if overrides:
             check_updates(overrides, target.hp, strict=record.strict,
                           optimizer_keys=record.optimizer_keys)
@@ -294,11 +341,77 @@ class Client:
             raise UnknownDay(f"run {record.id} has no {what}; days available: {shown}")
         return target
 
+    def _check_intact(self, target: CheckpointRecord) -> None:
+        """Refuse a day whose checkpoint file is missing, truncated or corrupted."""
+        try:
+            ckpt.verify(ckpt.safe_path(self.store.root, target.path), target.sha256)
+        except CheckpointError as exc:
+            raise CheckpointError(f"day {target.day} of run {target.run_id} cannot be used: "
+                                  f"{exc}; choose another day") from None
+
+    def _last_intact(self, record: RunRecord, source: str) -> CheckpointRecord | None:
+        """The latest checkpoint that passes its checks; each bad one on the way is an event.
+
+        None when the run has no checkpoint at all; CheckpointError when none is intact.
+        """
+        records = self.store.checkpoint_records(record.id)
+        errors = []
+        for target in reversed(records):
+            try:
+                self._check_intact(target)
+            except CheckpointError as exc:
+                errors.append(f"day {target.day}: {exc}")
+                self.store.add_event(record.id, target.step, target.day + 1, "checkpoint_corrupt",
+                                     source, {"day": target.day, "path": target.path,
+                                              "error": str(exc)}, record.branch)
+                continue
+            return target
+        if records:
+            raise CheckpointError(f"run {record.id} has no intact checkpoint to restart from: "
+                                  + "; ".join(errors))
+        return None
+
+    def exploit(self, target: int | str, source_run: int | str, day: int,
+                hp: Mapping[str, Any] | None = None, *, wait: bool = True, timeout: float = 60.0,
+                source: str | None = None, reason: str | None = None,
+                decision: int | None = None) -> CommandResult:
+        """Copy ``source_run``'s day-``day`` weights into the running ``target`` (PBT's exploit).
+
+        The target's process loads that checkpoint (weights, optimizer, scheduler, data
+        position), applies ``hp`` on top (the explore) and goes on; it keeps its own step
+        counter unless it is already past the checkpoint's step, in which case what it did
+        since is superseded, as in a rollback. Recorded as an ``exploit`` event on the target
+        (from_run, from_day, old/new hp, ``reason``). ``decision`` links an autopilot decision.
+
+        >>> c.exploit("b", "a", day=5, lr=0.02)    # run b continues from run a's day 5
+        """
+        _check_day(day)
+        reason = _check_reason(reason)
+        if decision is not None and (isinstance(decision, bool) or not isinstance(decision, int)):
+            raise InvalidValue(f"decision must be a decision id, got {decision!r}")
+        record = self._live(target, "exploit into")
+        donor = self.store.get_run(source_run)
+        if donor.id == record.id:
+            raise InvalidValue(f"run {record.id} cannot exploit itself: roll it back instead")
+        checkpoint = self._day_checkpoint(donor, day)
+        self._check_intact(checkpoint)
+        overrides = _merge(hp, {})
+        clean = check_updates(overrides, checkpoint.hp, strict=record.strict,
+                              optimizer_keys=record.optimizer_keys) if overrides else {}
+        args: dict[str, Any] = {"run": donor.id, "day": day, "hp": clean}
+        if reason:
+            args["reason"] = reason
+        if decision is not None:
+            args["decision"] = decision
+        return self._post(record, "exploit", args, source, wait, timeout)
+
     def fork(self, run: int | str, day: int | None = None, *, hp: Mapping[str, Any] | None = None,
-             name: str | None = None, source: str | None = None, **values: Any) -> int:
+             name: str | None = None, source: str | None = None, max_days: int | None = None,
+             **values: Any) -> int:
         """Start a new run (a new process) from ``day``'s checkpoint of ``run``, with overrides.
 
         The parent keeps running; the child records (run, day) as its parent. Returns its id.
+        With ``max_days`` the child finishes by itself once that day is done.
 
         >>> child = c.fork(3, day=2, lr=0.02)
         """
@@ -307,19 +420,21 @@ class Client:
             _check_day(day)
         parent = self.run(run)
         target = self._day_checkpoint(parent, day)
+        self._check_intact(target)
         if overrides:
             check_updates(overrides, target.hp, strict=parent.strict,
                           optimizer_keys=parent.optimizer_keys)
+        max_days = _check_max_days(max_days, target.day)
         if not parent.launch:
             raise LaunchError(f"run {parent.id} was started from an interactive session; "
                               "fork needs a run started from a script")
-        source = _check_source(source or self.source)
+        source = _check_source(self.source if source is None else source)
         hp_child = {**target.hp, **overrides}
         child = self.store.create_run(
             project=parent.project, name=name or "", status="starting", config=hp_child,
             hp=hp_child, strict=parent.strict, day_spec=parent.day_spec, day=target.day,
             step=target.step, parent_id=parent.id, parent_day=target.day, launch=parent.launch,
-            study_id=parent.study_id, optimizer_keys=parent.optimizer_keys,
+            study_id=parent.study_id, optimizer_keys=parent.optimizer_keys, max_days=max_days,
             resume={"path": target.path, "sha256": target.sha256, "day": target.day,
                     "supersede": False})
         if not name:
@@ -340,7 +455,14 @@ class Client:
         if record.status not in ("crashed", "stopped"):
             raise RunNotLive(f"only a crashed or stopped run can be restarted; run {record.id} "
                              f"is {record.status}")
-        target = self.store.checkpoint(record.id, day)
+        source = _check_source(self.source if source is None else source)
+        if day is None:
+            # the latest day that is intact: a truncated or corrupted one is skipped, loudly
+            target = self._last_intact(record, source)
+        else:
+            target = self.store.checkpoint(record.id, day)
+            if target is not None:
+                self._check_intact(target)
         resume = None
         if target is not None:
             resume = {"path": target.path, "sha256": target.sha256, "day": target.day,
@@ -355,8 +477,7 @@ class Client:
                                      heartbeat=time.time(), error=None):
             raise RunNotLive(f"run {record.id} changed state meanwhile; try again")
         self.store.add_event(record.id, target.step if target else 0,
-                             (target.day + 1) if target else 1, "restart",
-                             _check_source(source or self.source),
+                             (target.day + 1) if target else 1, "restart", source,
                              {"from_day": target.day if target else None}, record.branch)
         return self._launch(record.id, record.launch)
 
@@ -375,24 +496,42 @@ class Client:
         return pid
 
     def launch(self, argv: list[str], *, project: str | None = None, name: str | None = None,
-               day: str | None = None, cwd: str | None = None, detach: bool = True) -> int:
+               day: str | None = None, cwd: str | None = None, detach: bool = True,
+               hp: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
+               study_id: int | None = None, max_days: int | None = None,
+               trial: int | None = None) -> int:
         """Create a run for a script and (with ``detach``) start it in the background.
 
         The script's own ``babysit.init()`` binds to this run and fills in the project, day and
-        config that were not given here. Returns the run id.
+        config that were not given here; ``hp`` (or its other name ``config``) wins over the
+        script's config. With ``max_days`` the run finishes by itself once that day is done.
+        ``study_id``/``trial`` tie the run to a study. Returns the run id.
+
+        >>> c.launch([sys.executable, "train.py"], hp={"lr": 0.01}, max_days=5)
         """
         from babysit.day import DaySpec
 
-        if not argv:
-            raise InvalidValue("babysit run needs a command, e.g. babysit run -- python train.py")
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidValue("babysit run needs a command (a list of strings), e.g. "
+                               f"babysit run -- python train.py; got {argv!r}")
+        if hp is not None and config is not None:
+            raise InvalidValue("give the starting hyperparameters as hp= or config=, not both")
+        start_hp = _check_launch_hp(hp if hp is not None else (config or {}))
+        max_days = _check_max_days(max_days)
+        for label, value in (("study_id", study_id), ("trial", trial)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise InvalidValue(f"{label} must be a whole number >= 0, got {value!r}")
         launch = {"executable": argv[0], "argv": list(argv[1:]),
                   "cwd": str(Path(cwd or os.getcwd()).resolve()), "env": {}}
         run_id = self.store.create_run(project=project or "", name=name or "", status="starting",
-                                       config={}, hp={}, strict=False,
+                                       config=start_hp, hp=start_hp, strict=False,
                                        day_spec=str(DaySpec.parse(day)) if day else "",
-                                       launch=launch)
+                                       launch=launch, study_id=study_id, trial=trial,
+                                       max_days=max_days)
         if not name:
-            self.store.update_run(run_id, name=f"run-{run_id}")
+            # without a project this is a placeholder: the script's init() renames it
+            self.store.update_run(run_id, name=f"{project or 'run'}-{run_id}")
         if detach:
             self._launch(run_id, launch)
         return run_id

@@ -52,15 +52,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pace", type=float, default=0.03,
                         help="seconds to wait per step so a person can watch (0: full speed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fingerprint", action="store_true",
+                        help="also log wsum, the sum of the weights each step starts from")
     args = parser.parse_args(argv)
 
+    # One thread: a model this small gains nothing from more, and a study's trials share the
+    # cores (on a busy 2-core machine two threads made a step 20x slower).
+    torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     x, y = spirals(4096, seed=args.seed)
     xv, yv = spirals(1024, seed=args.seed + 1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch_size, shuffle=True)
     config = {"lr": args.lr, "momentum": args.momentum, "weight_decay": args.weight_decay,
               "batch_size": args.batch_size, "grad_clip": 5.0}
+    # As a study's trial, the run's hyperparameters (batch_size included) come from the study.
     run = babysit.init(project=args.project, name=args.name, config=config, day=args.day)
+    loader = DataLoader(TensorDataset(x, y), batch_size=int(run.hp["batch_size"]), shuffle=True)
     net = model()
     opt = torch.optim.SGD(net.parameters(), lr=run.hp["lr"], momentum=run.hp["momentum"],
                           weight_decay=run.hp["weight_decay"])
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
 
     with run:
         for xb, yb in run.loop(loader, epochs=args.epochs):
+            if args.fingerprint:
+                run.log(wsum=float(sum(p.double().sum() for p in net.parameters())))
             loss = loss_fn(net(xb), yb)
             opt.zero_grad()
             loss.backward()

@@ -41,3 +41,7 @@ class CheckpointError(BabysitError):
 
 class LaunchError(BabysitError):
     """A run's process could not be started (e.g. it was launched interactively)."""
+
+
+class UnknownStudy(BabysitError, LookupError):
+    """No study with this id or name exists in the store."""

@@ -36,6 +36,8 @@ def check_value(key: str, value: object, current: object = None) -> int | float:
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidValue(f"{key} must be a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > 1e15:   # before float(): 10**400 overflows it
+        raise InvalidValue(f"{key} is implausibly large, got {value!r}")
     if not math.isfinite(value):
         raise InvalidValue(f"{key} must be a finite number, got {value!r}")
     if value < 0:

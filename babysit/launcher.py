@@ -47,6 +47,23 @@ def command_line(launch: dict[str, Any] | None, run_id: int) -> list[str]:
     return [executable, *[str(a) for a in launch["argv"]]]
 
 
+def start_detached(argv: list[str], *, cwd: str, env: dict[str, str], log_path: Path,
+                   what: str) -> int:
+    """Start ``argv`` in its own session (it outlives the dashboard or CLI that started it),
+    output appended to ``log_path``; returns its pid. ``what`` names it in errors."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise LaunchError(f"could not start {what} ({argv[0]}): {exc}") from exc
+    # Reap the child when it exits so it never lingers as a zombie that looks alive.
+    threading.Thread(target=proc.wait, name=f"babysit-reap-{proc.pid}", daemon=True).start()
+    return proc.pid
+
+
 class LocalLauncher:
     """Start detached processes on this machine; their output goes to ``runs/<id>/process.log``."""
 
@@ -55,16 +72,6 @@ class LocalLauncher:
         cwd = launch.get("cwd") or os.getcwd()
         if not Path(cwd).is_dir():
             raise LaunchError(f"run {run_id} was started in {cwd}, which no longer exists")
-        log_dir = root / "runs" / str(run_id)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / "process.log", "ab") as log:
-            try:
-                proc = subprocess.Popen(
-                    argv, cwd=cwd, env=process_env(run_id, launch, root, store_url),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True)  # survives the dashboard or CLI that started it
-            except OSError as exc:
-                raise LaunchError(f"could not start run {run_id} ({argv[0]}): {exc}") from exc
-        # Reap the child when it exits so it never lingers as a zombie that looks alive.
-        threading.Thread(target=proc.wait, name=f"babysit-reap-{proc.pid}", daemon=True).start()
-        return proc.pid
+        return start_detached(argv, cwd=cwd, env=process_env(run_id, launch, root, store_url),
+                              log_path=root / "runs" / str(run_id) / "process.log",
+                              what=f"run {run_id}")

@@ -7,18 +7,23 @@
         run.log(loss=loss.item())
     run.finish()
 
-The loop thread never waits on the store. ``run.log`` appends a tuple to a deque; one background
-thread (the writer) flushes metric rows in batches, polls for commands on a time budget,
-heartbeats, and performs the store side of each step-boundary action in the order the loop
-produced them. Commands are applied by the loop thread at step boundaries only.
+The loop thread never waits on the store or the disk. ``run.log`` appends a tuple to a deque; one
+background thread (the writer) flushes metric rows in batches, polls for commands on a time
+budget, heartbeats, and performs the store side of each step-boundary action in the order the
+loop produced them. At a day's end the loop thread only snapshots the state (tensors copied to
+CPU); a second thread (the saver) serializes, fsyncs and renames the file, and the writer adds
+the checkpoint's store row only once the file and its manifest are complete. Commands are applied
+by the loop thread at step boundaries only.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import math
 import os
+import queue
 import signal
 import socket
 import sys
@@ -66,12 +71,70 @@ class Guard:
 
 
 class _Op:
-    """A store-side action queued behind the metric rows logged before it."""
+    """A store-side action queued behind the metric rows logged before it.
 
-    __slots__ = ("fn", "kind")
+    A checkpoint's op carries its ``_Save``; the writer holds it (and everything behind it) back
+    until the saver has finished the file, so a listed checkpoint is always complete.
+    """
 
-    def __init__(self, fn: Callable[..., Any], kind: str = "op"):
-        self.fn, self.kind = fn, kind
+    __slots__ = ("fn", "kind", "save")
+
+    def __init__(self, fn: Callable[..., Any], kind: str = "op", save: _Save | None = None):
+        self.fn, self.kind, self.save = fn, kind, save
+
+
+class _Save:
+    """One day checkpoint on its way to disk: a snapshot of the state, then the file's facts."""
+
+    __slots__ = ("path", "payload", "done", "size", "sha", "error")
+
+    def __init__(self, path: Path, payload: dict[str, Any]):
+        self.path, self.payload = path, payload
+        self.done = threading.Event()
+        self.size, self.sha, self.error = 0, "", ""
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a state_dict that the next training step cannot change (tensors on CPU).
+
+    Copying to CPU (rather than cloning on the GPU) costs no accelerator memory; it is the copy
+    ``torch.save`` would make anyway, done here so the saver thread can write at its own pace.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        out = copy.copy(value)      # keeps the type and extras such as a state_dict's _metadata
+        for key, item in value.items():
+            out[key] = _snapshot(item)
+        return out
+    if isinstance(value, list):
+        return [_snapshot(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_snapshot(item) for item in value)
+    if value is None or isinstance(value, int | float | str | bool):
+        return value
+    return copy.deepcopy(value)
+
+
+class _Saver(threading.Thread):
+    """Background thread: write day checkpoints, oldest first, then wake the writer."""
+
+    def __init__(self, run: Run):
+        super().__init__(name=f"babysit-saver-{run.id}", daemon=True)
+        self.jobs: queue.SimpleQueue[_Save | None] = queue.SimpleQueue()
+        self.wake = run._writer.wake
+
+    def run(self) -> None:  # noqa: D102 - threading.Thread API
+        while (job := self.jobs.get()) is not None:
+            try:
+                job.size, job.sha = ckpt.save(job.path, job.payload)
+            except Exception as exc:  # noqa: BLE001 - disk full, I/O error, unpicklable state
+                job.error = f"{type(exc).__name__}: {exc}"
+                print(f"babysit: could not save {job.path.name}: {job.error}", file=sys.stderr)
+            finally:
+                job.payload = {}    # free the snapshot
+                job.done.set()
+                self.wake.set()
 
 
 class _Writer(threading.Thread):
@@ -90,6 +153,7 @@ class _Writer(threading.Thread):
         self.retry: list[Any] = []     # a batch whose write failed, retried before anything newer
         self.last_warning = 0.0
         self.failures = 0
+        self.probe = self.store.command_probe(run.id)
 
     def run(self) -> None:  # noqa: D102 - threading.Thread API
         next_poll = next_flush = next_beat = time.monotonic()
@@ -106,10 +170,10 @@ class _Writer(threading.Thread):
                 self.wake.clear()
                 self._flush()
                 next_flush = now + self.flush_s
-            if self.closing and not self.queue and not self.retry:
+            if self.closing and (not (self.queue or self.retry) or self.failures > 3):
+                # done, or the store is gone (close() then saves what is left to a file)
+                self.probe.close()
                 return
-            if self.closing and self.failures > 3:
-                return  # the store is gone; close() saves what is left to a file
             timeout = max(0.0, min(next_poll, next_beat) - time.monotonic())
             self.wake.wait(timeout if not self.closing else 0.05)
 
@@ -120,6 +184,8 @@ class _Writer(threading.Thread):
 
     def _poll(self) -> None:
         try:
+            if not self.probe(self.seen_command):
+                return
             commands = self.store.pending_commands(self.owner.id, self.seen_command)
         except Exception as exc:  # a store hiccup never reaches the training loop
             self._warn(f"could not read commands: {exc}")
@@ -138,9 +204,12 @@ class _Writer(threading.Thread):
     def _flush(self) -> None:
         batch = self.retry
         self.retry = []
-        queue = self.queue
-        for _ in range(len(queue)):
-            batch.append(queue.popleft())
+        pending = self.queue
+        for _ in range(len(pending)):
+            head = pending[0]
+            if type(head) is _Op and head.save is not None and not head.save.done.is_set():
+                break       # a checkpoint still being written: it and what follows wait
+            batch.append(pending.popleft())
         if not batch:
             return
         try:
@@ -222,6 +291,8 @@ class Run:
         self._next_day_step = math.inf
         self._traced: dict[str, float] = {}
         self._reproducible = record.reproducible
+        self._max_days = record.max_days     # a study's trial ends by itself after this day
+        self._days_done = False
         self._resume = record.resume
         self._resumed = False
         self._guard = guard or Guard()
@@ -232,6 +303,7 @@ class Run:
         self._dir = ckpt.run_dir(store.root, self.id)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._writer = _Writer(self, poll_interval, flush_interval, heartbeat_interval)
+        self._saver = _Saver(self)
 
     # ------------------------------------------------------------------ public properties
     @property
@@ -260,7 +332,24 @@ class Run:
         return f"<babysit.Run {self.id} {self.name!r} step={self._step} status={self._status}>"
 
     # ------------------------------------------------------------------ lifecycle
+    def _clean_leftovers(self) -> None:
+        """Remove what a killed process of this run left half-written: temporary files and
+        checkpoint files the store does not list. Runs before this process writes anything."""
+        try:
+            records = self._store.checkpoint_records(self.id, include_superseded=True)
+        except BabysitError:
+            return      # without the list nothing is provably stale: keep everything
+        keep = [self._store.root / r.path for r in records]
+        if self._resume and isinstance(self._resume.get("path"), str):
+            keep.append(self._store.root / self._resume["path"])
+        removed = ckpt.clean_run_dir(self._dir, keep)
+        if removed:
+            print(f"babysit: run {self.id}: removed {len(removed)} unfinished checkpoint "
+                  f"file(s) left by an earlier process: {', '.join(p.name for p in removed)}",
+                  file=sys.stderr)
+
     def _start(self, source_event: tuple[str, dict] | None) -> None:
+        self._clean_leftovers()
         pid = os.getpid()
         try:
             pid_start = psutil.Process(pid).create_time()
@@ -275,6 +364,7 @@ class Run:
             self._store.add_event(self.id, 0, 1, "start", "trainer",
                                   {"hp": dict(self._hp), "day": str(self.day_spec)}, self._branch)
         self._writer.start()
+        self._saver.start()
         atexit.register(self._atexit)
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
@@ -331,7 +421,7 @@ class Run:
         if self._closed:
             return
         self._closed = True
-        final = status or ("stopped" if self._stopping else "finished")
+        final = status or self._end_status()
         self._close(final, None)
 
     def __enter__(self) -> Run:
@@ -342,11 +432,16 @@ class Run:
             return
         self._closed = True
         if exc_type is None:
-            self._close("stopped" if self._stopping else "finished", None)
+            self._close(self._end_status(), None)
         elif issubclass(exc_type, KeyboardInterrupt):
             self._close("stopped", "interrupted")
         else:
             self._close("crashed", "".join(traceback.format_exception(exc_type, exc, tb))[-4000:])
+
+    def _end_status(self) -> str:
+        """How a loop that ended without an error ends: stopped by a command, or finished (all
+        its epochs/steps, or its ``max_days``)."""
+        return "stopped" if self._stopping and not self._days_done else "finished"
 
     def _atexit(self) -> None:
         if not self._closed:
@@ -355,7 +450,7 @@ class Run:
             if getattr(sys, "last_value", None) is not None or info[0] is not None:
                 self._close("crashed", "the process ended with an exception")
             else:
-                self._close("stopped" if self._stopping else "finished", None)
+                self._close(self._end_status(), None)
 
     def _close(self, status: str, error: str | None) -> None:
         self._status = status
@@ -366,6 +461,9 @@ class Run:
                                    step=step, day=self._day, heartbeat=_now())
             self._store.add_event(self.id, step, day, {"finished": "finish"}.get(status, status),
                                   "trainer", {"error": error} if error else {}, branch, conn=conn)
+        if self._saver.is_alive():
+            self._saver.jobs.put(None)          # finish the checkpoints already queued
+            self._saver.join(timeout=600)
         self._queue.append(_Op(op))
         self._writer.closing = True
         self._writer.wake.set()
@@ -487,10 +585,13 @@ class Run:
         self._restore_epoch_rng(loader, epoch_rng)
         self._epoch_rng = epoch_rng
         iterator = iter(loader)
-        for _ in range(position["batch"]):
+        for skipped in range(position["batch"]):
             try:
                 next(iterator)
             except StopIteration:
+                self._mark_not_reproducible(
+                    f"the data loader has {skipped} batches per epoch, but the checkpoint is at "
+                    f"batch {position['batch']}: the data position cannot be restored")
                 break
         ckpt.restore_rng(position["rng"])
         return iterator
@@ -562,6 +663,9 @@ class Run:
             return
         self._save_day()
         self._arm_day()
+        if self._max_days is not None and self._day >= self._max_days:
+            self._days_done = True      # end the loop as a stop would, but as finished
+            self._stopping = True
 
     def _weights_finite(self) -> bool:
         for obj in self._objects.values():
@@ -577,29 +681,25 @@ class Run:
             "format": ckpt.FORMAT, "run_id": self.id, "day": day, "step": step, "branch": branch,
             "epoch": self._epoch, "batch": self._batch, "epoch_rng": self._epoch_rng,
             "hp": dict(self._hp), "rng": ckpt.capture_rng(), "time": _now(),
-            "state": {name: obj.state_dict() for name, obj in self._objects.items()},
+            "state": {name: _snapshot(obj.state_dict()) for name, obj in self._objects.items()},
         }
         path = self._dir / ckpt.checkpoint_name(day, branch)
-        try:
-            size, sha = ckpt.save(path, payload)
-        except OSError as exc:
-            # Disk full or an I/O error: the previous day's checkpoint is untouched; say so.
-            detail = {"day": day, "error": f"{type(exc).__name__}: {exc}"}
-            self._queue.append(_Op(lambda conn, w: self._store.add_event(
-                self.id, step, day, "checkpoint_failed", "trainer", detail, branch, conn=conn)))
-            self._writer.wake.set()
-            print(f"babysit: could not save day {day}: {exc}", file=sys.stderr)
-            return
         rel = str(path.relative_to(self._store.root))
         hp = dict(self._hp)
+        job = _Save(path, payload)
 
         def op(conn: Any, means: dict[str, float]) -> None:
+            if job.error:
+                # Disk full or an I/O error: the previous day's checkpoint is untouched; say so.
+                self._store.add_event(self.id, step, day, "checkpoint_failed", "trainer",
+                                      {"day": day, "error": job.error}, branch, conn=conn)
+                return
             self._store.add_checkpoint(conn, run_id=self.id, day=day, step=step, branch=branch,
-                                       time=_now(), path=rel, size=size, sha256=sha, hp=hp,
-                                       metrics=means)
+                                       time=_now(), path=rel, size=job.size, sha256=job.sha,
+                                       hp=hp, metrics=means)
             self._store.update_run(self.id, conn=conn, day=day, step=step)
-        self._queue.append(_Op(op, "checkpoint"))
-        self._writer.wake.set()
+        self._queue.append(_Op(op, "checkpoint", job))
+        self._saver.jobs.put(job)
 
     # ------------------------------------------------------------------ commands
     def _boundary(self) -> None:
@@ -619,7 +719,8 @@ class Run:
         try:
             handler = {"nudge": self._cmd_nudge, "pause": self._cmd_pause,
                        "resume": self._cmd_resume, "stop": self._cmd_stop,
-                       "rollback": self._cmd_rollback}.get(command.kind)
+                       "rollback": self._cmd_rollback,
+                       "exploit": self._cmd_exploit}.get(command.kind)
             if handler is None:
                 raise InvalidValue(f"unknown command {command.kind!r}")
             handler(command)
@@ -765,9 +866,11 @@ class Run:
         self._record(command, "resume", command.source, {}, {"status": "running"})
 
     def _cmd_stop(self, command: CommandRecord) -> None:
+        reason = command.args.get("reason")
         self._stopping = True
         self._paused = False
-        self._record(command, "stop", command.source, {})
+        self._record(command, "stop", command.source,
+                     {"reason": reason} if isinstance(reason, str) and reason else {})
 
     def _cmd_rollback(self, command: CommandRecord) -> None:
         day = command.args.get("day")
@@ -781,6 +884,94 @@ class Run:
             check_updates(overrides, dict(record.hp), strict=self._strict,
                           optimizer_keys=self._optimizer_keys())
         self._rollback(record, overrides, command, command.source)
+
+    def _cmd_exploit(self, command: CommandRecord) -> None:
+        """Copy another run's day checkpoint into this run (PBT's exploit), with hp overrides
+        (its explore). Validated here again: the command may have been written by anyone."""
+        args = command.args
+        source, day, reason = args.get("run"), args.get("day"), args.get("reason")
+        if isinstance(source, bool) or not isinstance(source, int) or source == self.id:
+            raise InvalidValue(f"exploit needs the id of another run, got {source!r}")
+        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
+            raise InvalidValue(f"day must be a whole number >= 0, got {day!r}")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidValue(f"reason must be text, got {reason!r}")
+        record = self._store.checkpoint(source, day)
+        if record is None:
+            raise InvalidValue(f"run {source} has no checkpoint for day {day}")
+        overrides = dict(args.get("hp") or {})
+        clean = check_updates(overrides, dict(record.hp), strict=self._strict,
+                              optimizer_keys=self._optimizer_keys()) if overrides else {}
+        payload = ckpt.load(ckpt.safe_path(self._store.root, record.path), record.sha256)
+        self._check_compatible(payload, source)
+        self._exploit(record, payload, clean, command, reason, args.get("decision"))
+
+    def _check_compatible(self, payload: dict[str, Any], source: int) -> None:
+        """Refuse another run's checkpoint before loading any of it if it cannot fit this run
+        (other objects, layer shapes or param groups): a half-loaded state is worse than none."""
+        state = payload["state"]
+        for name, obj in self._objects.items():
+            theirs = state.get(name)
+            if theirs is None:
+                raise CheckpointError(f"run {source}'s checkpoint has no {name} state")
+            if isinstance(obj, torch.nn.Module):
+                mine = obj.state_dict()
+                if set(mine) != set(theirs) or any(
+                        tuple(mine[k].shape) != tuple(theirs[k].shape) for k in mine):
+                    raise CheckpointError(f"run {source}'s {name} does not have this run's "
+                                          "layers and shapes")
+            elif isinstance(obj, torch.optim.Optimizer):
+                sizes = [len(g["params"]) for g in obj.state_dict()["param_groups"]]
+                if sizes != [len(g["params"]) for g in theirs.get("param_groups", [])]:
+                    raise CheckpointError(f"run {source}'s {name} has other param groups")
+
+    def _exploit(self, record: CheckpointRecord, payload: dict[str, Any], overrides: dict[str, Any],
+                 command: CommandRecord, reason: str | None, decision: Any) -> None:
+        from_step, from_day, from_branch = self._step, self._day, self._branch
+        old_hp = dict(self._hp)
+        user_paused = self._paused and self._status == "paused"
+        self._restore(payload)
+        # PBT is synchronous at day ends: the source's day normally ends where this run stands,
+        # and the run keeps its own step counter. If this run has gone past that step, what it
+        # did since is superseded, as a rollback does.
+        rewind = self._step < from_step
+        if rewind:
+            self._branch = from_branch + 1
+        else:
+            self._step, self._day = from_step, from_day
+        self._paused = user_paused
+        self._diverged = None
+        explore = {k: {"old": self._current(k), "new": v} for k, v in overrides.items()}
+        new_hp = {**self._hp, **overrides}
+        detail: dict[str, Any] = {
+            "from_run": record.run_id, "from_day": record.day, "from_step": record.step,
+            "old": old_hp, "new": new_hp, "explore": explore, "rewound_from_step":
+            from_step if rewind else None}
+        if reason:
+            detail["reason"] = reason
+        if isinstance(decision, int) and not isinstance(decision, bool):
+            detail["decision"] = decision
+        step, done_days, branch = self._step, self._day, self._branch
+        status = "paused" if user_paused else "running"
+
+        def op(conn: Any, writer: _Writer) -> None:
+            if not self._store.close_command(conn, command.id, "applied", step):
+                return
+            event_id = self._store.add_event(self.id, step, done_days + 1, "exploit",
+                                             command.source, detail, branch, conn=conn)
+            if rewind:
+                self._store.supersede(conn, self.id, step, event_id)
+            self._store.update_run(self.id, conn=conn, branch=branch, step=step, day=done_days,
+                                   hp=new_hp, status=status)
+        self._queue.append(_Op(op, "rollback"))
+        self._writer.wake.set()
+        self._status = status
+        self._traced = {}
+        if overrides:
+            self._nudge(overrides)      # validated above against the same hyperparameters
+        else:
+            self._trace_hp()            # (_nudge traces too, with the values it set)
+        self._arm_day()
 
     def _rollback(self, record: CheckpointRecord, overrides: dict[str, Any],
                   command: CommandRecord | None, source: str, reason: str | None = None) -> None:
@@ -850,8 +1041,7 @@ class Run:
         """Start a restarted or forked process from the checkpoint its run row names."""
         self._resumed = True
         resume = self._resume or {}
-        path = ckpt.safe_path(self._store.root, resume["path"])
-        payload = ckpt.load(path, resume.get("sha256"))
+        payload, corrupt = self._load_resume(resume)
         target_hp = dict(self._hp)
         self._restore(payload)
         self._reposition = False
@@ -875,9 +1065,45 @@ class Run:
             self._store.update_run(self.id, conn=conn, branch=branch, step=step, day=day, hp=hp,
                                    resume=None)
         self._queue.append(_Op(op, "rollback"))
+        # The hp/<key> rows the overrides traced above sit before the restart op, which
+        # supersedes them with the rest of this step: trace the hyperparameters again after it.
+        self._traced = {}
+        for bad in corrupt:     # after the restart event, so the restart does not supersede it
+            self._queue.append(_Op(lambda conn, w, bad=bad: self._store.add_event(
+                self.id, step, day + 1, "checkpoint_corrupt", "trainer", bad, branch, conn=conn)))
         self._writer.wake.set()
         if self._store.checkpoint(self.id, day) is None:
             self._save_day()   # a fork keeps its own copy of its first day, to roll back to
+
+    def _load_resume(self, resume: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Load the checkpoint a restart or fork starts from: (payload, the corrupt days seen).
+
+        A restart whose checkpoint fails its checks falls back to the run's previous good day,
+        loudly; a fork has no day of its own to fall back to, so it fails.
+        """
+        try:
+            path = ckpt.safe_path(self._store.root, resume["path"])
+            return ckpt.load(path, resume.get("sha256")), []
+        except CheckpointError as exc:
+            if not resume.get("supersede"):
+                raise
+            corrupt = [{"day": resume.get("day"), "path": resume["path"], "error": str(exc)}]
+        limit = resume.get("day")
+        for record in reversed(self._store.checkpoint_records(self.id)):
+            if record.path == resume["path"] or (isinstance(limit, int) and record.day >= limit):
+                continue
+            try:
+                payload = ckpt.load(ckpt.safe_path(self._store.root, record.path), record.sha256)
+            except CheckpointError as exc:
+                corrupt.append({"day": record.day, "path": record.path, "error": str(exc)})
+                continue
+            for bad in corrupt:
+                bad["fallback_day"] = record.day
+                print(f"babysit: WARNING run {self.id}: day {bad['day']} is unusable "
+                      f"({bad['error']}); resuming from day {record.day}", file=sys.stderr)
+            return payload, corrupt
+        raise CheckpointError(f"run {self.id} has no intact checkpoint to restart from: "
+                              + "; ".join(f"day {b['day']}: {b['error']}" for b in corrupt))
 
     def _on_diverged(self) -> None:
         name, value = self._diverged  # type: ignore[misc]
@@ -950,6 +1176,8 @@ def init(project: str = "default", config: Mapping[str, Any] | None = None, *,
             fill.update(config={**config, **record.config}, hp={**config, **record.hp})
             if not record.project:
                 fill["project"] = project.strip()
+                if record.name == f"run-{record.id}":
+                    fill["name"] = name or f"{project.strip()}-{record.id}"
             if not record.day_spec:
                 fill["day_spec"] = str(spec)
         if fill:

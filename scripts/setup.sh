@@ -13,7 +13,7 @@ if [ "${1:-}" = "--test" ]; then
     .venv/bin/python -m pip install -q -e ".[test]"
     if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
     fi
 else
     .venv/bin/python -m pip install -q -e ".[ui,study]"

@@ -82,6 +82,7 @@ def test_babysit_run_supervises_a_script(trainers, tmp_path):
                "10 steps")
     runs = trainers.client.runs()
     assert runs.status.tolist() == ["finished"] and runs.project.tolist() == ["tiny"]
+    assert runs.name.tolist() == [f"tiny-{runs.id[0]}"]    # not the launch placeholder run-N
     assert runs.hp[0]["lr"] == 0.05
     assert proc.returncode == 0
 

@@ -7,6 +7,7 @@ reads never hold a transaction open. What comes out is frozen (dataclasses or ne
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -21,10 +22,16 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 
-from babysit.errors import StoreError, UnknownRun
+from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
 from babysit.store import schema as S
 
 T = TypeVar("T")
+STUDY_STATUSES = ("created", "running", "done", "stopped")
+DECISION_STATUSES = ("proposed", "approved", "vetoed", "applied", "failed")
+#: which status a decision may move to from which: it is decided once (approved or vetoed),
+#: then an approved one is applied or fails; a proposal whose run ended fails unapplied.
+_DECISION_FROM = {"approved": ("proposed",), "vetoed": ("proposed",),
+                  "applied": ("approved",), "failed": ("proposed", "approved")}
 #: statuses with a process behind them (a diverged run waits, paused, for the user)
 LIVE = ("starting", "running", "paused", "diverged")
 STATUSES = ("starting", "running", "paused", "finished", "stopped", "crashed", "diverged")
@@ -73,6 +80,8 @@ class RunRecord:
     error: str | None
     reproducible: bool
     study_id: int | None
+    trial: int | None          # the study's suggestion number, for a run its orchestrator launched
+    max_days: int | None       # the run finishes by itself once this day is done
 
     @property
     def live(self) -> bool:
@@ -109,6 +118,50 @@ class CheckpointRecord:
     superseded: bool
 
 
+@dataclass(frozen=True)
+class StudyRecord:
+    """One study as stored: its objective, search space, strategy, budget and autopilot mode.
+
+    ``pid``/``pid_start``/``host``/``heartbeat`` describe its orchestrator process, if any.
+    """
+
+    id: int
+    name: str
+    project: str
+    objective: str
+    direction: str
+    space: dict
+    strategy: dict
+    budget: dict
+    stopping: list
+    autopilot: str
+    command: dict
+    status: str
+    parent_id: int | None
+    pid: int | None
+    pid_start: float | None
+    host: str | None
+    heartbeat: float | None
+    created: float
+    ended: float | None
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One autopilot move (exploit, explore or stop) and what became of it."""
+
+    id: int
+    study_id: int
+    run_id: int
+    kind: str
+    detail: dict
+    status: str
+    created: float
+    decided: float | None
+    decided_by: str | None
+    error: str | None
+
+
 def _pk(result: Any) -> int:
     """The id an INSERT created."""
     return int(result.inserted_primary_key[0])
@@ -117,6 +170,48 @@ def _pk(result: Any) -> int:
 def _record(cls: type[T], row: Any) -> T:
     data = row._mapping
     return cls(**{f.name: data[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+_INSERT_METRICS = ("INSERT INTO metrics (run_id, step, day, name, value, time, branch, superseded)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
+_PROBE_COMMANDS = ("SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND id > ?"
+                   " LIMIT 1")
+
+
+class CommandProbe:
+    """Asks "is a command newer than ``after_id`` pending for this run?" as cheaply as possible.
+
+    The trainer asks 20 times a second. On SQLite one prepared statement on a connection of its
+    own costs tens of microseconds where a full SQLAlchemy query costs about half a millisecond,
+    which on a small model is a visible share of the training loop. Other databases take the
+    ordinary query. Use one probe from one thread; ``close()`` releases its connection.
+    """
+
+    def __init__(self, store: Store, run_id: int):
+        self._store, self._run_id = store, run_id
+        self._raw: Any = None
+
+    def __call__(self, after_id: int) -> bool:
+        if not self._store.is_sqlite:
+            return bool(self._store.pending_commands(self._run_id, after_id))
+        try:
+            if self._raw is None:
+                self._raw = self._store._read_engine.raw_connection()
+            cursor = self._raw.cursor()
+            try:
+                # fetchall() ends the statement, so no read snapshot stays open to hold the WAL
+                return bool(cursor.execute(_PROBE_COMMANDS, (self._run_id, after_id)).fetchall())
+            finally:
+                cursor.close()
+        except Exception as exc:
+            self.close()
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
 
 
 class Store:
@@ -203,7 +298,7 @@ class Store:
                     version += 1
                     conn.execute(sa.update(S.meta).where(S.meta.c.key == "schema_version")
                                  .values(value=str(version)))
-        except OperationalError as exc:
+        except sa.exc.DatabaseError as exc:   # locked, unreadable, or not a database at all
             raise StoreError(f"cannot open the store at {self.url}: {exc.orig}") from exc
 
     def close(self) -> None:
@@ -247,10 +342,12 @@ class Store:
     def get_run(self, run: int | str) -> RunRecord:
         """The run with this id (int or digits) or unique name; UnknownRun otherwise."""
         def query(c: sa.Connection) -> list[Any]:
-            if isinstance(run, int) and not isinstance(run, bool):
-                cond = S.runs.c.id == run
-            elif isinstance(run, str) and run.strip().isdigit():
-                cond = S.runs.c.id == int(run)
+            if (isinstance(run, int) and not isinstance(run, bool)) or \
+                    (isinstance(run, str) and run.strip().isascii() and run.strip().isdigit()):
+                number = int(run)
+                if not 0 < number < 2**63:      # SQLite integers are 64-bit: no such id
+                    return []
+                cond = S.runs.c.id == number
             elif isinstance(run, str) and run.strip():
                 cond = S.runs.c.name == run.strip()
             else:
@@ -294,35 +391,82 @@ class Store:
         """Insert (step, day, name, value, time, branch) rows in one transaction."""
         if not rows:
             return
-        payload = [
-            {"run_id": run_id, "step": s, "day": d, "name": n,
-             "value": (v if v == v else None), "time": t, "branch": b, "superseded": False}
-            for s, d, n, v, t, b in rows
-        ]
-        stmt = sa.insert(S.metrics)
         if conn is not None:
-            conn.execute(stmt, payload)
+            self._insert_metric_rows(conn, run_id, rows)
         else:
-            self.write(lambda c: c.execute(stmt, payload))
+            self.write(lambda c: self._insert_metric_rows(c, run_id, rows))
+
+    def _insert_metric_rows(self, conn: sa.Connection, run_id: int,
+                            rows: Sequence[tuple[int, int, str, float, float, int]]) -> None:
+        if self.is_sqlite:
+            # The trainer's hot write: a plain executemany skips SQLAlchemy's per-row work and
+            # costs about a third as much for a batch of a few hundred rows.
+            conn.exec_driver_sql(_INSERT_METRICS, [
+                (run_id, s, d, n, (v if v == v else None), t, b) for s, d, n, v, t, b in rows])
+        else:
+            conn.execute(sa.insert(S.metrics), [
+                {"run_id": run_id, "step": s, "day": d, "name": n,
+                 "value": (v if v == v else None), "time": t, "branch": b, "superseded": False}
+                for s, d, n, v, t, b in rows])
 
     def metrics(self, run_id: int, names: Iterable[str] | None = None, *,
                 include_superseded: bool = False, since_id: int = 0) -> pd.DataFrame:
         """A run's metric rows: step, day, name, value (NaN kept), time, branch, superseded."""
-        m = S.metrics.c
-        query = sa.select(m.id, m.step, m.day, m.name, m.value, m.time, m.branch, m.superseded) \
-            .where(m.run_id == run_id).order_by(m.name, m.step, m.id)
-        if names is not None:
-            query = query.where(m.name.in_(list(names)))
-        if not include_superseded:
-            query = query.where(m.superseded == sa.false())
-        if since_id:
-            query = query.where(m.id > since_id)
-        rows = self.read(lambda c: c.execute(query).all())
         cols = ["id", "step", "day", "name", "value", "time", "branch", "superseded"]
-        df = pd.DataFrame(rows, columns=cols)
+        names = None if names is None else list(names)
+        if self.is_sqlite:
+            # Curves are read in bulk (100k rows and more): the driver's own cursor returns
+            # plain tuples about 10x faster than SQLAlchemy's result rows.
+            sql = ("SELECT id, step, day, name, value, time, branch, superseded FROM metrics"
+                   " WHERE run_id = ?")
+            params: list[Any] = [int(run_id)]
+            if names is not None:
+                sql += f" AND name IN ({', '.join('?' * len(names))})"
+                params += [str(n) for n in names]
+            if not include_superseded:
+                sql += " AND superseded = 0"
+            if since_id:
+                # "+run_id" keeps SQLite off the (run_id, name, step) index, which would scan the
+                # run's whole history; the rowid range reads only the new rows.
+                sql = sql.replace("WHERE run_id = ?", "WHERE id > ? AND +run_id = ?")
+                params.insert(0, int(since_id))
+            sql += " ORDER BY name, step, id"
+
+            def fetch(c: sa.Connection) -> list[tuple]:
+                cursor = c.connection.cursor()
+                try:
+                    return cursor.execute(sql, params).fetchall()
+                finally:
+                    cursor.close()
+            rows = self.read(fetch)
+        else:
+            m = S.metrics.c
+            query = sa.select(m.id, m.step, m.day, m.name, m.value, m.time, m.branch,
+                              m.superseded).where(m.run_id == run_id).order_by(m.name, m.step, m.id)
+            if names is not None:
+                query = query.where(m.name.in_(names))
+            if not include_superseded:
+                query = query.where(m.superseded == sa.false())
+            if since_id:
+                query = query.where(m.id > since_id)
+            rows = self.read(lambda c: [tuple(r) for r in c.execute(query)])
+        df = pd.DataFrame.from_records(rows, columns=cols)
         df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)  # NULL -> NaN
         df["superseded"] = df["superseded"].astype(bool)
         return df
+
+    def latest_metric(self, run_id: int, name: str, *, include_superseded: bool = False
+                      ) -> float | None:
+        """The value of ``name`` at the run's latest step (NaN kept), or None if never logged."""
+        m = S.metrics.c
+        query = sa.select(m.value).where(m.run_id == run_id, m.name == name) \
+            .order_by(m.step.desc(), m.id.desc()).limit(1)
+        if not include_superseded:
+            query = query.where(m.superseded == sa.false())
+        row = self.read(lambda c: c.execute(query).first())
+        if row is None:
+            return None
+        return math.nan if row[0] is None else float(row[0])
 
     def metric_names(self, run_id: int) -> list[str]:
         m = S.metrics.c
@@ -368,6 +512,10 @@ class Store:
         query = sa.select(S.commands).where(
             c_.run_id == run_id, c_.status == "pending", c_.id > after_id).order_by(c_.id)
         return self.read(lambda c: [_record(CommandRecord, r) for r in c.execute(query)])
+
+    def command_probe(self, run_id: int) -> CommandProbe:
+        """A cheap check for the trainer's poll: is a command newer than some id pending?"""
+        return CommandProbe(self, run_id)
 
     def get_command(self, command_id: int) -> CommandRecord:
         query = sa.select(S.commands).where(S.commands.c.id == command_id)
@@ -427,6 +575,112 @@ class Store:
             S.events.c.run_id == run_id, S.events.c.step >= from_step,
             S.events.c.id < before_event, S.events.c.superseded == sa.false(),
         ).values(superseded=True))
+
+    def checkpoints_of(self, run_ids: Sequence[int]) -> list[CheckpointRecord]:
+        """The live branch's checkpoints of several runs in one query, by run then day."""
+        if not run_ids:
+            return []
+        k = S.checkpoints.c
+        query = sa.select(S.checkpoints).where(
+            k.run_id.in_(list(run_ids)), k.superseded == sa.false()).order_by(k.run_id, k.day, k.id)
+        return self.read(lambda c: [_record(CheckpointRecord, r) for r in c.execute(query)])
+
+    # --------------------------------------------------------------- studies
+    def create_study(self, **values: Any) -> int:
+        """Insert a study (values already validated); a taken name is an InvalidValue."""
+        values.setdefault("created", time.time())
+        values.setdefault("status", "created")
+        for key in ("space", "strategy", "budget", "stopping", "command"):
+            values[key] = _clean_json(values[key])
+
+        def insert(c: sa.Connection) -> int:
+            taken = c.execute(sa.select(S.studies.c.id).where(S.studies.c.name == values["name"]))
+            if taken.first() is not None:
+                raise InvalidValue(f"a study named {values['name']!r} already exists")
+            return _pk(c.execute(sa.insert(S.studies).values(**values)))
+        return self.write(insert)
+
+    def get_study(self, study: int | str) -> StudyRecord:
+        """The study with this id (int or digits) or name; UnknownStudy otherwise."""
+        if isinstance(study, int) and not isinstance(study, bool):
+            cond = S.studies.c.id == study
+        elif isinstance(study, str) and study.strip().isdigit():
+            cond = S.studies.c.id == int(study)
+        elif isinstance(study, str) and study.strip():
+            cond = S.studies.c.name == study.strip()
+        else:
+            raise UnknownStudy(f"no study {study!r}: give a study id (a number) or a study name")
+        row = self.read(lambda c: c.execute(sa.select(S.studies).where(cond)).first())
+        if row is None:
+            raise UnknownStudy(f"no study {study!r} in the store at {self.root}")
+        return _record(StudyRecord, row)
+
+    def list_studies(self) -> list[StudyRecord]:
+        query = sa.select(S.studies).order_by(S.studies.c.id)
+        return self.read(lambda c: [_record(StudyRecord, r) for r in c.execute(query)])
+
+    def update_study(self, study_id: int, *, only_if_status: Sequence[str] | None = None,
+                     only_if_pid: tuple[int | None] | None = None, **values: Any) -> bool:
+        """Set columns of a study; with ``only_if_status`` only if its status is one of those,
+        with ``only_if_pid=(pid,)`` only if its orchestrator pid is still that one."""
+        for key in ("space", "strategy", "budget", "stopping", "command"):
+            if key in values:
+                values[key] = _clean_json(values[key])
+        query = sa.update(S.studies).where(S.studies.c.id == study_id).values(**values)
+        if only_if_status is not None:
+            query = query.where(S.studies.c.status.in_(list(only_if_status)))
+        if only_if_pid is not None:
+            pid = only_if_pid[0]
+            query = query.where(S.studies.c.pid.is_(None) if pid is None
+                                else S.studies.c.pid == pid)
+        return self.write(lambda c: c.execute(query).rowcount > 0)
+
+    # ------------------------------------------------------------- decisions
+    def add_decision(self, study_id: int, run_id: int, kind: str, detail: dict, *,
+                     status: str = "proposed", decided_by: str | None = None) -> int:
+        values = {"study_id": study_id, "run_id": run_id, "kind": kind,
+                  "detail": _clean_json(detail), "status": status, "created": time.time(),
+                  "decided": time.time() if decided_by else None, "decided_by": decided_by}
+        return self.write(lambda c: _pk(c.execute(sa.insert(S.decisions).values(**values))))
+
+    def get_decision(self, decision_id: int) -> DecisionRecord:
+        query = sa.select(S.decisions).where(S.decisions.c.id == decision_id)
+        row = self.read(lambda c: c.execute(query).first())
+        if row is None:
+            raise InvalidValue(f"no decision {decision_id!r} in the store at {self.root}")
+        return _record(DecisionRecord, row)
+
+    def decisions(self, study_id: int, status: str | None = None,
+                  run_id: int | None = None) -> list[DecisionRecord]:
+        d = S.decisions.c
+        query = sa.select(S.decisions).where(d.study_id == study_id).order_by(d.id)
+        if status is not None:
+            query = query.where(d.status == status)
+        if run_id is not None:
+            query = query.where(d.run_id == run_id)
+        return self.read(lambda c: [_record(DecisionRecord, r) for r in c.execute(query)])
+
+    def decide(self, decision_id: int, status: str, by: str, error: str | None = None
+               ) -> DecisionRecord:
+        """Move a decision to ``status`` (see ``_DECISION_FROM``); a decision is decided once,
+        so approving a vetoed one (or vetoing an applied one) is an InvalidValue."""
+        if status not in _DECISION_FROM:
+            raise InvalidValue(f"a decision can become {sorted(_DECISION_FROM)}, got {status!r}")
+        d = S.decisions.c
+        values: dict[str, Any] = {"status": status, "decided": time.time(), "decided_by": by,
+                                  "error": error}
+        if status in ("applied", "failed"):   # keep who decided it and when (person or autopilot)
+            values["decided"] = sa.func.coalesce(d.decided, values["decided"])
+            values["decided_by"] = sa.func.coalesce(d.decided_by, by)
+        query = sa.update(S.decisions).where(
+            d.id == decision_id, d.status.in_(_DECISION_FROM[status])).values(**values)
+        changed = self.write(lambda c: c.execute(query).rowcount > 0)
+        record = self.get_decision(decision_id)
+        if not changed:
+            who = f" by {record.decided_by}" if record.decided_by else ""
+            raise InvalidValue(f"decision {decision_id} is already {record.status}{who}; "
+                               f"it cannot become {status}")
+        return record
 
     # ------------------------------------------------------------ upkeep
     def integrity_check(self) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -48,6 +48,8 @@ runs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("reproducible", sa.Boolean, nullable=False, default=True),
     sa.Column("study_id", sa.Integer, nullable=True),
+    sa.Column("trial", sa.Integer, nullable=True),      # the study's suggestion number (v2)
+    sa.Column("max_days", sa.Integer, nullable=True),   # finishes by itself after that day (v2)
 )
 
 metrics = sa.Table(
@@ -111,5 +113,53 @@ checkpoints = sa.Table(
     sa.Index("ix_checkpoints_run_day", "run_id", "day"),
 )
 
-#: MIGRATIONS[v](connection) upgrades a store at version v to v + 1 (none yet).
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+studies = sa.Table(
+    "studies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("objective", sa.String(200), nullable=False),   # a metric name, read at day ends
+    sa.Column("direction", sa.String(3), nullable=False),     # min | max
+    sa.Column("space", sa.JSON, nullable=False),              # Space.to_dict()
+    sa.Column("strategy", sa.JSON, nullable=False),           # {"kind": ..., options}
+    sa.Column("budget", sa.JSON, nullable=False),             # {"runs", "days", "parallel"}
+    sa.Column("stopping", sa.JSON, nullable=False),           # [{"rule": ..., options}, ...]
+    sa.Column("autopilot", sa.String(20), nullable=False),    # auto | supervised | off
+    sa.Column("command", sa.JSON, nullable=False),            # a trial's launch record
+    sa.Column("status", sa.String(20), nullable=False),       # created | running | done | stopped
+    sa.Column("parent_id", sa.Integer, nullable=True),        # a coarse-to-fine follow-up's parent
+    sa.Column("pid", sa.Integer, nullable=True),              # the orchestrator's process
+    sa.Column("pid_start", sa.Float, nullable=True),
+    sa.Column("host", sa.String(200), nullable=True),
+    sa.Column("heartbeat", sa.Float, nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("ended", sa.Float, nullable=True),
+)
+
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),          # the run the move acts on
+    sa.Column("kind", sa.String(20), nullable=False),         # exploit | explore | stop
+    sa.Column("detail", sa.JSON, nullable=False),             # source_run, source_day, hp, reason
+    sa.Column("status", sa.String(20), nullable=False),       # proposed | approved | vetoed | applied | failed
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("decided", sa.Float, nullable=True),
+    sa.Column("decided_by", sa.String(40), nullable=True),    # api | cli | ui | autopilot
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_decisions_study_status", "study_id", "status"),
+)
+
+
+def _v1_to_v2(conn: sa.Connection) -> None:
+    """Studies (caviar): the studies and decisions tables; runs learn their trial and max_days."""
+    studies.create(conn)
+    decisions.create(conn)
+    for column in ("trial", "max_days"):
+        conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column} INTEGER"))
+
+
+#: MIGRATIONS[v](connection) upgrades a store at version v to v + 1, inside the transaction that
+#: opened the store, so a failed upgrade leaves the store as it was.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2}

@@ -422,6 +422,11 @@ class OptunaStrategy(_Bookkeeping):
             out.append(suggestion)
         return out
 
+    def enqueue(self, config: Mapping[str, Any]) -> None:
+        """Make the next `ask` return ``config`` (its params): a restarted study orchestrator
+        replays the trials it launched this way, so the sampler learns from their results."""
+        self._study.enqueue_trial({p.name: to_optuna(p, config[p.name]) for p in self.space})
+
     def tell(self, number: int, value: float) -> None:
         from optuna.trial import TrialState
 

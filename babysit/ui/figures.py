@@ -228,7 +228,11 @@ def run_figure(
     wanted = list(metric_names) if metric_names is not None else [n for n in present if not n.startswith("hp/")]
     curve_names = _order_metrics([n for n in dict.fromkeys(wanted) if n in table.groups and not n.startswith("hp/")])
     if hp_names is None:
-        hp_list = sorted((n for n in present if n.startswith("hp/")), key=lambda n: (n != "hp/lr", n))
+        # lr and momentum always; any other hyperparameter only once it was changed, so a
+        # constant batch size of 64 does not squash a weight decay nudge into a flat line
+        hp_list = sorted((n for n in present if n.startswith("hp/") and (
+            n in ("hp/lr", "hp/momentum") or len(np.unique(table.value[table.groups[n]])) > 1)),
+            key=lambda n: (n != "hp/lr", n))
     else:
         hp_list = [n if n.startswith("hp/") else f"hp/{n}" for n in dict.fromkeys(hp_names)]
         hp_list = [n for n in hp_list if n in table.groups]
@@ -737,7 +741,7 @@ class _MetricTable:
             found = {str(name): np.flatnonzero(df["name"].eq(name).to_numpy(dtype=bool, na_value=False))
                      for name in names}
         else:
-            found = {str(name): pos for name, pos in df.groupby("name", sort=False).indices.items()}
+            found = {str(name): pos for name, pos in df.groupby("name", sort=False, observed=True).indices.items()}
             if names is not None:
                 found = {k: v for k, v in found.items() if k in set(names)}
         groups = found if ok.all() else {k: v[ok[v]] for k, v in found.items()}

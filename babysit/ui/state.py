@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from babysit.client import Client
+from babysit.ui.curves import CurveCache
 from babysit.store import DB_NAME
 
 #: how often the live parts of a page redraw, in seconds
@@ -54,9 +55,14 @@ def _runs(root: str, url: str | None) -> pd.DataFrame:
     return _client(root, url).runs()
 
 
+@st.cache_resource(show_spinner=False)
+def _curves() -> CurveCache:
+    return CurveCache()
+
+
 @st.cache_data(ttl=1, show_spinner=False)
-def _metrics(root: str, url: str | None, run_id: int) -> pd.DataFrame:
-    return _client(root, url).metrics(run_id, include_superseded=True)
+def _metrics(root: str, url: str | None, run_id: int, branch: int) -> pd.DataFrame:
+    return _curves().metrics(_client(root, url).store, run_id, branch)
 
 
 @st.cache_data(ttl=1, show_spinner=False)
@@ -71,8 +77,7 @@ def _checkpoints(root: str, url: str | None, run_id: int) -> pd.DataFrame:
 
 @st.cache_data(ttl=1, show_spinner=False)
 def _latest_loss(root: str, url: str | None, run_id: int) -> float | None:
-    df = _client(root, url).store.metrics(run_id, ["loss"])
-    return float(df["value"].iloc[-1]) if len(df) else None
+    return _client(root, url).store.latest_metric(run_id, "loss")
 
 
 def runs() -> pd.DataFrame:
@@ -81,8 +86,14 @@ def runs() -> pd.DataFrame:
 
 
 def metrics(run_id: int) -> pd.DataFrame:
-    """Metric rows of one run, superseded branches included (drawn faded)."""
-    return _metrics(*store_location(), int(run_id))
+    """Metric rows of one run, superseded branches included (drawn faded).
+
+    The whole history is read once per server process, then only the rows logged since.
+    """
+    table = runs()
+    row = table[table["id"] == int(run_id)]
+    branch = int(row["branch"].iloc[0]) if len(row) and "branch" in row else -1
+    return _metrics(*store_location(), int(run_id), branch)
 
 
 def events(run_id: int) -> pd.DataFrame:

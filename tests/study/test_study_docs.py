@@ -19,6 +19,9 @@ MODULES = [
     "babysit.study.pbt",
     "babysit.study.stopping",
     "babysit.study.importance",
+    "babysit.study.specs",
+    "babysit.study.retest",
+    "babysit.study.orchestrator",
 ]
 
 

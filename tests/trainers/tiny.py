@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import resource
+import signal
 import time
 
 import torch
@@ -29,12 +32,42 @@ parser.add_argument("--project", default="tiny")
 parser.add_argument("--final", default=None, help="write the final weights' sha256 here")
 parser.add_argument("--nan-at", type=int, default=-1, help="log a NaN loss at this step")
 parser.add_argument("--guard", default="pause")
+parser.add_argument("--big-mb", type=float, default=0.0,
+                    help="attach an extra buffer of this size, so a checkpoint write takes a while")
+parser.add_argument("--grow-at", type=int, default=-1, help="at this step, grow the buffer ...")
+parser.add_argument("--grow-mb", type=float, default=0.0, help="... to this size")
+parser.add_argument("--fsize-limit-mb", type=float, default=0.0,
+                    help="no file of this process may grow past this (RLIMIT_FSIZE): disk full")
+parser.add_argument("--changed-loader-on-restart", default="none",
+                    choices=["none", "generator", "short"],
+                    help="when relaunched by babysit, use a loader that cannot resume exactly")
 args = parser.parse_args()
+
+if args.fsize_limit_mb:
+    # Writes past the limit fail with a real OSError (EFBIG) instead of killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit = int(args.fsize_limit_mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+class Blob(nn.Module):
+    """Dead weight in the checkpoint (a buffer, not a parameter)."""
+
+    def __init__(self, mb: float):
+        super().__init__()
+        self.register_buffer("data", torch.zeros(int(mb * 2**20 / 4)))
 
 torch.manual_seed(0)
 x = torch.randn(512, 8)
 y = (x[:, :4].sum(1) > 0).long()
 loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+if os.environ.get("BABYSIT_RUN_ID") and args.changed_loader_on_restart == "generator":
+    # a loader with its own generator: the checkpoint holds no state for it
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
+                        generator=torch.Generator().manual_seed(1))
+elif os.environ.get("BABYSIT_RUN_ID") and args.changed_loader_on_restart == "short":
+    # 4 batches per epoch: a checkpoint taken at batch 20 cannot be found again
+    loader = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=16, shuffle=True)
 
 config = {"lr": args.lr, "momentum": 0.9, "weight_decay": 0.0, "clip": 1.0}
 run = babysit.init(project=args.project, config=config, day=args.day, strict=args.strict,
@@ -51,7 +84,8 @@ elif args.scheduler == "cosine":
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1000, eta_min=0.001)
 elif args.scheduler == "lambda":
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.99 ** s)
-run.attach(model=model, optimizer=opt, scheduler=sched)
+blob = Blob(args.big_mb) if args.big_mb else None
+run.attach(model=model, optimizer=opt, scheduler=sched, blob=blob)
 loss_fn = nn.CrossEntropyLoss()
 
 with run:
@@ -65,6 +99,8 @@ with run:
         if sched is not None:
             sched.step()
         value = float("nan") if run.step == args.nan_at else loss.item()
+        if run.step == args.grow_at and blob is not None:
+            blob.data = torch.zeros(int(args.grow_mb * 2**20 / 4))
         run.log(loss=value, wsum=wsum)
         if args.pace:
             time.sleep(args.pace)

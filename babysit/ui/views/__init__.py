@@ -16,20 +16,20 @@ from babysit.errors import BabysitError
 
 #: url path -> (title, icon)
 PAGES = {"runs": ("Runs", "📋"), "run": ("Run", "🍼"), "compare": ("Compare", "📈"),
-         "lineage": ("Lineage", "🌳")}
+         "lineage": ("Lineage", "🌳"), "study": ("Studies", "🐟")}
 OPEN_RUN = "open_run"           # session_state key: id of the run the Run page shows
 COMPARE_RUNS = "compare_runs"   # session_state key: ids the Compare page shows
 
 
 def page(name: str) -> Any:
-    """The st.Page for ``name`` ("runs", "run", "compare", "lineage").
+    """The st.Page for ``name`` ("runs", "run", "compare", "lineage", "study").
 
     Pages are identified by url path, so a page made here matches the one in the router.
     """
-    from babysit.ui.views import compare, lineage, run, runs
+    from babysit.ui.views import compare, lineage, run, runs, study
 
     render = {"runs": runs.render, "run": run.render, "compare": compare.render,
-              "lineage": lineage.render}[name]
+              "lineage": lineage.render, "study": study.render}[name]
     title, icon = PAGES[name]
     return st.Page(render, title=title, icon=icon, url_path=name, default=name == "runs")
 

@@ -42,7 +42,7 @@ def live_view(run_id: int) -> None:
         return
     hp = row.get("hp") or {}
     age = row.get("heartbeat_age")
-    cols = st.columns(6)
+    cols = st.columns([1.6, 0.8, 1, 1, 1, 1.1])
     cols[0].metric("status", actions.status_mark(str(row["status"])))
     cols[1].metric("day", row.get("day"))
     cols[2].metric("step", row.get("step"))

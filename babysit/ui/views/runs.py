@@ -44,9 +44,16 @@ def render() -> None:
     rows = list(event.selection.rows) if event is not None else []
     picked = [int(table.iloc[r]["id"]) for r in rows if r < len(table)]
     st.caption("Select one run to babysit it, or several to compare them.")
-    c1, c2, _ = st.columns([1, 1, 4])
+    c1, c2, c3, _ = st.columns([1, 1, 1, 3])
     if c1.button("Open run", key="runs_open", disabled=len(picked) != 1):
         open_run(picked[0])
     if c2.button("Compare", key="runs_compare", disabled=len(picked) < 2):
         compare_runs(picked)
+    # a run of a study links to its study's page
+    study_ids = [int(i) for i in df.loc[df["id"].isin(picked), "study_id"].dropna()]
+    if c3.button("Open study", key="runs_open_study",
+                 disabled=len(picked) != 1 or not study_ids):
+        from babysit.ui.views.study import open_study
+
+        open_study(study_ids[0])
 
