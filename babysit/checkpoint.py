@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def save(path: Path, payload: dict[str, Any]) -> tuple[int, str]:
         # ("unexpected pos ..."): keep the OSError underneath and raise that instead.
         out = _Recording(f)
         try:
-            torch.save(payload, out)
+            torch.save(payload, cast(IO[bytes], out))   # it only calls write and flush
         except RuntimeError:
             if out.error is not None:
                 raise out.error from None

@@ -448,6 +448,9 @@ class Client(StudyCommands):
     def restart(self, run: int | str, *, day: int | None = None, source: str | None = None) -> int:
         """Start a new process for a crashed or stopped run, from its last (or ``day``'s)
         checkpoint. Commands queued while it was down are applied once it is up. Returns the pid.
+
+        A truncated or corrupted latest day is skipped (a ``checkpoint_corrupt`` event says
+        which and why) for the previous good one; a corrupt ``day`` raises CheckpointError.
         """
         if day is not None:
             _check_day(day)
