@@ -479,9 +479,19 @@ class Client(StudyCommands):
                                      status="starting", resume=resume, pid=None, pid_start=None,
                                      heartbeat=time.time(), error=None):
             raise RunNotLive(f"run {record.id} changed state meanwhile; try again")
-        self.store.add_event(record.id, target.step if target else 0,
-                             (target.day + 1) if target else 1, "restart", source,
-                             {"from_day": target.day if target else None}, record.branch)
+        if target is not None:
+            self.store.add_event(record.id, target.step, target.day + 1, "restart", source,
+                                 {"from_day": target.day}, record.branch)
+        else:
+            # No day was ever saved: the new process starts from scratch, so what the old one
+            # logged becomes an abandoned branch instead of a second copy of steps 0, 1, ...
+            def fresh(conn: Any) -> None:
+                event = self.store.add_event(record.id, 0, 1, "restart", source,
+                                             {"from_day": None}, record.branch + 1, conn=conn)
+                self.store.supersede(conn, record.id, 0, event)
+                self.store.update_run(record.id, conn=conn, branch=record.branch + 1, step=0,
+                                      day=0)
+            self.store.write(fresh)
         return self._launch(record.id, record.launch)
 
     def _launch(self, run_id: int, launch: dict[str, Any]) -> int:

@@ -1113,7 +1113,7 @@ class Run:
         detail = {"metric": name, "value": value, "step": step}
         self._record(None, "diverged", "trainer", detail, {"status": "diverged"})
         if guard.policy == "rollback" and self._guard_rollbacks < guard.max_rollbacks:
-            record = self._store.checkpoint(self.id)
+            record = self._last_good_day()
             if record is not None and "lr" in self._hp:
                 self._guard_rollbacks += 1
                 new_lr = self._current("lr") * guard.lr_factor
@@ -1124,6 +1124,20 @@ class Run:
         self._status = "diverged"
         print(f"babysit: run {self.id} diverged ({name}={value} at step {step}, day {day}); "
               "paused: roll back or nudge, then resume", file=sys.stderr)
+
+
+    def _last_good_day(self) -> CheckpointRecord | None:
+        """The newest listed checkpoint that passes its checks; corrupt ones are reported."""
+        for record in reversed(self._store.checkpoint_records(self.id)):
+            try:
+                ckpt.verify(ckpt.safe_path(self._store.root, record.path), record.sha256)
+                return record
+            except CheckpointError as exc:
+                bad = {"day": record.day, "error": str(exc)}
+                step, day, branch = self._step, self._day + 1, self._branch
+                self._queue.append(_Op(lambda conn, w, bad=bad: self._store.add_event(
+                    self.id, step, day, "checkpoint_corrupt", "trainer", bad, branch, conn=conn)))
+        return None
 
 
 # ---------------------------------------------------------------------- init

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +157,27 @@ def test_a_killed_process_shows_as_crashed_and_restarts_from_its_last_day(traine
     assert c.run(run_id).branch == 1
 
 
+def test_restart_of_a_run_that_never_saved_a_day_starts_a_new_branch(trainers):
+    """A process killed before its day 0 was listed: the restart starts from scratch, and what
+    the dead process logged is kept as an abandoned branch, not as duplicate live steps."""
+    c = trainers.client
+    env = {k: v for k, v in trainers.env().items() if k == "PYTHONPATH"}
+    script = str(Path(__file__).parent / "trainers" / "tiny.py")
+    run_id = c.store.create_run(
+        project="tiny", name="early", status="crashed", config={"lr": 0.05}, hp={"lr": 0.05},
+        strict=False, day_spec="20 steps", step=7,
+        launch={"executable": sys.executable, "argv": [script, "--pace", "0.01"],
+                "cwd": str(trainers.root.parent), "env": env})
+    c.store.insert_metrics(run_id, [(s, 1, "loss", 1.0, time.time(), 0) for s in range(8)])
+    c.restart(run_id)
+    trainers.wait_step(run_id, 12)
+    live = c.metrics(run_id, ["loss"])
+    assert live.step.is_unique and (live.branch == 1).all()
+    old = c.metrics(run_id, ["loss"], include_superseded=True)
+    assert int(old.superseded.sum()) == 8
+    assert c.run(run_id).branch == 1
+
+
 def test_stop_ends_the_process_and_restart_continues(trainers):
     proc, run_id = trainers.start("--pace", "0.01", "--day", "20 steps")
     c = trainers.client
@@ -270,3 +293,20 @@ def test_divergence_guard_can_roll_back_and_halve_the_learning_rate(trainers):
     wait_for(lambda: c.run(run_id).status == "diverged", 60, "the guard to give up")
     time.sleep(0.5)
     assert len(c.events(run_id).query("kind == 'rollback'")) == 3
+
+
+def test_the_guard_skips_a_corrupt_day_when_it_rolls_back(trainers):
+    _, run_id = trainers.start("--pace", "0.05", "--nan-at", "56", "--day", "20 steps",
+                               "--guard", "rollback")
+    c = trainers.client
+    day2 = wait_for(lambda: c.store.checkpoint(run_id, 2), 60, "day 2")
+    path = trainers.root / day2.path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF                      # a bit flip in the latest day
+    path.write_bytes(bytes(data))
+    wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the autopilot rollback")
+    events = c.events(run_id)
+    assert events.query("kind == 'rollback'").iloc[0].detail["to_day"] == 1
+    corrupt = events.query("kind == 'checkpoint_corrupt'")
+    assert len(corrupt) and corrupt.iloc[0].detail["day"] == 2
+    assert c.run(run_id).status in ("running", "diverged")      # not crashed

@@ -275,8 +275,26 @@ class Store:
 
         return engine
 
+    def _current_version(self) -> int | None:
+        """The store's schema version read without a write lock (None: no babysit tables)."""
+        with self._read_engine.connect() as conn:
+            if not sa.inspect(conn).has_table("meta"):
+                return None
+            row = conn.execute(sa.select(S.meta.c.value).where(
+                S.meta.c.key == "schema_version")).first()
+            return int(row[0]) if row else 0
+
     def _ensure_schema(self, create: bool) -> None:
         try:
+            # The common case (an up-to-date store) needs no write lock: a dashboard opening a
+            # store whose writer holds a long transaction still shows the data.
+            version = self._current_version()
+            if version is not None and version >= S.SCHEMA_VERSION:
+                if version > S.SCHEMA_VERSION:
+                    raise StoreError(
+                        f"this store has schema version {version}, newer than this babysit "
+                        f"understands ({S.SCHEMA_VERSION}); upgrade babysit to open it")
+                return
             with self._write_engine.begin() as conn:
                 inspector = sa.inspect(conn)
                 if not inspector.has_table("meta"):
