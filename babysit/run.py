@@ -1134,9 +1134,10 @@ class Run:
                 return record
             except CheckpointError as exc:
                 bad = {"day": record.day, "error": str(exc)}
-                step, day, branch = self._step, self._day + 1, self._branch
-                self._queue.append(_Op(lambda conn, w, bad=bad: self._store.add_event(
-                    self.id, step, day, "checkpoint_corrupt", "trainer", bad, branch, conn=conn)))
+                where = (self._step, self._day + 1, self._branch)
+                self._queue.append(_Op(lambda conn, w, bad=bad, where=where: self._store.add_event(
+                    self.id, where[0], where[1], "checkpoint_corrupt", "trainer", bad, where[2],
+                    conn=conn)))
         return None
 
 

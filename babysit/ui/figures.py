@@ -347,6 +347,26 @@ def _metric_traces(
     return traces
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Decade ticks in [lo, hi] (log10 units); 1-2-5 steps in between when that is too few,
+    then every digit (0.2, 0.3, ...) for a range under a decade.
+
+    >>> [round(10**t, 3) for t in _log_ticks(-0.9, -0.5)]
+    [0.2, 0.3]
+    """
+    decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
+    if len(decades) >= 3:
+        step = max(1, math.ceil(len(decades) / 8))
+        return [float(d) for d in decades[::step]]
+    for mantissas in ((1, 2, 5), tuple(range(1, 10))):
+        ticks = [d + math.log10(m) for d in range(math.floor(lo), math.ceil(hi) + 1)
+                 for m in mantissas]
+        inside = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
+        if len(inside) >= 2:
+            return inside
+    return [lo, hi]
+
+
 def _hp_traces(
     table: _MetricTable, hp_list: list[str], axis: _XMapper, max_points: int | None
 ) -> tuple[list[go.Scatter], list[dict[str, Any]]]:
@@ -402,7 +422,16 @@ def _hp_traces(
 
     def titled(names: list[str], axis_name: str, lr: bool) -> dict[str, Any]:
         text = ", ".join(n.removeprefix("hp/") for n in names)
-        return {"title": {"text": text}, "type": _hp_axis_type(values_on[axis_name], lr=lr)}
+        settings = {"title": {"text": text}, "type": _hp_axis_type(values_on[axis_name], lr=lr)}
+        values = np.concatenate(values_on[axis_name]) if values_on[axis_name] else np.array([])
+        values = values[np.isfinite(values) & (values > 0)]
+        if settings["type"] == "log" and len(values):
+            # plotly labels the digits between decades "2 3 4 ..."; say 0.02, 0.05 instead
+            lo, hi = math.log10(float(values.min())), math.log10(float(values.max()))
+            ticks = _log_ticks(math.floor(lo * 10) / 10, math.ceil(hi * 10) / 10)
+            settings["tickvals"] = [10.0**t for t in ticks]
+            settings["ticktext"] = [_fmt(round(10.0**t, 12)) for t in ticks]
+        return settings
 
     if not secondary:
         return traces, [titled(hp_list, "y2", lr=bool(on_lr_axis))]

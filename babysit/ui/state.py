@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from babysit.client import Client
-from babysit.ui.curves import CurveCache
 from babysit.store import DB_NAME
+from babysit.ui.curves import CurveCache
 
 #: how often the live parts of a page redraw, in seconds
 REFRESH_S = 2

@@ -26,7 +26,7 @@ from plotly.colors import sample_colorscale
 
 from babysit.study.space import Param, Space, check_direction
 from babysit.ui.downsample import downsample_indices
-from babysit.ui.figures import _fmt, _parse_detail, empty_figure
+from babysit.ui.figures import _fmt, _log_ticks, _parse_detail, empty_figure
 
 __all__ = [
     "COLORSCALE",
@@ -283,26 +283,6 @@ def _y_axis(title: str, values: Any, log: bool) -> dict[str, Any]:
         axis["tickvals"] = [10.0**t for t in ticks]
         axis["ticktext"] = [_fmt(round(10.0**t, 12)) for t in ticks]
     return axis
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """Decade ticks in [lo, hi] (log10 units); 1-2-5 steps in between when that is too few,
-    then every digit (0.2, 0.3, ...) for a range under a decade.
-
-    >>> [round(10**t, 3) for t in _log_ticks(-0.9, -0.5)]
-    [0.2, 0.3]
-    """
-    decades = list(range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1))
-    if len(decades) >= 3:
-        step = max(1, math.ceil(len(decades) / 8))
-        return [float(d) for d in decades[::step]]
-    for mantissas in ((1, 2, 5), tuple(range(1, 10))):
-        ticks = [d + math.log10(m) for d in range(math.floor(lo), math.ceil(hi) + 1)
-                 for m in mantissas]
-        inside = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
-        if len(inside) >= 2:
-            return inside
-    return [lo, hi]
 
 
 def parallel_figure(
