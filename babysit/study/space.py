@@ -594,15 +594,27 @@ class Space:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise SpaceError(f"cannot read space file {str(path)!r}: {exc}") from exc
+        fmt = {".toml": "toml", ".json": "json"}.get(suffix, "yaml")
+        return cls.from_text(text, fmt, what=f"space file {str(path)!r}")
+
+    @classmethod
+    def from_text(cls, text: str, fmt: str = "yaml", *, what: str = "the space spec") -> Space:
+        """A space from YAML (JSON reads as YAML too), TOML or JSON text.
+
+        >>> Space.from_text("lr: {scale: log, low: 1e-4, high: 1}")["lr"].low
+        0.0001
+        """
+        if fmt not in ("yaml", "toml", "json"):
+            raise SpaceError(f"a space spec is yaml, toml or json, got {fmt!r}")
         try:
-            if suffix == ".toml":
+            if fmt == "toml":
                 data: Any = tomllib.loads(text)
-            elif suffix == ".json":
+            elif fmt == "json":
                 data = json.loads(text)
             else:
                 data = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise SpaceError(f"cannot parse space file {str(path)!r}: {exc}") from exc
+            raise SpaceError(f"cannot parse {what} as {fmt}: {exc}") from None
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
