@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from babysit.errors import (
     UnknownDay,
 )
 from babysit.hparams import check_key, check_updates
-from babysit.launcher import Launcher, LocalLauncher
+from babysit.launcher import Launcher, LocalLauncher, terminate
 from babysit.store import LIVE, STATUSES, CheckpointRecord, RunRecord, Store
 from babysit.study.commands import StudyCommands
 
@@ -299,16 +298,7 @@ class Client(StudyCommands):
     def _terminate(self, record: RunRecord) -> None:
         if record.pid is None or (record.host and record.host != socket.gethostname()):
             raise CommandTimeout(f"run {record.id} did not stop and runs on {record.host}")
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.kill(record.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and self._alive(record):
-                time.sleep(0.05)
-            if not self._alive(record):
-                break
+        terminate(record.pid, lambda: self._alive(record))
         self.store.update_run(record.id, only_if_status=LIVE, status="stopped", ended=time.time())
         self.store.cancel_pending(record.id, f"run {record.id} was terminated")
 

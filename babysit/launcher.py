@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,3 +78,21 @@ class LocalLauncher:
         return start_detached(argv, cwd=cwd, env=process_env(run_id, launch, root, store_url),
                               log_path=root / "runs" / str(run_id) / "process.log",
                               what=f"run {run_id}")
+
+
+def terminate(pid: int, alive: Callable[[], bool], grace_s: tuple[float, float] = (10.0, 5.0)
+              ) -> None:
+    """SIGTERM, wait up to ``grace_s[0]``, then SIGKILL, wait up to ``grace_s[1]``.
+
+    Returns as soon as ``alive()`` is False; a pid whose owner is gone is not signalled.
+    """
+    for sig, grace in zip((signal.SIGTERM, signal.SIGKILL), grace_s, strict=True):
+        if not alive():
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and alive():
+            time.sleep(0.05)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import socket
 import sys
 import time
@@ -29,7 +28,7 @@ import psutil
 
 from babysit.errors import BabysitError, InvalidValue, UnknownDay
 from babysit.hparams import check_key
-from babysit.launcher import start_detached
+from babysit.launcher import start_detached, terminate
 from babysit.store import DECISION_STATUSES, LIVE, DecisionRecord, RunRecord, Store, StudyRecord
 from babysit.study.orchestrator import best_of, histories, process_alive
 from babysit.study.retest import (
@@ -329,16 +328,7 @@ class StudyCommands:
         record = self.store.get_study(study)
         self.store.update_study(record.id, status="stopped", ended=time.time())
         if record.pid is not None and (record.host in (None, socket.gethostname())):
-            for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-                if not self.orchestrator_alive(record):
-                    break
-                try:
-                    os.kill(record.pid, sig)
-                except ProcessLookupError:
-                    break
-                deadline = time.monotonic() + grace
-                while time.monotonic() < deadline and self.orchestrator_alive(record):
-                    time.sleep(0.05)
+            terminate(record.pid, lambda: self.orchestrator_alive(record))
         live = [r for r in self.store.list_runs(study_id=record.id)
                 if self._refresh(r).status in LIVE]
         stopped = []
