@@ -355,21 +355,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, extra_env: dict[str, str]) -> int:
-    from pathlib import Path
+    from babysit.ui.server import serve
 
-    app = Path(__file__).resolve().parent / "ui" / "app.py"
-    env = dict(os.environ, **extra_env)
-    env["BABYSIT_ROOT"] = str(_client(args).store.root)
-    if args.store_url:
-        env["BABYSIT_STORE_URL"] = args.store_url
-    argv = [sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.address", args.address, "--server.port", str(args.port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    print(f"dashboard: http://{args.address}:{args.port}")
-    try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        return 0
+    return serve(_client(args).store.root, address=args.address, port=args.port,
+                 store_url=args.store_url, extra_env=extra_env, ssl_cert=args.ssl_cert,
+                 ssl_key=args.ssl_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -543,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", default="127.0.0.1",
                        help="address to serve on (default 127.0.0.1; others need a password)")
         p.add_argument("--port", type=int, default=8501)
+        p.add_argument("--ssl-cert", default=None, help="TLS certificate file (with --ssl-key)")
+        p.add_argument("--ssl-key", default=None, help="TLS private key file (with --ssl-cert)")
         if name == "demo":
             p.add_argument("--no-ui", action="store_true", help="only start the demo run")
             p.add_argument("--day", default="300 steps", help="demo day length")
