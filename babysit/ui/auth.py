@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import secrets
 import sys
@@ -153,7 +154,7 @@ class Gate:
             log.warning("%s attempt from %s refused unchecked: %d failures, next in %.0f s",
                         kind, client, self.throttle.failures(client), wait)
             return Attempt(False, f"Too many failed attempts from {client}: try again in "
-                           f"{wait:.0f} s.", wait)
+                           f"{math.ceil(wait)} s.", wait)
         if secret_matches(given, self.token) or secret_matches(given, password):
             self.throttle.succeeded(client)
             log.info("%s accepted from %s: this session may steer runs", kind, client)
@@ -165,7 +166,7 @@ class Gate:
         log.warning("wrong %s from %s (%d failures from it, %d in all; next attempt checked "
                     "in %.0f s)", kind, client, self.throttle.failures(client),
                     self.failed_total, wait)
-        later = f" Next attempt in {wait:.0f} s." if wait > 0 else ""
+        later = f" Next attempt in {math.ceil(wait)} s." if wait > 0 else ""
         return Attempt(False, f"Wrong {kind}.{later}", wait)
 
 

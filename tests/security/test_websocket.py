@@ -1,0 +1,134 @@
+"""Attacks on a real dashboard through its websocket, the way another local user's script or a
+page's JavaScript would make them: forged clicks without the token change nothing in the store;
+a page of another origin is answered with a refusal; password guesses are throttled and logged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.security.streamlit_socket import StreamlitSocket, text, trigger
+
+pytestmark = [pytest.mark.slow]
+READ_ONLY = "read-only: open the link printed by `babysit ui`"
+
+
+def count(trainers, table: str) -> int:
+    return trainers.client.store.read(
+        lambda c: c.exec_driver_sql(f"select count(*) from {table}").scalar())
+
+
+def test_forged_clicks_without_the_token_change_nothing_with_it_they_work(trainers, dashboards):
+    _, run_id = trainers.start("--pace", "0.02", "--day", "20 steps")
+    board = dashboards()
+    c = trainers.client
+    lr = c.run(run_id).hp["lr"]
+    commands, runs, studies = count(trainers, "commands"), len(c.runs()), count(trainers, "studies")
+
+    # another local user's script: no Origin header, no token; it knows the widget ids
+    with StreamlitSocket(board.url) as ws:
+        page = ws.run("run", f"run={run_id}")
+        assert READ_ONLY in page.texts()
+        buttons = {b.label: b for b in page.of("button")}
+        assert all(buttons[label].disabled for label in
+                   ("lr ×0.5", "Pause", "Stop", "Fork", "Roll back")), buttons.keys()
+        exact = page.widget("text_input", "exact lr")
+        for label in ("lr ×0.5", "Set lr", "Pause", "Stop", "Fork"):
+            ws.run("run", f"run={run_id}", [trigger(buttons[label].id), text(exact.id, "9")])
+        # a wrong token in the link is a failed attempt, not a way in
+        after = ws.run("run", f"token=guess&run={run_id}", [trigger(buttons["lr ×0.5"].id)])
+        assert "Wrong token" in after.texts()
+
+        study = ws.run("study")
+        name = study.widget("text_input", "Study name")
+        launch = study.widget("button", "Launch study")
+        assert launch.disabled
+        ws.run("study", "", [text(name.id, "evil"), trigger(launch.id)])
+
+    trainers.wait_step(run_id, c.run(run_id).step + 10)
+    assert count(trainers, "commands") == commands
+    assert c.run(run_id).hp["lr"] == lr and c.run(run_id).status == "running"
+    assert len(c.runs()) == runs and count(trainers, "studies") == studies
+    assert "nudge" not in set(c.events(run_id)["kind"])
+
+    # the link babysit ui printed: the token once, then this session steers
+    with StreamlitSocket(board.url) as ws:
+        page = ws.run("run", f"token={board.token}&run={run_id}")
+        assert READ_ONLY not in page.texts()
+        half = page.widget("button", "lr ×0.5")
+        assert not half.disabled
+        done = ws.run("run", f"run={run_id}", [trigger(half.id)])   # the URL no longer has it
+        assert "applied" in done.texts(), done.texts()
+    wait_for(lambda: c.run(run_id).hp["lr"] == pytest.approx(lr / 2), 30, "the nudge")
+    nudge = c.events(run_id).query("kind == 'nudge'").iloc[-1]
+    assert nudge.source == "ui"
+
+    # the proof belongs to that session: a new one (a reload, another tab, a script) only looks
+    with StreamlitSocket(board.url) as ws:
+        assert READ_ONLY in ws.run("run", f"run={run_id}").texts()
+    assert "wrong token from this machine" in board.log_text()
+
+
+def test_a_page_of_another_origin_is_refused_even_with_the_token(trainers, dashboards):
+    """Streamlit lets websockets from any localhost port in; the app answers them nothing."""
+    _, run_id = trainers.start("--pace", "0.02", "--day", "20 steps")
+    board = dashboards()
+    c = trainers.client
+    lr, commands = c.run(run_id).hp["lr"], count(trainers, "commands")
+    with StreamlitSocket(board.url) as ws:     # the ids, as an attacker would learn them
+        half = ws.run("run", f"run={run_id}").widget("button", "lr ×0.5")
+    for origin in ("http://127.0.0.1:9", "http://localhost:9", "http://evil.example"):
+        try:
+            ws = StreamlitSocket(board.url, origin=origin)
+        except Exception:          # Streamlit itself closed it: refused, fine
+            continue
+        with ws:
+            page = ws.run("run", f"token={board.token}&run={run_id}", [trigger(half.id)])
+            assert "another origin" in page.texts()
+            assert not page.of("button") and not page.of("plotly_chart") \
+                and not page.of("dataframe")
+    time.sleep(1.0)
+    assert count(trainers, "commands") == commands and c.run(run_id).hp["lr"] == lr
+
+
+def test_password_guesses_are_throttled_logged_and_counted(trainers, dashboards):
+    board = dashboards(password="correct horse battery", settings="free_attempts = 2\n"
+                                                                   "retry_delay_s = 1.0\n")
+    outcomes: list[str] = []
+    start = time.monotonic()
+    with StreamlitSocket(board.url) as ws:
+        page = ws.run("runs")
+        box = page.widget("text_input", "Password or token")
+        guesses = 0
+        while time.monotonic() - start < 4.0 or guesses < 6:
+            guesses += 1
+            page = ws.run("runs", "", [text(box.id, f"guess{guesses}")])
+            outcomes += [a.body for a in page.of("alert")
+                         if "Wrong password" in a.body or "Too many" in a.body]
+        elapsed = time.monotonic() - start
+        checked = sum("Wrong password" in o for o in outcomes)
+        refused = sum("Too many failed attempts" in o for o in outcomes)
+        # 2 free, then 1 s, 2 s, 4 s ... apart: in E seconds at most 2 + log2(E + 1) are checked
+        assert len(outcomes) == guesses, outcomes
+        assert checked <= 2 + math.ceil(math.log2(elapsed + 1)), (outcomes, elapsed)
+        assert refused == guesses - checked and refused >= 2, outcomes
+        # the right password is refused too while this client must wait...
+        page = ws.run("runs", "", [text(box.id, "correct horse battery")])
+        assert any("Too many" in a.body for a in page.of("alert"))
+    log = board.log_text()
+    assert len(re.findall(r"wrong password from this machine", log)) == checked
+    assert len(re.findall(r"password attempt from this machine refused unchecked", log)) >= refused
+
+    # ... and accepted once the wait is over; the user sees how many guesses were made
+    time.sleep(8.5)
+    with StreamlitSocket(board.url) as ws:
+        page = ws.run("runs")
+        box = page.widget("text_input", "Password or token")
+        page = ws.run("runs", "", [text(box.id, "correct horse battery")])
+        assert "You can steer runs" in page.texts()
+        assert f"{checked} failed sign-in attempt(s)" in page.texts()
