@@ -147,6 +147,12 @@ class Gate:
         self.last_failure: tuple[str, float] | None = None    # (client, wall time)
         self._lock = threading.Lock()
 
+    def tab_proof(self) -> str:
+        """What a browser tab keeps (sessionStorage) to steer again after a reload: derived from
+        the token, so it ends with this server; never the token or the password themselves."""
+        return hmac.new(self.token.encode(), f"babysit tab {self.epoch}".encode(),
+                        "sha256").hexdigest()
+
     def attempt(self, given: object, password: str | None, client: str, kind: str) -> Attempt:
         """Check ``given`` against the token and the password, unless ``client`` must wait."""
         wait = self.throttle.wait_s(client)
@@ -155,7 +161,8 @@ class Gate:
                         kind, client, self.throttle.failures(client), wait)
             return Attempt(False, f"Too many failed attempts from {client}: try again in "
                            f"{math.ceil(wait)} s.", wait)
-        if secret_matches(given, self.token) or secret_matches(given, password):
+        if secret_matches(given, self.token) or secret_matches(given, password) or \
+                secret_matches(given, self.tab_proof()):
             self.throttle.succeeded(client)
             log.info("%s accepted from %s: this session may steer runs", kind, client)
             return Attempt(True, "You can steer runs from this browser tab.")
@@ -347,7 +354,8 @@ def _try(given: object, kind: str) -> Attempt:
     outcome = gate().attempt(given, password(), client_address(), kind)
     if outcome.ok:
         st.session_state[_PROOF] = gate().epoch
-    st.session_state[_NOTICE] = ("success" if outcome.ok else "error", outcome.message)
+    if not outcome.ok or kind != "tab proof":      # a reload that keeps steering says nothing
+        st.session_state[_NOTICE] = ("success" if outcome.ok else "error", outcome.message)
     return outcome
 
 
@@ -369,6 +377,59 @@ def note() -> str:
     return f"🔒 {READ_ONLY}{extra} to steer runs. You can still look."
 
 
+_KEPT = "_babysit_tab_kept"          # session_state key: this tab stored its proof already
+_TAB_JS = """
+export default function (component) {
+  // sessionStorage belongs to this tab and this origin (scheme, host and port): a page served
+  // on another port cannot read it, unlike a cookie, which every port of the host shares.
+  const { data, setTriggerValue } = component;
+  const KEY = "babysit.proof";
+  if (!data) return;
+  if (data.keep) { sessionStorage.setItem(KEY, JSON.stringify(data.keep)); return; }
+  let kept = null;
+  try { kept = JSON.parse(sessionStorage.getItem(KEY) || "null"); } catch (e) { kept = null; }
+  if (!kept) return;
+  if (kept.epoch !== data.epoch) { sessionStorage.removeItem(KEY); return; }  // an older server
+  setTriggerValue("kept", kept.proof);
+}
+"""
+
+
+def _tab_memory() -> Any:
+    st = _st()
+    return st.components.v2.component("babysit_tab_proof", js=_TAB_JS)
+
+
+def _on_kept() -> None:
+    st = _st()
+    given = st.session_state.get("_babysit_tab_proof", {})
+    value = given.get("kept") if isinstance(given, dict) else getattr(given, "kept", None)
+    if value:
+        _try(value, "tab proof")
+
+
+def remember_tab() -> None:
+    """A reload of a tab that proved the token keeps steering; a new tab needs the link again.
+
+    After a session proves the token or the password, the page stores a proof derived from the
+    token in the tab's sessionStorage; a reloaded tab sends it back (throttled like a guess).
+    """
+    st = _st()
+    g = gate()
+    try:
+        mount = _tab_memory()
+        if may_steer():
+            if st.session_state.get(_KEPT) != g.epoch:
+                mount(key="_babysit_tab_proof", height=0,
+                      data={"keep": {"epoch": g.epoch, "proof": g.tab_proof()}})
+                st.session_state[_KEPT] = g.epoch
+        else:
+            mount(key="_babysit_tab_proof", height=0, data={"epoch": g.epoch},
+                  on_kept_change=_on_kept)
+    except Exception as exc:       # no browser runtime (AppTest): the tab just forgets on reload
+        log.debug("tab memory unavailable: %r", exc)
+
+
 def _submit_login(key: str) -> None:
     st = _st()
     _try(st.session_state.get(key) or "", "password" if password() else "token")
@@ -378,6 +439,8 @@ def _submit_login(key: str) -> None:
 def sidebar() -> None:
     """Sign-in box when read-only; who tried and failed when the user may steer."""
     st = _st()
+    with st.sidebar:
+        remember_tab()
     notice = st.session_state.pop(_NOTICE, None)
     if may_steer():
         g = gate()
