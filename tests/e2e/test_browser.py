@@ -14,6 +14,7 @@ from tests.conftest import REPO, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TOKEN = "e2e-test-token"      # handed to the server in $BABYSIT_TOKEN, as `babysit ui` does
 
 
 def _free_port() -> int:
@@ -25,7 +26,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(trainers):
     port = _free_port()
-    env = trainers.env()
+    env = dict(trainers.env(), BABYSIT_TOKEN=TOKEN)
     log = open(trainers.root.parent / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address",
@@ -54,7 +55,7 @@ def test_babysit_a_run_from_the_browser(trainers, server):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{server}/run?run={run_id}")
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the link babysit ui prints
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_visible(timeout=60_000)
         # the live curve is drawn and grows
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
