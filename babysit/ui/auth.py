@@ -263,6 +263,8 @@ def is_loopback(address: str | None) -> bool:
 
     >>> is_loopback("127.0.0.1"), is_loopback("localhost:8501"), is_loopback("0.0.0.0")
     (True, True, False)
+    >>> is_loopback("::ffff:127.0.0.1"), is_loopback("[::1]:8501"), is_loopback("192.0.2.2")
+    (True, True, False)
     >>> is_loopback(None)     # unset: Streamlit listens on every interface
     False
     """
@@ -270,9 +272,12 @@ def is_loopback(address: str | None) -> bool:
     if name in LOCAL_NAMES:
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        ip = ipaddress.ip_address(name)
     except ValueError:
         return False
+    # a server listening on "::" sees an IPv4 client on 127.0.0.1 as ::ffff:127.0.0.1
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _headers() -> Any:
@@ -288,7 +293,7 @@ def client_address() -> str:
         ip = _st().context.ip_address
     except Exception:
         ip = None
-    return str(ip) if ip else "this machine"
+    return "this machine" if not ip or is_loopback(str(ip)) else str(ip)
 
 
 def refusal() -> str | None:
@@ -451,6 +456,8 @@ def sidebar() -> None:
                                f"{time.strftime('%H:%M:%S', time.localtime(when))}.")
         st.sidebar.caption("🔓 you can steer runs")
     else:
+        st.sidebar.caption("🔒 read-only: to steer runs, open the link `babysit ui` printed" +
+                           (" or enter the password." if password() else "."))
         label = "Password or token" if password() else "Token"
         key = "_babysit_secret"
         st.sidebar.text_input(label, type="password", key=key, on_change=_submit_login,

@@ -10,8 +10,8 @@ A run named ``![t](http://host/track.png)`` must not fetch that URL, and a metri
 ``md`` before Streamlit sees it and through ``plot`` before plotly sees it; plain-text sinks
 (``st.dataframe`` cells, ``st.code``, ``st.text``, selectbox options) need nothing.
 
->>> print(md("![t](http://host/track.png)"))
-\!\[t\]\(http\:\/\/host\/track\.png\)
+>>> print(md("![t](track.png)"))
+\!\[t\]\(track\.png\)
 >>> plot('<a href="http://x">loss</a>')
 '&lt;a href="http://x"&gt;loss&lt;/a&gt;'
 """
@@ -26,6 +26,8 @@ from typing import Any
 #: also breaks what GFM and Streamlit would otherwise recognise inside a name: autolinked URLs
 #: (``http\:``, ``www\.``), e-mail autolinks (``\@``), LaTeX (``\$``), directives (``\:red\[``)
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+_URL_SCHEME = re.compile(r"\\:\\/")               # escaped "://"
+_WWW = re.compile(r"(?i)\b(www)\\\.")                # escaped "www."
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 # C0/C1 control characters (terminal escapes among them) shown as visible symbols, never sent raw
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -51,11 +53,16 @@ def md(value: Any) -> str:
 
     Every ASCII punctuation character is backslash-escaped, so nothing in it can open a link,
     an image, HTML, emphasis, a heading, LaTeX or a Streamlit directive; the text reads the same.
+    GFM finds bare URLs and e-mail addresses in the text *after* escapes are resolved, so a
+    word joiner (U+2060, invisible) goes inside ``://``, after ``www`` and after ``@``.
 
     >>> md("lr*2 <b>")
     'lr\\\\*2 \\\\<b\\\\>'
     """
-    return _MD_SPECIAL.sub(r"\\\1", plain(value))
+    text = _MD_SPECIAL.sub(r"\\\1", plain(value))
+    text = _URL_SCHEME.sub("\\:\u2060\\/", text)
+    text = _WWW.sub(lambda m: m.group(1) + "\u2060\\.", text)
+    return text.replace("\\@", "\\@\u2060")
 
 
 def plot(value: Any) -> str:

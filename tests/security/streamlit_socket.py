@@ -4,9 +4,11 @@ can send to the dashboard without a browser's help. It speaks Streamlit's own pr
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -60,10 +62,17 @@ class Elements:
 class StreamlitSocket:
     """One websocket session with a running Streamlit server."""
 
-    def __init__(self, base_url: str, origin: str | None = None):
+    def __init__(self, base_url: str, origin: str | None = None, host: str | None = None):
+        """``host``: the Host header to send (the name a rebinding page would use), while the
+        connection still goes to ``base_url``'s address."""
         uri = base_url.replace("http://", "ws://").rstrip("/") + "/_stcore/stream"
+        sock = None
+        if host is not None:
+            address = urlparse(base_url)
+            sock = socket.create_connection((address.hostname, address.port), timeout=30)
+            uri = f"ws://{host}/_stcore/stream"
         self._connection = connect(uri, origin=origin, subprotocols=["streamlit"],
-                                   max_size=None, open_timeout=30)
+                                   max_size=None, open_timeout=30, sock=sock)
         self.ws: ClientConnection = self._connection.__enter__()
 
     def close(self) -> None:

@@ -5,13 +5,18 @@ a page of another origin is answered with a refusal; password guesses are thrott
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from tests.conftest import wait_for
+from tests.security.conftest import free_port
 from tests.security.streamlit_socket import StreamlitSocket, text, trigger
 
 pytestmark = [pytest.mark.slow]
@@ -132,3 +137,53 @@ def test_password_guesses_are_throttled_logged_and_counted(trainers, dashboards)
         page = ws.run("runs", "", [text(box.id, "correct horse battery")])
         assert "You can steer runs" in page.texts()
         assert f"{checked} failed sign-in attempt(s)" in page.texts()
+
+
+def test_a_rebinding_host_name_is_refused(trainers, dashboards):
+    """A page of evil.example whose DNS now says 127.0.0.1 is same-origin to itself: the Host
+    header gives it away, and a dashboard bound to loopback answers it nothing."""
+    board = dashboards()
+    port = board.url.rsplit(":", 1)[1]
+    with StreamlitSocket(board.url, host=f"evil.example:{port}",
+                         origin=f"http://evil.example:{port}") as ws:
+        page = ws.run("runs", f"token={board.token}")
+        assert "serves only this machine" in page.texts()
+        assert not page.of("dataframe") and not page.of("text_input")
+    with StreamlitSocket(board.url, host=f"localhost:{port}") as ws:
+        assert "serves only this machine" not in ws.run("runs").texts()
+
+
+def _other_address() -> str | None:
+    """This machine's address on a real interface, for a client that is not loopback."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))            # no packet is sent: it only picks a route
+        address = s.getsockname()[0]
+        return None if address.startswith("127.") else address
+    return None
+
+
+@pytest.mark.skipif(_other_address() is None, reason="no non-loopback interface")
+def test_without_a_chosen_address_other_machines_see_nothing(trainers, tmp_path):
+    """`streamlit run` of the app without babysit's config.toml listens on every interface:
+    babysit then shows nothing to a client that is not this machine."""
+    app = tmp_path / "elsewhere" / "app.py"           # no .streamlit/config.toml next to it
+    app.parent.mkdir()
+    app.write_text("from babysit.ui.app import main\nmain()\n")
+    port = free_port()
+    log = tmp_path / "st.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app),
+                                 "--server.port", str(port), "--server.headless", "true"],
+                                env=trainers.env(), cwd=app.parent, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, "streamlit")
+        with StreamlitSocket(f"http://{_other_address()}:{port}") as ws:
+            page = ws.run("runs")
+            assert "listens on every interface" in page.texts()
+            assert not page.of("dataframe") and not page.of("text_input")
+        with StreamlitSocket(f"http://127.0.0.1:{port}") as ws:
+            assert "listens on every interface" not in ws.run("runs").texts()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
