@@ -74,6 +74,7 @@ class StreamlitSocket:
         self._connection = connect(uri, origin=origin, subprotocols=["streamlit"],
                                    max_size=None, open_timeout=30, sock=sock)
         self.ws: ClientConnection = self._connection.__enter__()
+        self.new_session: Any = None     # the server's NewSession message: its client config
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -103,7 +104,9 @@ class StreamlitSocket:
         items: list[tuple[str, Any]] = []
         for msg in self.messages(timeout):
             kind = msg.WhichOneof("type")
-            if kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+            if kind == "new_session":
+                self.new_session = msg.new_session
+            elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                 element = msg.delta.new_element
                 which = element.WhichOneof("type")
                 items.append((which, getattr(element, which)))

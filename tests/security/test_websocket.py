@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import REPO, wait_for
 from tests.security.conftest import free_port
 from tests.security.streamlit_socket import StreamlitSocket, text, trigger
 
@@ -184,6 +184,54 @@ def test_without_a_chosen_address_other_machines_see_nothing(trainers, tmp_path)
             assert not page.of("dataframe") and not page.of("text_input")
         with StreamlitSocket(f"http://127.0.0.1:{port}") as ws:
             assert "listens on every interface" not in ws.run("runs").texts()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp*)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:      # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    if width == 8:
+                        found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                    else:
+                        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
+def test_streamlit_run_app_py_from_anywhere_is_locked_down(trainers, tmp_path):
+    """No flags, another working directory: the config.toml next to app.py still applies."""
+    port = free_port()
+    env = trainers.env()
+    env.pop("BABYSIT_TOKEN", None)
+    log = tmp_path / "st.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run",
+                                 str(REPO / "app.py"), "--server.port", str(port)],
+                                env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 60, "streamlit")
+        assert _listening(port) == {"127.0.0.1"}
+        with StreamlitSocket(f"http://127.0.0.1:{port}") as ws:
+            page = ws.run("runs")
+            config = ws.new_session.config
+            assert not config.gather_usage_stats
+            assert config.toolbar_mode == config.MINIMAL          # no Deploy button
+            assert "🔒 read-only" in page.texts()
+        # no launcher handed a token: the server made one and printed its link
+        link = wait_for(lambda: re.search(rf"http://127\.0\.0\.1:{port}/\?token=(\S+)",
+                                          log.read_text()), 30, "the printed link")
+        with StreamlitSocket(f"http://127.0.0.1:{port}") as ws:
+            page = ws.run("runs", f"token={link.group(1)}")
+            assert "🔓 you can steer runs" in page.texts() and "🔒" not in page.texts()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
