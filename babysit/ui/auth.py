@@ -12,7 +12,9 @@ refused too.
 
 Guesses are throttled per client address, logged, and counted for the user to see: the first
 ``free_attempts`` (3) failures are free, then each further attempt waits ``retry_delay_s`` (1 s)
-doubled per failure, at most 5 minutes. Secrets are compared in constant time.
+doubled per failure, at most 5 minutes; meanwhile only a random token (32 characters or more,
+as ``babysit ui`` makes) or a tab's proof gets in, so a guesser on the same machine cannot lock
+the owner out of the printed link. Secrets are compared in constant time.
 
 The page also refuses to show anything to a page of another origin (Streamlit's websocket lets
 any ``localhost`` port in, so a page served on another local port could read and click), to a
@@ -44,6 +46,7 @@ SECTION = "babysit"                   # secrets.toml section: password, free_att
 _PROOF = "_babysit_steer"             # session_state key: the token epoch this session proved
 _NOTICE = "_babysit_auth_notice"      # session_state key: (kind, message) of the last attempt
 MAX_DELAY_S = 300.0
+STRONG_TOKEN = 32          # a token this long gets in even while its client's guesses wait
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 READ_ONLY = "read-only: open the link printed by `babysit ui`"
 
@@ -153,9 +156,19 @@ class Gate:
         return hmac.new(self.token.encode(), f"babysit tab {self.epoch}".encode(),
                         "sha256").hexdigest()
 
+    def _strong_match(self, given: object) -> bool:
+        """The token (when long enough to be random, not a chosen word) or a tab proof."""
+        return (len(self.token) >= STRONG_TOKEN and secret_matches(given, self.token)) or \
+            secret_matches(given, self.tab_proof())
+
     def attempt(self, given: object, password: str | None, client: str, kind: str) -> Attempt:
         """Check ``given`` against the token and the password, unless ``client`` must wait."""
         wait = self.throttle.wait_s(client)
+        if wait > 0 and self._strong_match(given):
+            # 256 random bits need no throttle, and a guesser on this machine must not lock
+            # the owner out of the link `babysit ui` printed (or of a reload)
+            log.info("%s accepted from %s while its guesses wait", kind, client)
+            return Attempt(True, "You can steer runs from this browser tab.")
         if wait > 0:
             log.warning("%s attempt from %s refused unchecked: %d failures, next in %.0f s",
                         kind, client, self.throttle.failures(client), wait)

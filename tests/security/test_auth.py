@@ -65,6 +65,12 @@ def test_gate_admits_the_token_the_password_or_a_tab_proof_and_counts_the_rest()
     late = gate.attempt("tok", None, "b", "token")
     assert not late.ok and "try again in 60 s" in late.message
     assert gate.failed_total == 2
+    # a random token (as babysit ui makes) still gets in: a guesser cannot lock the owner out
+    strong = auth.Gate("t" * 43, auth.Throttle(free=0, delay_s=60.0))
+    assert not strong.attempt("guess", None, "b", "token").ok
+    assert not strong.attempt("guess", None, "b", "token").ok          # unchecked
+    assert strong.attempt("t" * 43, None, "b", "token").ok
+    assert strong.attempt(strong.tab_proof(), None, "b", "tab proof").ok
     # a proof of another server (an older token) is no proof
     assert not auth.Gate("other").attempt(gate.tab_proof(), None, "c", "tab proof").ok
 
