@@ -81,10 +81,14 @@ def _is_symlink(path: Path) -> bool:
         return False
 
 
-def _refuse_symlinks(path: Path, root: Path | None) -> None:
+def refuse_symlinks(path: Path, root: Path | None = None) -> None:
     """CheckpointError when a folder between ``root`` (default: the run folder and ``runs/``)
     and ``path``, or ``path`` itself, is a symlink. The root itself may be one (checkpoints on
-    another disk): only what babysit creates under it must be real."""
+    another disk): only what babysit creates under it must be real. For every file babysit
+    writes into a run's folder, not only checkpoints.
+
+    >>> refuse_symlinks(Path("/nonexistent/runs/1/day0001.b0.pt"))     # nothing there: fine
+    """
     path = Path(os.path.abspath(path))
     folders = [path.parent, *path.parent.parents]
     top = Path(os.path.abspath(root)) if root is not None else None
@@ -167,10 +171,10 @@ def save(path: Path, payload: dict[str, Any], *, root: Path | None = None) -> tu
     """
     import torch
 
-    _refuse_symlinks(path, root)            # before mkdir: no folder made through a link either
+    refuse_symlinks(path, root)            # before mkdir: no folder made through a link either
     path.parent.mkdir(parents=True, exist_ok=True)
-    _refuse_symlinks(path, root)
-    _refuse_symlinks(path.with_suffix(".json"), root)
+    refuse_symlinks(path, root)
+    refuse_symlinks(path.with_suffix(".json"), root)
 
     def write(f: Any) -> None:
         # torch.save turns a failed write (disk full, EFBIG) into an opaque RuntimeError

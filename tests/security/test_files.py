@@ -139,3 +139,29 @@ def test_a_checkpoint_that_is_not_a_zip_is_refused(tmp_path):
     path.with_suffix(".json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="not a torch.save zip"):
         ckpt.load(path)
+
+
+def test_a_trainer_whose_run_folder_became_a_link_writes_nothing_through_it(tmp_path):
+    """The whole path: a real run, its folder swapped for a link after init. Each day's save
+    fails with the reason in the run's events; the target stays untouched; training goes on."""
+    import shutil
+
+    import babysit
+
+    root, outside = tmp_path / "store", tmp_path / "victim"
+    outside.mkdir()
+    run = babysit.init(project="p", root=root, day="5 steps", config={"lr": 0.1})
+    folder = ckpt.run_dir(root, run.id)
+    shutil.rmtree(folder)
+    folder.symlink_to(outside, target_is_directory=True)
+    model = torch.nn.Linear(2, 1)
+    run.attach(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    for _ in run.loop(steps=12):
+        run.log(loss=1.0)
+    run.finish()
+    assert list(outside.iterdir()) == []
+    client = babysit.Client(root)
+    failed = client.events(run.id).query("kind == 'checkpoint_failed'")
+    assert len(failed) >= 2 and all("symlink" in d["error"] for d in failed["detail"])
+    assert client.run(run.id).step >= 11
+    client.close()
