@@ -4,6 +4,7 @@ schedule that overwrites the nudge at its next step) goes red."""
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from typing import Any
@@ -401,3 +402,28 @@ def test_accelerate_wrapped_optimizer_and_scheduler():
         assert sched.base_lrs == [LR / 2] and opt.param_groups[0]["lr"] == LR / 2
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("name", ["StepLR", "OneCycleLR", "CyclicLR", "LambdaLR-warmup-cosine",
+                                  "ReduceLROnPlateau", "SequentialLR-warmup-cosine"])
+def test_a_nudged_schedule_survives_a_checkpoint_round_trip(name):
+    """A day's checkpoint holds the rescaled schedule: a rollback to it continues halved."""
+    opt, twin_opt = sgd(), sgd()
+    sched, twin = SCHEDULES[name](opt), SCHEDULES[name](twin_opt)
+    for t in range(K):
+        step(opt, sched, t)
+        step(twin_opt, twin, t)
+    knobs.apply([opt], [sched], "lr", scale=0.5)
+    buffer = io.BytesIO()
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    restored_opt = sgd()
+    restored = SCHEDULES[name](restored_opt)
+    restored_opt.load_state_dict(saved["optimizer"])
+    restored.load_state_dict(saved["scheduler"])
+    for t in range(K, N):
+        assert lrs(restored_opt) == lrs(opt), t
+        assert close(lrs(restored_opt)[0], 0.5 * lrs(twin_opt)[0]), t
+        for o, s in ((opt, sched), (restored_opt, restored), (twin_opt, twin)):
+            step(o, s, t)
