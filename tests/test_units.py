@@ -76,8 +76,11 @@ def test_store_keeps_nan_and_inf_and_refuses_a_newer_schema(tmp_path):
     assert store.events(run_id).detail.iloc[0] == {"value": "nan"}
     journal = store.read(lambda c: c.exec_driver_sql("PRAGMA journal_mode").scalar())
     assert journal == "wal"
-    store.write(lambda c: c.execute(sa.update(S.meta).values(value=str(S.SCHEMA_VERSION + 1))))
     store.close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'babysit.db'}")
+    with engine.begin() as conn:                 # as a later babysit would have written it
+        conn.execute(sa.update(S.meta).values(value=str(S.SCHEMA_VERSION + 1)))
+    engine.dispose()
     with pytest.raises(StoreError, match="newer"):
         Store.open(tmp_path)
     with pytest.raises(StoreError, match="no babysit store"):
