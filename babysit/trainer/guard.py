@@ -43,7 +43,7 @@ class Guard:
         >>> guard.observe(float("nan")); guard.tripped
         ('loss', nan)
         """
-        if not value < self.limit:
+        if not value < self.limit or value == -math.inf:
             if self.tripped is None:
                 self.tripped = (self.metric, value)
         elif value < self.best:
