@@ -4,7 +4,8 @@ Like Jupyter: every start of the dashboard has a random token (``$BABYSIT_TOKEN`
 by ``babysit ui`` in the environment, never on the command line; or made here and printed when
 the server was started some other way, e.g. ``streamlit run app.py``). The link the launcher
 prints, ``http://127.0.0.1:8501/?token=...``, proves it once: the page keeps the proof in this
-browser session's state and takes the token off the address bar. A configured password
+browser session's state and takes the token off the address bar; a reload of that tab keeps
+steering through a proof kept in the tab's sessionStorage (``remember_tab``). A configured password
 (``[babysit] password`` in ``.streamlit/secrets.toml``) does the same from the sidebar. Without
 either, a session only looks: every action that changes a run calls ``require()`` first, so a
 button clicked by a crafted websocket message (the browser's ``disabled`` is only a hint) is

@@ -37,7 +37,7 @@ class Dashboard:
 def start_dashboard(root: Path, env: dict[str, str], *, password: str | None = None,
                     settings: str = "", address: str = "127.0.0.1") -> Dashboard:
     port = free_port()
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)      # as babysit ui makes it
     env = dict(env, BABYSIT_ROOT=str(root))
     env[TOKEN_ENV] = token
     argv = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
