@@ -451,7 +451,10 @@ def remember_tab() -> None:
 
 def _submit_login(key: str) -> None:
     st = _st()
-    _try(st.session_state.get(key) or "", "password" if password() else "token")
+    given = st.session_state.get(key) or ""
+    if not given or may_steer():
+        return           # the box cleared (a rerun, a reload), or the tab proved itself meanwhile
+    _try(given, "password" if password() else "token")
     st.session_state[key] = ""
 
 

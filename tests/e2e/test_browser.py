@@ -75,8 +75,11 @@ def test_babysit_a_run_from_the_browser(trainers, server):
 
         # roll back to day 1 via the UI
         wait_for(lambda: len(c.checkpoints(run_id)) >= 3, 60, "day 2")
-        page.reload()
-        expect(page.get_by_role("button", name="Roll back")).to_be_visible(timeout=60_000)
+        page.reload()       # the tab keeps steering: it sends its proof, the page reruns
+        expect(page.get_by_text("🔓 you can steer runs")).to_be_visible(timeout=60_000)
+        # the rerun that follows the proof has finished: no element of the read-only run left
+        expect(page.get_by_role("button", name="Roll back")).to_have_count(1, timeout=60_000)
+        expect(page.get_by_role("button", name="Roll back")).to_be_enabled(timeout=60_000)
         page.get_by_role("combobox", name="day to roll back to").click()
         page.keyboard.type("1")         # filters the days; the first match is day 1
         page.keyboard.press("Enter")

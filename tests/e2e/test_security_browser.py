@@ -141,7 +141,7 @@ def test_read_only_and_steering_views(trainers, dashboards):
         page.goto(f"{board.url}/run?run={run_id}")
         expect(page.get_by_text("read-only: open the link printed by")).to_be_visible(
             timeout=60_000)
-        expect(page.get_by_role("button", name="lr ×0.5")).to_be_disabled()
+        expect(page.get_by_role("button", name="lr ×0.5")).to_be_disabled(timeout=60_000)
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "security-1-read-only.png"), full_page=True)
 
@@ -156,6 +156,7 @@ def test_read_only_and_steering_views(trainers, dashboards):
         page.screenshot(path=str(ARTIFACTS / "security-2-steering.png"), full_page=True)
 
         page.reload()                 # the same tab keeps steering (its sessionStorage) ...
+        expect(page.get_by_text("🔓 you can steer runs")).to_be_visible(timeout=60_000)
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_enabled(timeout=60_000)
         other = browser.new_page()    # ... another tab, without the link, only looks
         other.goto(f"{board.url}/run?run={run_id}")

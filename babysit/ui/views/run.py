@@ -223,12 +223,15 @@ def render() -> None:
     chart = st.container()
     st.divider()
     allowed, why = control_access()
+    # one slot whatever it holds: a page that gains the right to steer (a reloaded tab proving
+    # itself) redraws its elements in place instead of shifting them all by one
+    note = st.empty()
     if not allowed:
-        st.info(why)
+        note.info(why)
     elif row.get("status") not in LIVE:
         hint = "restart it (babysit restart)" if row.get("status") in ("crashed", "stopped") \
             else "fork it from a day below to train further"
-        st.caption(f"Run {run_id} is {md(row.get('status'))}: no process to steer; {hint}.")
+        note.caption(f"Run {run_id} is {md(row.get('status'))}: no process to steer; {hint}.")
     feedback = st.container()
     flash = st.session_state.pop(_FLASH, None)
     if flash:

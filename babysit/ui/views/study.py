@@ -518,8 +518,9 @@ def _stopped(client: Any, study_id: int) -> str:
 def render() -> None:
     st.title("Studies")
     allowed, why = control_access()
+    note = st.empty()        # one slot either way: nothing below shifts when a tab proves itself
     if not allowed:
-        st.info(why)
+        note.info(why)
     studies = pd.DataFrame()
     if state.store_exists():
         try:
