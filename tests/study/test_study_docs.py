@@ -21,7 +21,7 @@ MODULES = [
     "babysit.study.importance",
     "babysit.study.specs",
     "babysit.study.retest",
-    "babysit.study.orchestrator",
+    "babysit.study.objective",
 ]
 
 

@@ -178,7 +178,7 @@ def test_manual_exploit_copies_a_days_weights_into_a_live_run(trainers, monkeypa
     at = render(study=str(sid))
     no_exceptions(at)
     at.selectbox(key=f"study_exploit_target_{sid}").set_value(b).run()
-    at.selectbox(key=f"study_exploit_source_{sid}").set_value(a).run()
+    at.selectbox(key=f"study_exploit_donor_{sid}").set_value(a).run()
     at.selectbox(key=f"study_exploit_day_{sid}").set_value(1)
     at.text_input(key=f"study_exploit_hp_{sid}").set_value("lr=0.02")
     at.button(key=f"study_exploit_{sid}").click().run()
