@@ -78,14 +78,14 @@ def nudge_summary(detail: Mapping[str, Any] | None, step: int | None) -> str:
     account a confirmation may give: never what a client guessed the values would be.
 
     >>> nudge_summary({"lr": {"old": 0.0125, "new": 0.00625, "op": "scale"}}, 1000)
-    'lr 0.0125 → 0.00625 at step 1000'
+    'lr 0.0125 → 0.00625 applied at step 1000'
     >>> nudge_summary({}, 7)
     'nudge applied at step 7'
     """
     changes = [f"{key} {fmt(d.get('old'), 6)} → {fmt(d.get('new'), 6)}"
                for key, d in (detail or {}).items() if isinstance(d, Mapping)]
     at = f" at step {step}" if step is not None else ""
-    return (", ".join(changes) if changes else "nudge applied") + at
+    return (", ".join(changes) if changes else "nudge") + " applied" + at
 
 
 def terminal_safe(text: Any, *, newlines: bool = False) -> str:

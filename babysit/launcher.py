@@ -64,8 +64,9 @@ def resolve_executable(executable: str) -> str:
     the same PATH (a venv not activated) runs the same interpreter.
 
     A bare name (``python``) is looked up on PATH now; a relative path (``./train``) is made
-    absolute; an absolute path stays. A program that cannot be found is left as given (starting
-    it fails with a clear LaunchError).
+    absolute; an absolute path stays. Symlinks are kept as they are: a venv's ``bin/python``
+    is a link whose location selects the venv. A program that cannot be found is left as given
+    (starting it fails with a clear LaunchError).
 
     >>> resolve_executable("/usr/bin/env")
     '/usr/bin/env'
@@ -73,7 +74,7 @@ def resolve_executable(executable: str) -> str:
     if not executable or os.path.isabs(executable):
         return executable
     if os.sep in executable or (os.altsep and os.altsep in executable):
-        return str(Path(executable).resolve())
+        return os.path.abspath(executable)
     return shutil.which(executable) or executable
 
 

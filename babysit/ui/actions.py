@@ -82,7 +82,7 @@ def lr_times(client: Client, run_id: int, factor: float, *,
     every param group, keeping their ratios, and the schedule.
 
     >>> lr_times(client, 3, 0.5)            # doctest: +SKIP
-    'lr 0.0125 → 0.00625 at step 412'
+    'lr 0.0125 → 0.00625 applied at step 412'
     """
     if isinstance(factor, bool) or not isinstance(factor, int | float) or \
             not math.isfinite(factor) or factor <= 0:
@@ -98,7 +98,7 @@ def set_value(client: Client, run_id: int, name: str, text: object, *,
     becomes exactly that value and the schedule goes on from there).
 
     >>> set_value(client, 3, "lr", "0.02")  # doctest: +SKIP
-    'lr 0.0125 → 0.02 at step 500'
+    'lr 0.0125 → 0.02 applied at step 500'
     """
     value = parse_number(text, name)
     result = client.nudge(run_key(run_id), {name: value}, source=SOURCE, timeout=timeout)

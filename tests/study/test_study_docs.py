@@ -15,6 +15,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "study.md"
 MODULES = [
     "babysit.study",
     "babysit.study.space",
+    "babysit.study.param",
     "babysit.study.strategies",
     "babysit.study.pbt",
     "babysit.study.stopping",

@@ -42,7 +42,7 @@ def test_relative_buttons_post_factors_and_show_the_trainers_account():
     trainer's detail (lr 0.0125 → 0.00625), not a value computed from the configured 0.1."""
     trainer_says = {"lr": {"old": 0.0125, "new": 0.00625, "op": "scale", "arg": 0.5}}
     client = RecordingClient({"lr": 0.1, "momentum": 0.9}, trainer_says)
-    assert actions.lr_times(client, np.int64(3), 0.5) == "lr 0.0125 → 0.00625 at step 7"
+    assert actions.lr_times(client, np.int64(3), 0.5) == "lr 0.0125 → 0.00625 applied at step 7"
     assert client.sent[-1] == ("nudge", 3, None, {"scale": {"lr": 0.5}, "source": "ui",
                                                    "timeout": actions.ACTION_TIMEOUT_S})
     assert type(client.sent[-1][1]) is int
