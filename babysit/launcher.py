@@ -79,8 +79,9 @@ def resolve_executable(executable: str) -> str:
 
 
 class Launcher(Protocol):
-    def check(self, run_id: int, launch: Mapping[str, Any] | None) -> None:
-        """Raise LaunchError if the run's process could not be started (nothing starts)."""
+    """Starts a run's process. A launcher may also have ``check(run_id, launch)``, raising
+    LaunchError before anything is written when the process could not start (see
+    `LocalLauncher.check`)."""
 
     def start(self, run_id: int, launch: Mapping[str, Any], root: Path, store_url: str | None
               ) -> int:

@@ -43,6 +43,7 @@ from babysit.hparams import OPTIMIZER_KEYS, check_key, check_updates
 from babysit.launcher import (
     Launcher,
     LocalLauncher,
+    command_line,
     process_start_time,
     resolve_executable,
     terminate,
@@ -562,7 +563,7 @@ class RunClient:
             overrides = check_updates(overrides, target.hp, strict=parent.strict,
                                       optimizer_keys=parent.optimizer_keys)
         max_days = _check_max_days(max_days, target.day)
-        self.launcher.check(parent.id, parent.launch)
+        self._check_launch(parent.id, parent.launch)
         assert parent.launch is not None
         source = check_source(self.source if source is None else source)
         hp_child = {**target.hp, **overrides}
@@ -620,7 +621,7 @@ class RunClient:
         source = check_source(self.source if source is None else source)
         target = self._restart_point(record, day, source)
         try:
-            self.launcher.check(record.id, record.launch)    # before anything is written
+            self._check_launch(record.id, record.launch)    # before anything is written
         except LaunchError as exc:
             self.store.update_run(record.id, error=f"restart failed: {exc}")
             raise
@@ -649,6 +650,15 @@ class RunClient:
                                       day=0)
             self.store.write(fresh)
         return self._launch(record.id, record.launch or {}, keep=record)
+
+    def _check_launch(self, run_id: int, launch: Mapping[str, Any] | None) -> None:
+        """LaunchError now if the run's process could not be started; a launcher that cannot
+        tell in advance (no ``check``) is left to fail in ``start``."""
+        if not launch:
+            command_line(launch, run_id)       # raises: started from an interactive session
+        check = getattr(self.launcher, "check", None)
+        if check is not None:
+            check(run_id, launch)
 
     def _launch(self, run_id: int, launch: Mapping[str, Any], keep: RunRecord | None = None
                 ) -> int:
