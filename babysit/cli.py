@@ -28,9 +28,9 @@ import sqlalchemy
 
 from babysit import monitor
 from babysit.client import Client
-from babysit.errors import BabysitError, InvalidValue
-from babysit.format import describe_lr, fmt, fmt_hp, local_time, nudge_summary, terminal_safe
-from babysit.hparams import check_key, parse_assignments
+from babysit.errors import BabysitError
+from babysit.format import fmt, fmt_hp, local_time, nudge_summary, terminal_safe
+from babysit.hparams import describe, parse_assignments, parse_nudge
 from babysit.launcher import command_line, process_env, process_start_time
 
 #: epoch-second columns that text output shows as local clock times (--json keeps seconds)
@@ -81,11 +81,8 @@ def _at(step: int | None) -> str:
 
 def _now(hp: Mapping[str, Any], effective: Mapping[str, Any]) -> str:
     """What the optimizer uses now, with the schedule's part when it differs from hp."""
-    parts = [describe_lr(hp.get("lr"), effective.get("lr"))]
-    momentum = effective.get("momentum", hp.get("momentum"))
-    if momentum is not None:
-        parts.append(f"momentum {fmt(momentum)}")
-    return "  ".join(p for p in parts if p)
+    return "  ".join(describe(key, effective.get(key), hp.get(key))
+                     for key in ("lr", "momentum") if key in effective or key in hp)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -103,38 +100,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_nudge(items: list[str]) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
-    """``lr=0.01`` (set), ``lr*=0.5`` (scale the live value), ``1-momentum*=0.5`` (scale
-    1 - value: more momentum) as (hp, scale, scale_1m).
-
-    >>> parse_nudge(["lr*=0.5", "1-momentum*=0.5", "clip=2"])
-    ({'clip': 2}, {'lr': 0.5}, {'momentum': 0.5})
-    """
-    hp_items: list[str] = []
-    scale: dict[str, float] = {}
-    scale_1m: dict[str, float] = {}
-    for item in items:
-        key, sep, text = item.partition("*=")
-        if not sep:
-            hp_items.append(item)
-            continue
-        target = scale
-        key = key.strip()
-        if key.startswith("1-"):
-            key, target = key[2:].strip(), scale_1m
-        check_key(key)
-        try:
-            target[key] = float(text)
-        except ValueError:
-            raise InvalidValue(f"{key}: the factor after *= must be a number, got "
-                               f"{text.strip()!r}") from None
-    return parse_assignments(hp_items), scale, scale_1m
-
-
 def cmd_nudge(args: argparse.Namespace) -> int:
-    hp, scale, scale_1m = parse_nudge(args.values)
-    result = _client(args).nudge(args.run, hp, scale=scale, scale_1m=scale_1m, group=args.group,
-                                 new=args.new, wait=not args.no_wait, timeout=args.timeout)
+    parts = parse_nudge(args.values)
+    result = _client(args).nudge(args.run, parts["hp"], scale=parts["scale"],
+                                 scale_1m=parts["scale_1m"], group=args.group, new=args.new,
+                                 wait=not args.no_wait, timeout=args.timeout)
     if result.status == "pending":
         _out(f"run {result.run_id}: nudge queued (command {result.id})")
     else:

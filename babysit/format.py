@@ -1,5 +1,6 @@
-"""How babysit writes values for people: one number format, hyperparameters, times, and
-text that is safe to print on a terminal. No Streamlit, no torch: the CLI and the dashboard
+"""How babysit writes values for people: one number format, hyperparameters, a nudge's
+confirmation, times, and text that is safe to print on a terminal (effective-vs-configured
+values: `babysit.hparams.describe`). No Streamlit, no torch: the CLI and the dashboard
 both use it.
 
 >>> fmt(0.05), fmt(3e-05), fmt(400.0), fmt(float("nan")), fmt(None)
@@ -53,24 +54,6 @@ def fmt_hp(hp: Mapping[str, Any], digits: int = 6) -> str:
     'lr=0.05 momentum=0.9'
     """
     return " ".join(f"{k}={fmt(v, digits)}" for k, v in hp.items())
-
-
-def describe_lr(configured: Any, effective: Any) -> str:
-    """The learning rate the optimizer uses now, and how the schedule got there from the
-    configured (or last nudged) one when they differ.
-
-    >>> describe_lr(0.05, 0.0125)
-    'lr 0.0125 · schedule ×0.25 of 0.05'
-    >>> describe_lr(0.05, 0.05), describe_lr(0.05, None)
-    ('lr 0.05', 'lr 0.05')
-    """
-    is_num = [isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-              for v in (configured, effective)]
-    if not is_num[1]:
-        return f"lr {fmt(configured)}" if is_num[0] else ""
-    if not is_num[0] or configured == 0 or math.isclose(effective, configured, rel_tol=1e-9):
-        return f"lr {fmt(effective)}"
-    return f"lr {fmt(effective)} · schedule ×{fmt(effective / configured, 3)} of {fmt(configured)}"
 
 
 def nudge_summary(detail: Mapping[str, Any] | None, step: int | None) -> str:

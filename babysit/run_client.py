@@ -39,7 +39,7 @@ from babysit.errors import (
     UnknownDay,
     UnknownRun,
 )
-from babysit.hparams import OPTIMIZER_KEYS, check_key, check_updates
+from babysit.hparams import check_key, check_nudge, check_updates
 from babysit.launcher import (
     Launcher,
     LocalLauncher,
@@ -105,6 +105,17 @@ def whole(value: object, label: str, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_name(name: object, label: str = "a run name") -> str | None:
+    """A name given for a run or project: text of at most 200 printable characters (no
+    control characters or terminal escapes), or None."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
+        raise InvalidValue(f"{label} must be printable text of at most 200 characters, "
+                           f"got {name!r}"[:300])
+    return name
+
+
 def check_source(source: str) -> str:
     if source not in SOURCES:
         raise InvalidValue(f"source must be one of {SOURCES}, got {source!r}")
@@ -136,19 +147,13 @@ def _check_max_days(max_days: object, after_day: int = 0) -> int | None:
     return int(max_days)
 
 
-def _check_factors(factors: Mapping[str, Any] | None, label: str) -> dict[str, float]:
-    if factors is None:
+def _plain_values(values: Mapping[str, Any] | None, label: str) -> dict[str, Any]:
+    """A mapping of hyperparameter values with numpy scalars (from a DataFrame) made plain."""
+    if values is None:
         return {}
-    if not isinstance(factors, Mapping):
-        raise InvalidValue(f"{label} must map hyperparameter names to factors, got {factors!r}")
-    clean: dict[str, float] = {}
-    for key, factor in factors.items():
-        check_key(key)
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or \
-                not math.isfinite(factor) or factor <= 0:
-            raise InvalidValue(f"{label}[{key!r}] must be a finite number > 0, got {factor!r}")
-        clean[key] = float(factor)
-    return clean
+    if not isinstance(values, Mapping):
+        raise InvalidValue(f"{label} must map hyperparameter names to numbers, got {values!r}")
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
 
 
 def _check_launch_hp(hp: object) -> dict[str, Any]:
@@ -357,48 +362,16 @@ class RunClient:
         0.00625
         >>> c.nudge(3, lr=0.05, momentum=0.95)                     # doctest: +SKIP
         """
-        absolute = _merge(hp, values)
-        factors = _check_factors(scale, "scale")
-        gaps = _check_factors(scale_1m, "scale_1m")
-        if not isinstance(new, bool):
-            raise InvalidValue(f"new must be True or False, got {new!r}")
-        if not (absolute or factors or gaps):
-            raise InvalidValue("a nudge needs at least one key=value, got none")
-        twice = sorted((set(absolute) & set(factors)) | (set(absolute) & set(gaps))
-                       | (set(factors) & set(gaps)))
-        if twice:
-            raise InvalidValue(f"{', '.join(twice)}: give each key one change (a value, a "
-                               "factor or a 1 - value factor), not several")
+        args = {"hp": _plain_values(_merge(hp, values), "hp"),
+                "scale": _plain_values(scale, "scale"),
+                "scale_1m": _plain_values(scale_1m, "scale_1m"),
+                "group": None if group is None else whole(group, "group"), "new": new}
         record = self._live(run, "nudge")
-        effective = effective_of(record)
-        groups = effective.get("groups")
-        if group is not None:
-            group = whole(group, "group")
-            if isinstance(groups, list) and group >= len(groups):
-                raise InvalidValue(f"run {record.id} has {len(groups)} param group(s) "
-                                   f"(0..{len(groups) - 1}), got group {group}")
-        optimizer = set(record.optimizer_keys) if record.optimizer_keys is not None else set()
-        known = set(record.hp) | optimizer
-        unknown = sorted(k for k in (*absolute, *factors, *gaps) if k not in known)
-        if unknown and (record.strict or not new):
-            hint = "" if record.strict else "; to add a new hyperparameter pass new=True (--new)"
-            raise InvalidValue(f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for "
-                               f"run {record.id}; known: {', '.join(sorted(known))}{hint}")
-        for key in (*factors, *gaps):
-            if key in OPTIMIZER_KEYS and record.optimizer_keys is not None and \
-                    key not in optimizer:
-                raise InvalidValue(f"this run's optimizer has no {key}; it supports "
-                                   f"{sorted(optimizer)}")
-            now = effective.get(key, record.hp.get(key))
-            if now is not None and (isinstance(now, bool) or not isinstance(now, numbers.Real)):
-                raise InvalidValue(f"{key} is {now!r}, not a number, and can't be scaled")
-            if key in gaps and now is not None and not 0 <= now < 1:
-                raise InvalidValue(f"{key} is {now!r}; a 1 - value factor needs a value in "
-                                   "[0, 1)")
-        clean = check_updates(absolute, record.hp, strict=record.strict,
-                              optimizer_keys=record.optimizer_keys) if absolute else {}
-        args = {"hp": clean, "scale": factors, "scale_1m": gaps, "group": group, "new": new}
-        return self._post(record, "nudge", args, source, wait, timeout)
+        groups = effective_of(record).get("groups")
+        clean = check_nudge(args, record.hp, strict=record.strict,
+                            optimizer_keys=record.optimizer_keys,
+                            n_groups=len(groups) if isinstance(groups, list) else None)
+        return self._post(record, "nudge", clean, source, wait, timeout)
 
     def pause(self, run: int | str, *, wait: bool = True, timeout: float = 30.0,
               source: str | None = None) -> CommandResult:
@@ -556,6 +529,7 @@ class RunClient:
         overrides = _merge(hp, values)
         if day is not None:
             day = whole(day, "day")
+        name = check_name(name)
         parent = self.run(run)
         target = self._day_checkpoint(parent, day)
         self._check_intact(target)
@@ -610,7 +584,7 @@ class RunClient:
         A truncated or corrupted latest day is skipped (a ``checkpoint_corrupt`` event says
         which and why) for the previous good one; a corrupt ``day`` raises CheckpointError. A
         fork that crashed before its first own day starts from its parent's fork point. A
-        restart that cannot start its process changes nothing but the run's error.
+        restart whose process cannot start (LaunchError) leaves the run as it was.
         """
         if day is not None:
             day = whole(day, "day")
@@ -620,11 +594,7 @@ class RunClient:
                              f"is {record.status}")
         source = check_source(self.source if source is None else source)
         target = self._restart_point(record, day, source)
-        try:
-            self._check_launch(record.id, record.launch)    # before anything is written
-        except LaunchError as exc:
-            self.store.update_run(record.id, error=f"restart failed: {exc}")
-            raise
+        self._check_launch(record.id, record.launch)    # before anything is written
         start_from = None
         if target is not None:
             start_from = {"path": target.path, "sha256": target.sha256, "day": target.day,
@@ -699,6 +669,7 @@ class RunClient:
         if hp is not None and config is not None:
             raise InvalidValue("give the starting hyperparameters as hp= or config=, not both")
         start_hp = _check_launch_hp(hp if hp is not None else (config or {}))
+        name, project = check_name(name), check_name(project, "a project name")
         max_days = _check_max_days(max_days)
         study_id = None if study_id is None else whole(study_id, "study_id")
         trial = None if trial is None else whole(trial, "trial")

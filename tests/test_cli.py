@@ -145,18 +145,6 @@ def test_a_malformed_store_is_a_babysit_error_not_a_traceback(tmp_path):
         assert "Traceback" not in proc.stderr and "sqlalchemy" not in proc.stderr.lower()
 
 
-def test_parse_nudge_reads_set_scale_and_one_minus_scale():
-    from babysit.cli import parse_nudge
-    from babysit.errors import InvalidValue
-
-    assert parse_nudge(["lr*=0.5", "1-momentum*=2", "weight_decay=0.001"]) == (
-        {"weight_decay": 0.001}, {"lr": 0.5}, {"momentum": 2.0})
-    for bad, message in ((["lr*=fast"], "factor after \\*= must be a number"),
-                         (["1-*=0.5"], "hyperparameter names"), (["lr"], "expected key=value")):
-        with pytest.raises(InvalidValue, match=message):
-            parse_nudge(bad)
-
-
 @pytest.mark.slow
 def test_cli_text_is_safe_and_local_and_json_stays_exact(trainers):
     """Issue 10 item 4 and issue 15 item 8: a run name with terminal escapes never reaches the

@@ -78,7 +78,7 @@ def study_store(tmp_path, monkeypatch) -> dict:
                            {"from_run": ids[1], "from_day": 2,
                             "explore": {"lr": {"old": 0.5, "new": 0.036}}}, 0)
     decisions = [client.store.add_decision(sid, ids[2], "exploit", {
-        "source_run": ids[1], "source_day": 3, "day": 3, "reason": f"run {ids[2]} in bottom 25%",
+        "donor": ids[1], "donor_day": 3, "day": 3, "reason": f"run {ids[2]} in bottom 25%",
         "ops": [{"name": "lr", "old": 0.03, "new": 0.036, "how": "perturb x1.2"}],
         "new_hp": {"lr": 0.036, "momentum": 0.95}}) for _ in range(2)]
     monkeypatch.setenv("BABYSIT_ROOT", str(root))
