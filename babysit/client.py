@@ -14,10 +14,10 @@ resume, stop, rollback, exploit, fork, restart, launch) plus the study commands
 
 from __future__ import annotations
 
-from babysit.run_client import CommandResult, RunClient
+from babysit.run_client import SOURCES, CommandResult, RunClient
 from babysit.study.client import StudyClient
 
-__all__ = ["Client", "CommandResult", "RunClient", "StudyClient"]
+__all__ = ["SOURCES", "Client", "CommandResult", "RunClient", "StudyClient"]
 
 
 class Client(StudyClient):

@@ -91,8 +91,6 @@ def run_key(run: object) -> int | str:
         raise UnknownRun(f"no run {run!r}: give a run id (a number) or a run name")
     if isinstance(run, numbers.Integral):
         return int(run)
-    if isinstance(run, float | np.floating) and float(run).is_integer():
-        return int(run)     # an id column with a missing value is a float column
     if isinstance(run, str):
         return run
     raise UnknownRun(f"no run {run!r}: give a run id (a number) or a run name")

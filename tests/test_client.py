@@ -56,7 +56,7 @@ def test_ids_from_dataframes_work_everywhere_and_frames_hold_plain_values(traine
     assert c.runs().to_dict("records")[0]["parent_id"] is None
     assert c.runs()["effective"].map(type).eq(dict).all()
     with pytest.raises(babysit.UnknownRun):
-        c.run(np.float64(1.5))
+        c.run(np.float64(1.0))              # an id is a whole number, not a float
     with pytest.raises(babysit.UnknownRun):
         c.run(True)
     for bad in ("\x1b[2Jx", "a\nb", "x" * 201):
@@ -96,8 +96,6 @@ def test_nudge_checks_keys_and_factors_then_returns_the_trainers_account(trainer
     assert (result.detail["lr"]["old"], result.detail["lr"]["new"]) == (0.05, 0.02)
     assert actions.set_value(c, run_id, "lr", "0.03") == \
         f"lr 0.02 → 0.03 applied at step {c.events(run_id).step.iloc[-1]}"
-    assert c.nudge(run_id, {"warmup": 5}, new=True).detail["warmup"]["new"] == 5
-    assert c.run(run_id).hp["warmup"] == 5
 
 
 @needs_v3
@@ -120,6 +118,9 @@ def test_relative_nudges_move_the_live_value_under_a_scheduler(trainers):
     event = c.events(run_id).query("kind == 'nudge'").iloc[-1]
     assert message == f"momentum {fmt(event.detail['momentum']['old'], 6)} → " \
                       f"{fmt(event.detail['momentum']['new'], 6)} applied at step {event.step}"
+    # a new user key needs new=True (refused without it before anything is sent)
+    assert c.nudge(run_id, {"warmup": 5}, new=True).detail["warmup"]["new"] == 5
+    assert c.run(run_id).hp["warmup"] == 5
 
 
 def test_reading_never_writes_the_monitor_step_marks_crashed(trainers):
