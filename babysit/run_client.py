@@ -178,11 +178,6 @@ def effective_of(record: RunRecord) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def start_from_of(record: RunRecord) -> dict[str, Any] | None:
-    value = getattr(record, START_FROM, None)
-    return dict(value) if isinstance(value, Mapping) else None
-
-
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -259,7 +254,8 @@ class RunClient:
                                            "superseded", "hp", "metrics"])
 
     # ------------------------------------------------------------------ the monitor step
-    def check_runs(self, run: int | str | None = None, *, study: int | None = None) -> list[int]:
+    def check_runs(self, run: int | str | None = None, *,
+                   study: int | str | None = None) -> list[int]:
         """Mark runs whose process is gone ``crashed`` (a ``crashed`` event, source
         ``monitor``); returns their ids. All runs, one ``run``, or a ``study``'s runs.
 
@@ -271,7 +267,9 @@ class RunClient:
         """
         if run is not None:
             return monitor.check_runs(self.store, runs=[self.run(run)])
-        return monitor.check_runs(self.store, study_id=study)
+        study_id = None if study is None else self.store.get_study(
+            int(study) if isinstance(study, numbers.Integral) else study).id
+        return monitor.check_runs(self.store, study_id=study_id)
 
     def _checked(self, run: int | str) -> RunRecord:
         """The run, its status brought up to date first (for commands, which write anyway)."""
@@ -323,7 +321,9 @@ class RunClient:
 
         The trainer closes the command and adds its event in one transaction, at the same step
         and under the command's kind and source; of several such events (two commands applied
-        at one boundary) the one written when the command was closed is taken.
+        at one boundary) the one written when the command was closed is taken. A store that
+        keeps the link (a ``command_id`` column on events, or the detail on the command row as
+        ``result``) makes it exact.
         """
         stored = getattr(command, "result", None)      # if the store keeps it on the command
         if isinstance(stored, Mapping):
@@ -334,6 +334,9 @@ class RunClient:
                       & (events["time"] >= command.created - 1.0)]
         if same.empty:
             return {}
+        if "command_id" in same.columns:          # a store that links the event exactly
+            linked = same[same["command_id"] == command.id]
+            same = linked if not linked.empty else same
         done = command.done if command.done is not None else time.time()
         pick = (same["time"] - done).abs().idxmin()
         detail = same.loc[pick, "detail"]

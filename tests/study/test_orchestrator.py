@@ -216,3 +216,21 @@ def test_a_killed_orchestrator_restarts_without_launching_twice(client):
     wait_for(lambda: c.study("random").pid is None, 30, "the orchestrator to leave")
     with pytest.raises(babysit.InvalidValue, match="is done"):
         c.launch_study("random")
+
+
+@pytest.mark.slow
+def test_each_tick_runs_the_monitor_step_a_dead_trial_is_crashed_and_replaced(client):
+    """Reading never writes: the orchestrator's tick is one of the places that marks a trial
+    whose process is gone crashed (source monitor), then gives its slot to the next trial."""
+    c = client
+    c.create_study("dead", objective="loss", space={"lr": {"choices": [0.01, 0.02]}},
+                   strategy="grid", budget={"runs": 2, "days": 50, "parallel": 1},
+                   command=[sys.executable, TINY, "--day", "20 steps", "--pace", "0.02"])
+    orch = Orchestrator(c, "dead", log=lambda line: None)
+    [first] = drive(orch, lambda: [r for r in c.store.list_runs() if r.pid], 60, "a trial")
+    os.kill(first.pid, signal.SIGKILL)
+    assert c.run(first.id).status == "starting"          # nobody has looked yet
+    drive(orch, lambda: len(c.study_runs("dead")) == 2, 60, "the next trial")
+    assert c.run(first.id).status == "crashed"
+    assert c.events(first.id).query("kind == 'crashed'").source.tolist() == ["monitor"]
+    c.stop_study("dead", timeout=30)
