@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +48,21 @@ from babysit.launcher import (
     resolve_executable,
     terminate,
 )
-from babysit.store import LIVE, STATUSES, CheckpointRecord, CommandRecord, RunRecord, Store
+from babysit.store import (
+    LIVE,
+    STATUSES,
+    CheckpointRecord,
+    CommandRecord,
+    EventRow,
+    RunRecord,
+    RunUpdate,
+    Store,
+    Supersede,
+)
 
 #: who asked for a command, as recorded in its event (the trainer, the guard and the monitor
 #: write their own events; they post no commands)
 SOURCES = ("python", "cli", "ui", "autopilot")
-#: the run column naming the checkpoint a restarted or forked process starts from; schema v3
-#: renames ``resume`` (which now means only un-pause) to ``start_from``.
-# TODO(after the schema v3 merge): always "start_from".
-START_FROM = "start_from" if "start_from" in {f.name for f in fields(RunRecord)} else "resume"
-#: keys of ``RunRecord.effective`` that are not hyperparameters
-_EFFECTIVE_META = ("step", "groups", "reads")
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,7 @@ def _check_launch_hp(hp: object) -> dict[str, Any]:
 
 def effective_of(record: RunRecord) -> dict[str, Any]:
     """What the run's trainer last reported its optimizer uses (``{}`` before it reports)."""
-    value = getattr(record, "effective", None)    # schema v3
-    return dict(value) if isinstance(value, Mapping) else {}
+    return dict(record.effective) if isinstance(record.effective, Mapping) else {}
 
 
 def _optional_int(value: Any) -> int | None:
@@ -191,9 +194,7 @@ class RunClient:
         self.store = store or Store.open(root, url=store_url, create=create)
         self.source = check_source(source)
         self.launcher = launcher or LocalLauncher()
-        # SQLite lives under the root, which a child process gets anyway; another database
-        # is named by its URL.
-        self._store_url = None if self.store.url.startswith("sqlite") else self.store.url
+        self._store_url = self.store.external_url
 
     def close(self) -> None:
         self.store.close()
@@ -508,9 +509,7 @@ class RunClient:
         overrides = _merge(hp, {})
         clean = check_updates(overrides, checkpoint.hp, strict=record.strict,
                               optimizer_keys=record.optimizer_keys) if overrides else {}
-        # "run": the donor's key for trainers older than schema v3 (babysit/run.py)
-        # TODO(after the schema v3 merge): drop "run".
-        args: dict[str, Any] = {"donor": giver.id, "run": giver.id, "day": day, "hp": clean}
+        args: dict[str, Any] = {"donor": giver.id, "day": day, "hp": clean}
         if reason:
             args["reason"] = reason
         if decision is not None:
@@ -547,8 +546,8 @@ class RunClient:
             hp=hp_child, strict=parent.strict, day_spec=parent.day_spec, day=target.day,
             step=target.step, parent_id=parent.id, parent_day=target.day, launch=parent.launch,
             study_id=parent.study_id, optimizer_keys=parent.optimizer_keys, max_days=max_days,
-            **{START_FROM: {"path": target.path, "sha256": target.sha256, "day": target.day,
-                            "supersede": False}})
+            start_from={"path": target.path, "sha256": target.sha256, "day": target.day,
+                        "supersede": False})
         if not name:
             self.store.update_run(child, name=f"{parent.project}-{child}")
         self.store.add_event(parent.id, target.step, target.day + 1, "forked", source,
@@ -603,7 +602,7 @@ class RunClient:
         if not self.store.update_run(record.id, only_if_status=("crashed", "stopped"),
                                      status="starting", pid=None, pid_start=None,
                                      heartbeat=time.time(), error=None,
-                                     **{START_FROM: start_from}):
+                                     start_from=start_from):
             raise RunNotLive(f"run {record.id} changed state meanwhile; try again")
         if target is not None:
             self.store.add_event(record.id, target.step, target.day + 1, "restarted", source,
@@ -612,14 +611,11 @@ class RunClient:
         else:
             # No day was ever saved: the new process starts from scratch, so what the old one
             # logged becomes an abandoned branch instead of a second copy of steps 0, 1, ...
-            # TODO(store v3): one Store.apply batch instead of a closure over conn.
-            def fresh(conn: Any) -> None:
-                event = self.store.add_event(record.id, 0, 1, "restarted", source,
-                                             {"from_day": None}, record.branch + 1, conn=conn)
-                self.store.supersede(conn, record.id, 0, event)
-                self.store.update_run(record.id, conn=conn, branch=record.branch + 1, step=0,
-                                      day=0)
-            self.store.write(fresh)
+            self.store.apply([
+                Supersede(record.id, 0),
+                EventRow(record.id, 0, 1, "restarted", source, {"from_day": None},
+                         record.branch + 1),
+                RunUpdate(record.id, {"branch": record.branch + 1, "step": 0, "day": 0})])
         return self._launch(record.id, record.launch or {}, keep=record)
 
     def _check_launch(self, run_id: int, launch: Mapping[str, Any] | None) -> None:
