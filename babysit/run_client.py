@@ -550,7 +550,9 @@ class RunClient:
                         "supersede": False})
         if not name:
             self.store.update_run(child, name=f"{parent.project}-{child}")
-        self.store.add_event(parent.id, target.step, target.day + 1, "forked", source,
+        # the command's name on the parent (like nudge, rollback); the child's own start is
+        # its trainer's "forked" event
+        self.store.add_event(parent.id, target.step, target.day + 1, "fork", source,
                              {"child": child, "day": target.day, "overrides": overrides},
                              parent.branch)
         self._launch(child, parent.launch)
