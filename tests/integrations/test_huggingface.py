@@ -1,0 +1,148 @@
+"""The Hugging Face Trainer under babysit: real tiny GPT-2, real store, real processes."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from transformers import TrainerCallback  # noqa: E402
+
+import babysit  # noqa: E402
+from babysit.integrations.huggingface import BabysitCallback, train  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
+from tests.integrations.conftest import curve  # noqa: E402
+from tests.integrations.trainers.hf_tiny import build  # noqa: E402
+
+BASE_LR, WARMUP, STEPS = 1e-3, 5, 40
+
+
+def linear(step: int) -> float:
+    """transformers' linear schedule with warmup: the lr the (0-based) step ``step`` uses."""
+    if step < WARMUP:
+        return BASE_LR * step / WARMUP
+    return BASE_LR * max(0.0, (STEPS - step) / (STEPS - WARMUP))
+
+
+def babysit_callback(trainer) -> BabysitCallback:
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BabysitCallback))
+
+
+class At(TrainerCallback):
+    """Send a command at one global step and hold the Trainer until babysit has read it, so it
+    applies at that very step boundary (this callback runs before babysit's)."""
+
+    def __init__(self, step: int, send):
+        self.step, self.send, self.trainer = step, send, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step and self.send is not None:
+            send, self.send = self.send, None
+            run = babysit_callback(self.trainer).run
+            send(run.id)
+            wait_for(lambda: run._inbox, 30, "the trainer to read the command")
+
+
+def test_metrics_days_and_safe_day_folders(root, tmp_path):
+    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", root=root)
+    train(trainer)
+    c = babysit.Client(root)
+    run = c.runs().iloc[0]
+    assert run["status"] == "finished" and run["step"] == 20
+    names = set(c.metrics(int(run["id"]))["name"])
+    assert {"loss", "learning_rate", "grad_norm", "epoch", "hp/lr"} <= names
+    loss, _ = curve(c, int(run["id"]))
+    assert sorted(loss) == list(range(20))      # the Trainer's global step G is babysit's G - 1
+    days = c.checkpoints(int(run["id"]))
+    assert list(days["day"]) == [1, 2] and list(days["step"]) == [10, 20]
+    folder = root / "runs" / str(run["id"]) / "day0001.b0.hf"
+    files = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+            "trainer_state.json"} <= files
+    assert "training_args.bin" not in files         # a pickle that resuming never reads
+    assert not list((tmp_path / "out").glob("checkpoint-*"))    # the user's folder is theirs
+    c.close()
+
+
+def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_path):
+    c = babysit.Client(root)
+    at = At(12, lambda run_id: c.nudge(run_id, lr=linear(12) * 0.5, wait=False))
+    trainer = build(str(tmp_path / "out"), steps=STEPS, callbacks=[at], root=root)
+    at.trainer = trainer
+    train(trainer)
+    run_id = int(c.runs().iloc[0]["id"])
+    nudge = c.events(run_id).query("kind == 'nudge'").iloc[0]
+    assert nudge["step"] == 12
+    lr, _ = curve(c, run_id, "learning_rate")
+    for step in range(STEPS):
+        factor = 0.5 if step >= 12 else 1.0
+        assert lr[step] == pytest.approx(factor * linear(step), rel=1e-9, abs=1e-15), step
+    c.close()
+
+
+def test_rollback_to_day_1_replays_the_superseded_curve_exactly(root, tmp_path):
+    c = babysit.Client(root)
+    at = At(25, lambda run_id: c.rollback(run_id, day=1, wait=False))
+    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[at], root=root)
+    at.trainer = trainer
+    train(trainer)
+    run_id = int(c.runs().iloc[0]["id"])
+    record = c.run(run_id)
+    assert record.status == "finished" and record.branch == 1 and record.step == 30
+    rollback = c.events(run_id).query("kind == 'rollback'").iloc[0]
+    assert rollback["step"] == 10
+    for name in ("loss", "grad_norm", "learning_rate"):
+        live, old = curve(c, run_id, name)
+        assert sorted(old) == list(range(10, 25)), name
+        assert sorted(live) == list(range(30)), name
+        for step in range(10, 25):
+            assert live[step] == old[step], (name, step)    # bit for bit, on CPU
+    days = c.checkpoints(run_id)
+    assert list(days["day"]) == [1, 2, 3] and list(days["branch"]) == [0, 1, 1]
+    c.close()
+
+
+@pytest.mark.slow
+def test_fork_starts_from_the_days_weights_with_the_new_lr(trainers, tmp_path):
+    c = trainers.client
+    proc, parent = trainers.start("--out", str(tmp_path / "out"), "--steps", "40",
+                                  "--pace", "0.05", script="../integrations/trainers/hf_tiny.py")
+    wait_for(lambda: c.store.checkpoint(parent, 2), 120, "day 2")
+    child = c.fork(parent, day=1, lr=4e-4)
+    wait_for(lambda: c.run(child).status in ("finished", "crashed"), 180, "the fork to end")
+    assert c.run(child).status == "finished", c.run(child).error
+    assert proc.wait(timeout=180) == 0
+    loss_parent, _ = curve(c, parent)
+    loss_child, _ = curve(c, child)
+    assert min(loss_child) == 10
+    assert loss_child[10] == loss_parent[10]        # the same weights, data and RNG at day 1
+    lr_child, _ = curve(c, child, "learning_rate")
+    assert lr_child[10] == pytest.approx(4e-4, rel=1e-9)
+    assert lr_child[20] == pytest.approx(4e-4 * linear(20) / linear(10), rel=1e-9)
+    assert c.checkpoints(child)["day"].tolist()[0] == 1    # its own copy of the fork's day
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
+    c = trainers.client
+    proc, run_id = trainers.start("--out", str(tmp_path / "out"), "--steps", "40",
+                                  "--pace", "0.05", script="../integrations/trainers/hf_tiny.py")
+    wait_for(lambda: c.store.checkpoint(run_id, 2), 120, "day 2")
+    trainers.wait_step(run_id, 24)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: c.run(run_id).status == "crashed", 30, "the run to show as crashed")
+    c.restart(run_id)
+    wait_for(lambda: c.run(run_id).status in ("finished", "crashed"), 180, "the restart to end")
+    record = c.run(run_id)
+    assert record.status == "finished", record.error
+    assert record.step == 40
+    events = c.events(run_id)
+    assert (events["kind"].isin(["restart", "restarted"])).any()
+    live, old = curve(c, run_id)
+    assert sorted(live) == list(range(40))
+    assert min(old) == 20                                   # what the killed process did after day 2
+    for step in old:
+        assert live[step] == old[step], step                # replayed bit for bit
