@@ -60,7 +60,7 @@ class BabysitLogger(Logger):
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         cb = self._cb
-        if cb.fw is None or cb._leaving:
+        if cb.fw is None:
             return
         ok = cb.fw.log(int(step if step is not None else cb.fw.run._step), metrics)
         if not ok and cb._trainer is not None:
@@ -175,7 +175,8 @@ class BabysitCallback(pl.Callback):
             return
         folder = fw.staging() / f"step{trainer.global_step}"
         folder.mkdir()
-        trainer.save_checkpoint(folder / _CKPT)
+        # (save_checkpoint's weights_only=False means "the whole state", not a loading mode)
+        trainer.save_checkpoint(folder / _CKPT, weights_only=False)
         fw.run._batch = batch
         try:
             fw.save_day(folder, move=True)
