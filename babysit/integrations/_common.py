@@ -107,6 +107,7 @@ class Restore:
     folder: Path                     # the framework's checkpoint, verified
     record: CheckpointRecord | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)    # factors of the day's live values
     command: CommandRecord | None = None
     source: str = "trainer"
     reason: str | None = None
@@ -260,8 +261,8 @@ class FrameworkRun:
             overrides = check_updates(overrides, dict(record.hp), strict=run._strict,
                                       optimizer_keys=run._optimizer_keys())
         payload, folder = self.load_day(record)
-        self.restore = Restore("rollback", payload, folder, record, overrides, command,
-                               command.source)
+        self.restore = Restore("rollback", payload, folder, record, overrides=overrides,
+                               command=command, source=command.source)
 
     def _on_diverged(self) -> None:
         """The guard saw a non-finite (or too large) value: pause, or roll back and halve lr."""
@@ -281,10 +282,10 @@ class FrameworkRun:
                     print(f"babysit: cannot roll back to day {record.day}: {exc}", file=sys.stderr)
                 else:
                     run._guard_rollbacks += 1
+                    # the day's lr x lr_factor, computed once the day is loaded
                     self.restore = Restore(
-                        "rollback", payload, folder, record,
-                        {"lr": run._current("lr") * guard.lr_factor}, None, "autopilot",
-                        f"{name} was {value} at step {step}")
+                        "rollback", payload, folder, record, scale={"lr": guard.lr_factor},
+                        source="autopilot", reason=f"{name} was {value} at step {step}")
                     return
         run._paused = True
         run._status = "diverged"
@@ -346,7 +347,7 @@ class FrameworkRun:
         root = run.store.root
         payload = {
             "format": ckpt.FORMAT, "run_id": run.id, "day": day, "step": step, "branch": branch,
-            "epoch": run._epoch, "batch": 0, "epoch_rng": None, "hp": dict(run._hp),
+            "epoch": run._epoch, "batch": run._batch, "epoch_rng": None, "hp": dict(run._hp),
             "rng": ckpt.capture_rng(), "time": time.time(), "state": {},
             "framework": {"name": self.framework, "version": self.version,
                           "dir": str(dest.relative_to(root)), "files": folder_manifest(dest)},
@@ -424,8 +425,11 @@ class FrameworkRun:
         run._status = status
         run._traced = {}
         run._trace_hp()
-        if restore.overrides:
-            changes = run._nudge(restore.overrides)
+        overrides = dict(restore.overrides)
+        for key, factor in restore.scale.items():
+            overrides[key] = run._current(key) * factor
+        if overrides:
+            changes = run._nudge(overrides)
             run._record(None, "nudge", restore.source, changes, {"hp": dict(run._hp)})
 
     def _started(self, restore: Restore) -> None:

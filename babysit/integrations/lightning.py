@@ -129,7 +129,7 @@ class BabysitCallback(pl.Callback):
             if int(trainer.global_step) != int(restore.payload["step"]):
                 raise InvalidValue(f"Lightning resumed at step {trainer.global_step}, the day "
                                    f"was saved at step {restore.payload['step']}")
-            if restore.payload.get("batch"):
+            if restore.payload.get("batch") and not _resumable(trainer.train_dataloader):
                 fw.not_reproducible(
                     f"day {restore.payload['day']} ends inside an epoch (batch "
                     f"{restore.payload['batch']}), and Lightning resumes a DataLoader without "
@@ -210,6 +210,12 @@ class BabysitCallback(pl.Callback):
                 self.fw.not_reproducible(f"RNG states missing from the checkpoint: {missing}")
         elif self.fw is not None:
             self.fw.not_reproducible("the checkpoint holds no RNG states")
+
+
+def _resumable(loader: Any) -> bool:
+    """Lightning saves and restores the position of loaders that have a state (its _Stateful)."""
+    loaders = loader if isinstance(loader, list | tuple) else [loader]
+    return all(hasattr(x, "state_dict") and hasattr(x, "load_state_dict") for x in loaders)
 
 
 def _callback(trainer: Any) -> BabysitCallback:

@@ -19,11 +19,11 @@ from tests.integrations.trainers.hf_tiny import build  # noqa: E402
 BASE_LR, WARMUP, STEPS = 1e-3, 5, 40
 
 
-def linear(step: int) -> float:
+def linear(step: int, total: int = STEPS) -> float:
     """transformers' linear schedule with warmup: the lr the (0-based) step ``step`` uses."""
     if step < WARMUP:
         return BASE_LR * step / WARMUP
-    return BASE_LR * max(0.0, (STEPS - step) / (STEPS - WARMUP))
+    return BASE_LR * max(0.0, (total - step) / (total - WARMUP))
 
 
 def babysit_callback(trainer) -> BabysitCallback:
@@ -146,3 +146,92 @@ def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
     assert min(old) == 20                                   # what the killed process did after day 2
     for step in old:
         assert live[step] == old[step], step                # replayed bit for bit
+
+
+def test_pause_resume_and_stop_at_step_boundaries(root, tmp_path):
+    import threading
+    import time
+    c = babysit.Client(root)
+    seen: dict[str, int] = {}
+
+    def resume_later(run_id: int) -> None:
+        wait_for(lambda: c.run(run_id).status == "paused", 30, "the pause")
+        time.sleep(0.3)         # the rows logged before the pause reach the store
+        seen["paused_at"] = int(c.metrics(run_id, ["loss"])["step"].max())
+        time.sleep(0.5)
+        seen["after_wait"] = int(c.metrics(run_id, ["loss"])["step"].max())
+        c.resume(run_id, wait=False)
+
+    def pause(run_id: int) -> None:
+        c.pause(run_id, wait=False)
+        threading.Thread(target=resume_later, args=(run_id,), daemon=True).start()
+
+    at_pause = At(5, pause)
+    at_stop = At(15, lambda run_id: c.stop(run_id, wait=False))
+    trainer = build(str(tmp_path / "out"), steps=STEPS, callbacks=[at_pause, at_stop], root=root)
+    at_pause.trainer = at_stop.trainer = trainer
+    train(trainer)
+    run_id = int(c.runs().iloc[0]["id"])
+    record = c.run(run_id)
+    # paused at the boundary after 5 steps, before the Trainer logs the 5th (babysit step 4)
+    assert seen["paused_at"] == seen["after_wait"] == 3
+    assert record.status == "stopped" and record.step == 15
+    events = c.events(run_id).set_index("kind")
+    assert events.loc["pause", "step"] == events.loc["resume", "step"] == 5
+    assert events.loc["stop", "step"] == 15
+    c.close()
+
+
+class Poison(TrainerCallback):
+    """At one step, put a NaN into the weights: the next loss is NaN (a divergence)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            self.step = -1
+            import torch
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+
+def test_the_guard_rolls_back_to_the_last_good_day_and_halves_the_lr(root, tmp_path):
+    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[Poison(15)],
+                    root=root, nan_filter=False, guard=babysit.Guard(policy="rollback"))
+    train(trainer)
+    c = babysit.Client(root)
+    run_id = int(c.runs().iloc[0]["id"])
+    record = c.run(run_id)
+    assert record.status == "finished" and record.step == 30 and record.branch == 1
+    events = c.events(run_id)
+    diverged = events.query("kind == 'diverged'").iloc[0]
+    assert diverged["step"] == 16           # at the boundary after the step whose loss was NaN
+    rollback = events.query("kind == 'rollback'").iloc[0]
+    assert rollback["step"] == 10 and rollback["source"] == "autopilot"
+    lr, _ = curve(c, run_id, "learning_rate")
+    assert lr[12] == pytest.approx(0.5 * linear(12, total=30), rel=1e-9)
+    loss, _ = curve(c, run_id)
+    assert all(value == value for value in loss.values())       # no NaN on the live branch
+    assert c.checkpoints(run_id)["branch"].tolist() == [0, 1, 1]
+    c.close()
+
+
+def test_a_tampered_day_folder_is_refused_and_training_goes_on(root, tmp_path):
+    c = babysit.Client(root)
+
+    def tamper_and_roll_back(run_id: int) -> None:
+        folder = root / "runs" / str(run_id) / "day0001.b0.hf"
+        (folder / "extra.pth").write_bytes(b"not listed in the manifest")
+        c.rollback(run_id, day=1, wait=False)
+
+    at = At(15, tamper_and_roll_back)
+    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", callbacks=[at], root=root)
+    at.trainer = trainer
+    train(trainer)
+    run_id = int(c.runs().iloc[0]["id"])
+    record = c.run(run_id)
+    assert record.status == "finished" and record.step == 20 and record.branch == 0
+    rejected = c.events(run_id).query("kind == 'rejected'").iloc[0]
+    assert "does not list" in str(rejected["detail"])
+    c.close()

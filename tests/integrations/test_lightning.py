@@ -138,3 +138,16 @@ def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
     assert min(old) == 2 * BATCHES
     for step in old:
         assert live[step] == old[step], step
+
+
+def test_a_rollback_to_a_day_inside_an_epoch_is_marked_not_reproducible(root, tmp_path):
+    c = babysit.Client(root)
+    at = At(12, lambda run_id: c.rollback(run_id, day=1, wait=False))
+    fit_tiny(tmp_path, root, epochs=2, day="5 steps", callbacks=[at])
+    run_id = int(c.runs().iloc[0]["id"])
+    record = c.run(run_id)
+    assert record.status == "finished" and record.branch == 1
+    assert not record.reproducible
+    reason = c.events(run_id).query("kind == 'not_reproducible'").iloc[0]["detail"]
+    assert "inside an epoch" in str(reason)
+    c.close()
