@@ -235,3 +235,13 @@ def test_a_tampered_day_folder_is_refused_and_training_goes_on(root, tmp_path):
     rejected = c.events(run_id).query("kind == 'rejected'").iloc[0]
     assert "does not list" in str(rejected["detail"])
     c.close()
+
+
+def test_a_day_of_one_epoch(root, tmp_path):
+    trainer = build(str(tmp_path / "out"), steps=40, day="1 epoch", root=root)
+    train(trainer)      # 256 sequences, batch 8: an epoch is 32 steps
+    c = babysit.Client(root)
+    run_id = int(c.runs().iloc[0]["id"])
+    days = c.checkpoints(run_id)
+    assert list(days["day"]) == [1] and list(days["step"]) == [32]
+    c.close()
