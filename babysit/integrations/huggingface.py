@@ -129,7 +129,8 @@ class BabysitCallback(TrainerCallback):
             return control
         spec = fw.run.day_spec
         epoch = round(float(state.epoch or 0))
-        if spec.unit == "epochs" and epoch > 0 and epoch % int(spec.amount) == 0 \
+        whole = abs(float(state.epoch or 0) - epoch) < 1e-9     # not a fit stopped mid-epoch
+        if spec.unit == "epochs" and whole and epoch > 0 and epoch % int(spec.amount) == 0 \
                 and self._saving is None:
             fw.run._epoch = epoch
             fw._deferred = True
