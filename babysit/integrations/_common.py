@@ -17,8 +17,9 @@ A rollback cannot be applied inside a framework's loop without copying it: the b
 a ``Restore`` (the verified day), the callback stops the fit at that boundary and the wrapper
 (``huggingface.train`` / ``lightning.fit``) enters the fit again from the day's checkpoint.
 
-Everything that reaches into the Run is in ``FrameworkRun``: these are the hooks the trainer
-package should expose (see the report of the integrations branch).
+Everything that reaches into the Run is in ``FrameworkRun``, over the trainer package's
+``LoopState`` and its command handlers: rollback and the guard's rollback are the only handlers
+it replaces, because the framework, not babysit, loads the state (and its RNG) back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,17 @@ from typing import Any
 from babysit import checkpoint as ckpt
 from babysit.errors import BabysitError, CheckpointError, InvalidValue
 from babysit.hparams import check_updates
-from babysit.store import CheckpointRecord, CommandRecord
+from babysit.store import (
+    CheckpointRecord,
+    CheckpointRow,
+    CommandOutcome,
+    CommandRecord,
+    Record,
+    RunUpdate,
+    Supersede,
+)
+from babysit.trainer import commands, knobs, resume
+from babysit.trainer.saver import SaveJob
 
 _DAY_FOLDER = re.compile(r"^(day\d{4,}\.b\d+)\.([a-z]+)$")
 
@@ -132,49 +143,48 @@ class FrameworkRun:
 
     def __init__(self, run: Any, framework: str, suffix: str, version: str):
         self.run = run
+        self.loop = run._state              # LoopState: counters, flags, hp, outbox, saver
         self.framework, self.suffix, self.version = framework, suffix, version
         self.restore: Restore | None = None
         self._deferred = False
-        self._next_day_step = float("inf")
-        self._deadline = float("inf")
         self._bound = False
         self._clean_folders()
 
     # ------------------------------------------------------------------ setup
     def _clean_folders(self) -> None:
         """Remove day folders a killed process left without their listed day file."""
-        run = self.run
+        loop = self.loop
         try:
             listed = {Path(r.path).stem for r in
-                      run.store.checkpoint_records(run.id, include_superseded=True)}
+                      loop.store.checkpoint_records(loop.run_id, include_superseded=True)}
         except BabysitError:
             return
-        for entry in run._dir.iterdir():
+        for entry in loop.folder.iterdir():
             match = _DAY_FOLDER.match(entry.name)
             if match and entry.is_dir() and not entry.is_symlink() and match.group(1) not in listed:
                 shutil.rmtree(entry, ignore_errors=True)
-        shutil.rmtree(run._dir / ".staging", ignore_errors=True)
+        shutil.rmtree(loop.folder / ".staging", ignore_errors=True)
 
     def bind(self, optimizers: list[Any], schedulers: list[Any]) -> None:
         """Point nudges at the framework's optimizers and schedulers (wrappers included)."""
-        run = self.run
-        run._optimizers[:] = [o for o in optimizers if o is not None]
-        run._schedulers[:] = [s for s in schedulers if s is not None]
-        run._in_loop = True         # SIGTERM stops at the next boundary instead of raising
-        if run._optimizers and not self._bound:
+        loop = self.loop
+        loop.optimizers[:] = [o for o in optimizers if o is not None]
+        loop.schedulers[:] = [s for s in schedulers if s is not None]
+        self.run._in_loop = True    # SIGTERM stops at the next boundary instead of raising
+        if loop.optimizers and not self._bound:
             self._bound = True
-            run._sync_hp_from_optimizer()
-            run._trace_hp()
+            self.run._sync_hp_from_optimizer()
+            loop.trace_hp()
 
     def start(self) -> Restore | None:
         """The day a restarted or forked process starts from (verified), or None."""
         run = self.run
-        if not run._resume or run._resumed:
+        if not run._start_from or run._started_from_checkpoint:
             return None
-        run._resumed = True
-        payload, corrupt = run._load_resume(run._resume)
+        run._started_from_checkpoint = True
+        payload, corrupt = resume.load_start(self.loop, run._start_from)
         folder = self._folder(payload)
-        overrides = {k: v for k, v in run._hp.items() if payload["hp"].get(k) != v}
+        overrides = {k: v for k, v in self.loop.hp.items() if payload["hp"].get(k) != v}
         return Restore("start", payload, folder, overrides=overrides, corrupt=corrupt)
 
     def _folder(self, payload: dict[str, Any]) -> Path:
@@ -182,160 +192,194 @@ class FrameworkRun:
         if not isinstance(info, dict) or info.get("name") != self.framework:
             got = info.get("name") if isinstance(info, dict) else "babysit's own loop"
             raise CheckpointError(f"this day was saved by {got}, not by {self.framework}")
-        folder = ckpt.safe_path(self.run.store.root, info["dir"])
+        folder = ckpt.safe_path(self.loop.store.root, info["dir"])
         verify_folder(folder, info["files"])
         return folder
 
     def load_day(self, record: CheckpointRecord) -> tuple[dict[str, Any], Path]:
-        payload = ckpt.load(ckpt.safe_path(self.run.store.root, record.path), record.sha256)
+        payload = commands.load(self.loop, record)
         return payload, self._folder(payload)
 
-    def arm_day(self) -> None:
-        spec, step = self.run.day_spec, self.run._step
-        if spec.unit == "steps":
-            amount = int(spec.amount)
-            self._next_day_step = step + amount - step % amount
-        elif spec.unit == "seconds":
-            self._deadline = time.monotonic() + spec.amount
+    # ------------------------------------------------------------------ small facts and acts
+    @property
+    def day_spec(self) -> Any:
+        return self.loop.day_spec
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
+    @property
+    def starts_from_checkpoint(self) -> bool:
+        """A restart or a fork: the framework must be entered from a day (train / fit)."""
+        return bool(self.run._start_from)
+
+    def begin(self, step: int) -> None:
+        """A fit starts at the framework's ``step`` (not from a babysit day): count days on."""
+        self.loop.step = step
+        self.loop.arm_day()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epochs done (a day of epochs ends when it divides by the day's length)."""
+        self.loop.position.epoch = epoch
+
+    def weights_diverged(self) -> None:
+        """The weights are not finite at a day's end: the day is not saved, the guard acts."""
+        self.run._guard.trip("weights", float("nan"))
+
+    def refuse(self, restore: Restore, reason: str) -> None:
+        """A restore the framework cannot carry out: its command is rejected, nothing changes."""
+        self.restore = None
+        if restore.command is not None:
+            commands.reject(self.loop, restore.command, reason)
 
     # ------------------------------------------------------------------ the step boundary
     def boundary(self, step: int) -> Boundary:
         """Call after each optimizer step with the number of steps done.
 
-        When the day ends here, commands wait until the day is saved (``after_save``), so a
-        nudge at a day's last step is not in that day's checkpoint, as in babysit's own loop.
+        When the day ends here, commands wait until the day is saved (``commands()`` after
+        ``save_day``), so a nudge at a day's last step is not in that day's checkpoint, as in
+        babysit's own loop.
         """
-        run = self.run
-        run._step = step
-        spec = run.day_spec
-        due = (spec.unit == "steps" and step >= self._next_day_step) or (
-            spec.unit == "seconds" and time.monotonic() >= self._deadline)
-        if due:
+        loop = self.loop
+        loop.step = step
+        if step >= loop.next_day_step or (
+                loop.day_deadline != float("inf") and time.monotonic() >= loop.day_deadline):
             self._deferred = True
             return Boundary(day_due=True)
-        return self.commands()
+        if loop.outbox.commands or loop.paused or self.run._guard.tripped is not None:
+            return self.commands()
+        self._trace()
+        return _GO_ON
+
+    def _trace(self) -> None:
+        loop = self.loop
+        if loop.optimizers and loop.optimizers[0].param_groups[0]["lr"] != loop.traced.get("lr"):
+            loop.trace_hp()
 
     def commands(self) -> Boundary:
         """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
-        run = self.run
+        loop = self.loop
         self._deferred = False
-        if run._diverged is not None:
-            self._on_diverged()
+        tripped = self.run._guard.take()
+        if tripped is not None:
+            self._on_diverged(*tripped)
+        inbox = loop.outbox.commands
         while True:
-            while run._inbox and self.restore is None and not run._stopping:
-                self._apply(run._inbox.popleft())
-            if self.restore is not None or run._stopping or not run._paused:
+            while inbox and self.restore is None and not loop.stopping:
+                self._apply(inbox.popleft())
+            if self.restore is not None or loop.stopping or not loop.paused:
                 break
             time.sleep(0.02)
-        if run._optimizers and run._optimizers[0].param_groups[0]["lr"] != run._traced.get("lr"):
-            run._trace_hp()
-        return Boundary(stop=run._stopping, restore=self.restore)
+        self._trace()
+        return Boundary(stop=loop.stopping, restore=self.restore)
 
     @property
     def deferred(self) -> bool:
         return self._deferred
 
     def _apply(self, command: CommandRecord) -> None:
-        run = self.run
+        loop = self.loop
         if command.kind == "rollback":
             try:
                 self._cmd_rollback(command)
             except (BabysitError, ValueError, TypeError, KeyError) as exc:
-                run._reject(command, str(exc))
+                commands.reject(loop, command, str(exc))
         elif command.kind == "exploit":
-            run._reject(command, f"exploit is not supported by the {self.framework} integration "
-                                 "yet: fork from the donor's day instead")
+            commands.reject(loop, command, f"exploit is not supported by the {self.framework} "
+                                           "integration yet: fork from the donor's day instead")
         else:
-            run._apply_command(command)
+            commands.apply(loop, command)
 
     def _cmd_rollback(self, command: CommandRecord) -> None:
-        run = self.run
+        loop = self.loop
         day = command.args.get("day")
         overrides = dict(command.args.get("hp") or {})
         if isinstance(day, bool) or not isinstance(day, int) or day < 0:
             raise InvalidValue(f"day must be a whole number >= 0, got {day!r}")
-        record = run.store.checkpoint(run.id, day)
+        record = loop.store.checkpoint(loop.run_id, day)
         if record is None:
-            raise InvalidValue(f"run {run.id} has no checkpoint for day {day}")
+            raise InvalidValue(f"run {loop.run_id} has no checkpoint for day {day}")
         if overrides:
-            overrides = check_updates(overrides, dict(record.hp), strict=run._strict,
-                                      optimizer_keys=run._optimizer_keys())
+            overrides = check_updates(overrides, dict(record.hp), strict=loop.strict,
+                                      optimizer_keys=knobs.optimizer_keys(loop.optimizers))
         payload, folder = self.load_day(record)
         self.restore = Restore("rollback", payload, folder, record, overrides=overrides,
                                command=command, source=command.source)
 
-    def _on_diverged(self) -> None:
-        """The guard saw a non-finite (or too large) value: pause, or roll back and halve lr."""
-        run = self.run
-        name, value = run._diverged
-        run._diverged = None
-        guard, step = run._guard, run._step
-        run._record(None, "diverged", "trainer", {"metric": name, "value": value, "step": step},
-                    {"status": "diverged"})
-        if guard.policy == "rollback" and run._guard_rollbacks < guard.max_rollbacks \
-                and "lr" in run._hp:
-            record = run._last_good_day()
+    def _on_diverged(self, name: str, value: float) -> None:
+        """The guard tripped: pause, or roll back to the last good day with the lr scaled."""
+        loop = self.loop
+        guard, step = loop.guard, loop.step
+        loop.outbox.put(loop.event("diverged", "guard",
+                                   {"metric": name, "value": value, "step": step}),
+                        RunUpdate(loop.run_id, {"status": "diverged"}))
+        if guard.may_roll_back() and "lr" in loop.hp:
+            record = commands.last_good_day(loop)
             if record is not None:
                 try:
                     payload, folder = self.load_day(record)
                 except CheckpointError as exc:
-                    print(f"babysit: cannot roll back to day {record.day}: {exc}", file=sys.stderr)
+                    print(f"babysit: run {loop.run_id}: the guard could not roll back: {exc}",
+                          file=sys.stderr)
                 else:
-                    run._guard_rollbacks += 1
-                    # the day's lr x lr_factor, computed once the day is loaded
+                    guard.rollbacks += 1
+                    # the day's own lr x lr_factor, computed once the framework loaded the day
                     self.restore = Restore(
                         "rollback", payload, folder, record, scale={"lr": guard.lr_factor},
-                        source="autopilot", reason=f"{name} was {value} at step {step}")
+                        source="guard", reason=f"{name} was {value} at step {step}")
                     return
-        run._paused = True
-        run._status = "diverged"
-        print(f"babysit: run {run.id} diverged ({name}={value} at step {step}); paused: roll "
-              "back or nudge, then resume", file=sys.stderr)
+        loop.paused, loop.status = True, "diverged"
+        print(f"babysit: run {loop.run_id} diverged ({name}={value} at step {step}); paused: "
+              "roll back or nudge, then resume", file=sys.stderr)
 
     # ------------------------------------------------------------------ metrics
     def log(self, step: int, metrics: dict[str, Any]) -> bool:
         """Record what the framework logged at babysit's ``step``; returns False when the guard
         saw it diverge (the caller must not save a day with that state)."""
-        run = self.run
-        values = {k: float(v) for k, v in metrics.items()
-                  if isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)}
-        if not values:
-            return run._diverged is None
-        here = run._step
-        run._step = step
-        try:
-            run.log(**values)
-        finally:
-            run._step = here
-        return run._diverged is None
+        loop, guard = self.loop, self.run._guard
+        day, branch, now = loop.day + 1, loop.branch, time.time()
+        put = loop.outbox.queue.append
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not isinstance(name, str):
+                continue
+            value = float(value)
+            put((step, day, name, value, now, branch))
+            if name == guard.metric:
+                guard.observe(value)
+        return guard.tripped is None
 
     # ------------------------------------------------------------------ days
     def staging(self) -> Path:
         """A folder the framework may write a day's checkpoint into before it is listed."""
-        path = self.run._dir / ".staging"
+        path = self.loop.folder / ".staging"
         path.mkdir(exist_ok=True)
         return path
 
-    def save_day(self, folder: Path, *, move: bool, drop: tuple[str, ...] = ()) -> None:
+    def save_day(self, folder: Path, *, move: bool, drop: tuple[str, ...] = (),
+                 batch: int = 0) -> None:
         """The framework wrote the day's checkpoint in ``folder``: list it as the next day.
 
         ``move`` renames the folder into the run's directory (babysit asked for this save);
         otherwise it is linked or copied (the user's own checkpoint stays where it is).
+        ``batch`` is the batch inside the epoch the day ends at (0: at an epoch's end).
         """
-        run = self.run
-        run._day += 1
-        self._write_day(run._day, folder, move=move, drop=drop)
-        self.arm_day()
-        if run._max_days is not None and run._day >= run._max_days:
+        loop, run = self.loop, self.run
+        loop.day += 1
+        self._write_day(loop.day, folder, move=move, drop=drop, batch=batch)
+        loop.arm_day()
+        if run._max_days is not None and loop.day >= run._max_days:
             run._days_done = True
-            run._stopping = True
+            loop.stopping = True
 
-    def _write_day(self, day: int, folder: Path, *, move: bool, drop: tuple[str, ...] = ()
-                   ) -> None:
-        run = self.run
-        step, branch = run._step, run._branch
+    def _write_day(self, day: int, folder: Path, *, move: bool, drop: tuple[str, ...] = (),
+                   batch: int = 0) -> None:
+        loop = self.loop
+        loop.saver.wait_idle()      # the previous day's file first, as babysit's own loop does
+        step, branch, root = loop.step, loop.branch, loop.store.root
         name = ckpt.checkpoint_name(day, branch)
-        dest = run._dir / f"{Path(name).stem}.{self.suffix}"
+        dest = loop.folder / f"{Path(name).stem}.{self.suffix}"
         if dest.exists():
             shutil.rmtree(dest)     # a leftover of a killed process: never listed
         if move:
@@ -344,31 +388,19 @@ class FrameworkRun:
             _link_or_copy(folder, dest)
         for unused in drop:     # files the framework does not need to resume (pickles)
             (dest / unused).unlink(missing_ok=True)
-        root = run.store.root
         payload = {
-            "format": ckpt.FORMAT, "run_id": run.id, "day": day, "step": step, "branch": branch,
-            "epoch": run._epoch, "batch": run._batch, "epoch_rng": None, "hp": dict(run._hp),
-            "rng": ckpt.capture_rng(), "time": time.time(), "state": {},
+            "format": ckpt.FORMAT, "run_id": loop.run_id, "day": day, "step": step,
+            "branch": branch, "epoch": loop.position.epoch, "batch": batch, "epoch_rng": None,
+            "hp": dict(loop.hp), "rng": ckpt.capture_rng(), "time": time.time(), "state": {},
             "framework": {"name": self.framework, "version": self.version,
                           "dir": str(dest.relative_to(root)), "files": folder_manifest(dest)},
         }
-        path = run._dir / name
-        rel = str(path.relative_to(root))
-        hp = dict(run._hp)
-        from babysit.run import _Op, _Save
-        job = _Save(path, payload)
-
-        def op(conn: Any, means: dict[str, float]) -> None:
-            if job.error:
-                run._store.add_event(run.id, step, day, "checkpoint_failed", "trainer",
-                                     {"day": day, "error": job.error}, branch, conn=conn)
-                return
-            run._store.add_checkpoint(conn, run_id=run.id, day=day, step=step, branch=branch,
-                                      time=time.time(), path=rel, size=job.size, sha256=job.sha,
-                                      hp=hp, metrics=means)
-            run._store.update_run(run.id, conn=conn, day=day, step=step)
-        run._queue.append(_Op(op, "checkpoint", job))
-        run._saver.jobs.put(job)
+        path = loop.folder / name
+        job = SaveJob(path, payload)
+        loop.outbox.day_end(job, CheckpointRow(
+            loop.run_id, day, step, branch, time.time(), str(path.relative_to(root)), 0, "",
+            dict(loop.hp), {}))
+        loop.saver.submit(job)
 
     # ------------------------------------------------------------------ after a restore
     def restored(self, restore: Restore) -> None:
@@ -382,91 +414,78 @@ class FrameworkRun:
             self._rolled_back(restore)
         else:
             self._started(restore)
-        self.arm_day()
+        self.loop.arm_day()
         self.commands()             # a paused run waits here, before its first step
 
     def _take_counters(self, payload: dict[str, Any]) -> None:
-        run = self.run
-        run._step, run._day = int(payload["step"]), int(payload["day"])
-        run._epoch = int(payload.get("epoch", 0))
-        run._hp.clear()
-        run._hp.update(payload["hp"])
-        run._guard_best = run._guard_limit = float("inf")
+        loop = self.loop
+        loop.step, loop.day = int(payload["step"]), int(payload["day"])
+        loop.position.epoch = int(payload.get("epoch", 0))
+        loop.hp.clear()
+        loop.hp.update(payload["hp"])
+        loop.guard.forget()
 
     def _rolled_back(self, restore: Restore) -> None:
-        run = self.run
+        """``commands.restore_to`` for a state the framework loaded itself."""
+        loop = self.loop
         record, command = restore.record, restore.command
         assert record is not None
-        from_step, from_branch = run._step, run._branch
-        user_paused = run._paused and run._status == "paused"
+        from_step, from_branch = loop.step, loop.branch
+        user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
         self._take_counters(restore.payload)
-        run._branch = from_branch + 1
-        run._paused = user_paused
-        run._diverged = None
+        loop.branch = from_branch + 1
+        loop.paused = user_paused
+        loop.status = "paused" if user_paused else "running"
+        overrides = dict(restore.overrides)
+        for key, factor in restore.scale.items():
+            overrides[key] = loop.current(key) * factor
+        changes = commands.set_hp(loop, overrides) if overrides else {}
         detail: dict[str, Any] = {"to_day": record.day, "to_step": record.step,
                                   "from_step": from_step, "from_branch": from_branch}
         if restore.reason:
             detail["reason"] = restore.reason
-        step, day, branch, hp = run._step, run._day + 1, run._branch, dict(run._hp)
-        status = "paused" if user_paused else "running"
-        store = run._store
-
-        def op(conn: Any, writer: Any) -> None:
-            if command is not None and not store.close_command(conn, command.id, "applied", step):
-                return
-            event_id = store.add_event(run.id, step, day, "rollback", restore.source, detail,
-                                       branch, conn=conn)
-            store.supersede(conn, run.id, record.step, event_id)
-            store.update_run(run.id, conn=conn, branch=branch, step=step, day=run._day, hp=hp,
-                             status=status)
-        from babysit.run import _Op
-        run._queue.append(_Op(op, "rollback"))
-        run._writer.wake.set()
-        run._status = status
-        run._traced = {}
-        run._trace_hp()
-        overrides = dict(restore.overrides)
-        for key, factor in restore.scale.items():
-            overrides[key] = run._current(key) * factor
-        if overrides:
-            changes = run._nudge(overrides)
-            run._record(None, "nudge", restore.source, changes, {"hp": dict(run._hp)})
+        records: list[Record] = [
+            Supersede(loop.run_id, loop.step), loop.event("rollback", restore.source, detail),
+            RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step, "day": loop.day,
+                                    "hp": dict(loop.hp), "status": loop.status})]
+        if changes:
+            records.append(loop.event("nudge", restore.source, changes))
+        if command is not None:
+            loop.outbox.rewind(CommandOutcome(command.id, "applied", loop.step, None,
+                                              tuple(records)))
+        else:
+            loop.outbox.rewind(*records)
+        loop.traced = {}
+        loop.trace_hp()
 
     def _started(self, restore: Restore) -> None:
-        run = self.run
+        """``resume.start_from_checkpoint`` for a state the framework loaded itself."""
+        loop, run = self.loop, self.run
         self._take_counters(restore.payload)
-        supersede = bool((run._resume or {}).get("supersede"))
+        supersede = bool((run._start_from or {}).get("supersede"))
         if supersede:
-            run._branch += 1
+            loop.branch += 1    # a restart redoes steps the killed process had logged
         overrides = restore.overrides
         if overrides:
-            run._nudge(overrides)
-        step, day, branch, hp = run._step, run._day, run._branch, dict(run._hp)
-        kind, detail = run._start_event or ("restart", {})
-        detail = {**detail, "from_day": day, "overrides": overrides}
-        store = run._store
-
-        def op(conn: Any, writer: Any) -> None:
-            event_id = store.add_event(run.id, step, day + 1, kind, "trainer", detail, branch,
-                                       conn=conn)
-            if supersede:
-                store.supersede(conn, run.id, step, event_id)
-            store.update_run(run.id, conn=conn, branch=branch, step=step, day=day, hp=hp,
-                             resume=None)
-        from babysit.run import _Op
-        run._queue.append(_Op(op, "rollback"))
-        run._traced = {}
-        run._trace_hp()
+            commands.set_hp(loop, overrides)
+        kind, detail = run._start_event
+        detail = {**detail, "from_day": loop.day, "overrides": overrides}
+        loop.outbox.rewind(*([Supersede(loop.run_id, loop.step)] if supersede else []),
+                           loop.event(kind, "trainer", detail),
+                           RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step,
+                                                   "day": loop.day, "hp": dict(loop.hp),
+                                                   "start_from": None}))
+        loop.traced = {}
+        loop.trace_hp()
         for bad in restore.corrupt:
-            run._queue.append(_Op(lambda conn, w, bad=bad: store.add_event(
-                run.id, step, day + 1, "checkpoint_corrupt", "trainer", bad, branch, conn=conn)))
-        run._writer.wake.set()
-        if store.checkpoint(run.id, day) is None:
+            loop.outbox.put(loop.event("checkpoint_corrupt", "trainer", bad))
+        if loop.store.checkpoint(loop.run_id, loop.day) is None:
             # a fork keeps its own copy of its first day, to roll back to
-            self._write_day(day, restore.folder, move=False)
+            self._write_day(loop.day, restore.folder, move=False,
+                            batch=int(restore.payload.get("batch", 0)))
 
     def not_reproducible(self, why: str) -> None:
-        self.run._mark_not_reproducible(why)
+        self.loop.mark_not_reproducible(why)
 
     # ------------------------------------------------------------------ the end
     def close(self, exc: BaseException | None = None) -> None:
@@ -477,3 +496,6 @@ class FrameworkRun:
             run.finish()
         else:
             run.__exit__(type(exc), exc, exc.__traceback__)
+
+
+_GO_ON = Boundary()

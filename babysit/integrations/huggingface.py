@@ -97,9 +97,8 @@ class BabysitCallback(TrainerCallback):
                                    f"was saved at step {restore.payload['step']}")
             fw.restored(restore)
         else:
-            fw.run._step = int(state.global_step)
-            fw.arm_day()
-            if not self._wrapped and fw.run._resume:
+            fw.begin(int(state.global_step))
+            if not self._wrapped and fw.starts_from_checkpoint:
                 raise InvalidValue("this run starts from a checkpoint (a fork or a restart): "
                                    "call babysit.integrations.huggingface.train(trainer)")
         self._check_exact(args)
@@ -127,12 +126,12 @@ class BabysitCallback(TrainerCallback):
         fw = self.fw
         if fw is None or self._leaving:
             return control
-        spec = fw.run.day_spec
+        spec = fw.day_spec
         epoch = round(float(state.epoch or 0))
         whole = abs(float(state.epoch or 0) - epoch) < 1e-9     # not a fit stopped mid-epoch
         if spec.unit == "epochs" and whole and epoch > 0 and epoch % int(spec.amount) == 0 \
                 and self._saving is None:
-            fw.run._epoch = epoch
+            fw.set_epoch(epoch)
             fw._deferred = True
             self._request_save(args, state, control, model)
         return control
@@ -141,7 +140,7 @@ class BabysitCallback(TrainerCallback):
         fw = self.fw
         assert fw is not None
         if model is not None and not _finite(model):
-            fw.run._diverged = ("weights", float("nan"))
+            fw.weights_diverged()
             self._obey(fw.commands(), control)
             return
         user_wants = bool(control.should_save)
@@ -157,11 +156,8 @@ class BabysitCallback(TrainerCallback):
     def _obey(self, boundary: Any, control: Any) -> None:
         if boundary.restore is not None:
             if not self._wrapped:
-                restore = boundary.restore
-                self.fw.restore = None  # type: ignore[union-attr]
-                if restore.command is not None:
-                    self.fw.run._reject(restore.command, "rollback needs babysit.integrations."  # type: ignore[union-attr]
-                                        "huggingface.train(trainer) instead of trainer.train()")
+                self.fw.refuse(boundary.restore, "rollback needs babysit.integrations."  # type: ignore[union-attr]
+                               "huggingface.train(trainer) instead of trainer.train()")
                 return
             self._restore = boundary.restore
             self._leaving = True

@@ -62,7 +62,7 @@ class BabysitLogger(Logger):
         cb = self._cb
         if cb.fw is None:
             return
-        ok = cb.fw.log(int(step if step is not None else cb.fw.run._step), metrics)
+        ok = cb.fw.log(int(step if step is not None else cb.fw.step), metrics)
         if not ok and cb._trainer is not None:
             cb._obey(cb.fw.commands(), cb._trainer)
 
@@ -136,9 +136,8 @@ class BabysitCallback(pl.Callback):
                     "state_dict() from the epoch's first batch")
             fw.restored(restore)
         else:
-            fw.run._step = int(trainer.global_step)
-            fw.arm_day()
-            if not self._wrapped and fw.run._resume:
+            fw.begin(int(trainer.global_step))
+            if not self._wrapped and fw.starts_from_checkpoint:
                 raise InvalidValue("this run starts from a checkpoint (a fork or a restart): "
                                    "call babysit.integrations.lightning.fit(trainer, model, ...)")
 
@@ -160,9 +159,10 @@ class BabysitCallback(pl.Callback):
         fw = self.fw
         if fw is None or self._leaving:
             return
-        fw.run._epoch = int(trainer.current_epoch) + 1
-        spec = fw.run.day_spec
-        if spec.unit == "epochs" and fw.run._epoch % int(spec.amount) == 0:
+        epoch = int(trainer.current_epoch) + 1
+        fw.set_epoch(epoch)
+        spec = fw.day_spec
+        if spec.unit == "epochs" and epoch % int(spec.amount) == 0:
             fw._deferred = True
             self._save_day(trainer, pl_module, 0)
             self._obey(fw.commands(), trainer)
@@ -171,25 +171,19 @@ class BabysitCallback(pl.Callback):
         fw = self.fw
         assert fw is not None
         if not all(bool(p.isfinite().all()) for p in pl_module.parameters()):
-            fw.run._diverged = ("weights", float("nan"))
+            fw.weights_diverged()
             return
         folder = fw.staging() / f"step{trainer.global_step}"
         folder.mkdir()
         # (save_checkpoint's weights_only=False means "the whole state", not a loading mode)
         trainer.save_checkpoint(folder / _CKPT, weights_only=False)
-        fw.run._batch = batch
-        try:
-            fw.save_day(folder, move=True)
-        finally:
-            fw.run._batch = 0
+        fw.save_day(folder, move=True, batch=batch)
 
     def _obey(self, boundary: Any, trainer: Any) -> None:
         if boundary.restore is not None:
             if not self._wrapped:
-                restore, self.fw.restore = boundary.restore, None  # type: ignore[union-attr]
-                if restore.command is not None:
-                    self.fw.run._reject(restore.command, "rollback needs babysit.integrations."  # type: ignore[union-attr]
-                                        "lightning.fit(...) instead of trainer.fit(...)")
+                self.fw.refuse(boundary.restore, "rollback needs babysit.integrations."  # type: ignore[union-attr]
+                               "lightning.fit(...) instead of trainer.fit(...)")
                 return
             self._restore = boundary.restore
             self._leaving = True

@@ -42,7 +42,7 @@ class At(TrainerCallback):
             send, self.send = self.send, None
             run = babysit_callback(self.trainer).run
             send(run.id)
-            wait_for(lambda: run._inbox, 30, "the trainer to read the command")
+            wait_for(lambda: run._state.outbox.commands, 30, "the trainer to read the command")
 
 
 def test_metrics_days_and_safe_day_folders(root, tmp_path):
@@ -208,7 +208,7 @@ def test_the_guard_rolls_back_to_the_last_good_day_and_halves_the_lr(root, tmp_p
     diverged = events.query("kind == 'diverged'").iloc[0]
     assert diverged["step"] == 16           # at the boundary after the step whose loss was NaN
     rollback = events.query("kind == 'rollback'").iloc[0]
-    assert rollback["step"] == 10 and rollback["source"] == "autopilot"
+    assert rollback["step"] == 10 and rollback["source"] == "guard"
     lr, _ = curve(c, run_id, "learning_rate")
     assert lr[12] == pytest.approx(0.5 * linear(12, total=30), rel=1e-9)
     loss, _ = curve(c, run_id)
