@@ -26,6 +26,7 @@ real optimizer) and scale the ``LambdaLR`` schedules' ``base_lrs``, so the sched
 
 from __future__ import annotations
 
+import enum
 import os
 import warnings
 from pathlib import Path
@@ -75,13 +76,15 @@ class BabysitCallback(TrainerCallback):
     def _open(self, args: Any) -> FrameworkRun:
         if self.fw is None:
             if self.run is None:
-                import babysit
+                from babysit.trainer import init
                 kwargs = dict(self._init_args)
                 config = kwargs.pop("config")
-                config.update({k: getattr(args, k) for k in _ARGS_CONFIG
-                               if k not in config and hasattr(args, k)
-                               and isinstance(getattr(args, k), int | float | str)})
-                self.run = babysit.init(config=config, **kwargs)
+                for key in _ARGS_CONFIG:
+                    value = getattr(args, key, None)
+                    value = value.value if isinstance(value, enum.Enum) else value
+                    if key not in config and isinstance(value, int | float | str):
+                        config[key] = value
+                self.run = init(config=config, **kwargs)
             self.fw = FrameworkRun(self.run, "transformers", "hf", transformers.__version__)
         return self.fw
 

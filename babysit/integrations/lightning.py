@@ -100,13 +100,13 @@ class BabysitCallback(pl.Callback):
     def _open(self, pl_module: Any = None) -> FrameworkRun:
         if self.fw is None:
             if self.run is None:
-                import babysit
+                from babysit.trainer import init
                 kwargs = dict(self._init_args)
                 config = kwargs.pop("config")
                 hparams = getattr(pl_module, "hparams", None) or {}
                 config.update({k: v for k, v in dict(hparams).items() if k not in config
                                and isinstance(v, int | float | str) and not isinstance(v, bool)})
-                self.run = babysit.init(config=config, **kwargs)
+                self.run = init(config=config, **kwargs)
             self.fw = FrameworkRun(self.run, "lightning", "pl", lightning.__version__)
         return self.fw
 

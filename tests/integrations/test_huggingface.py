@@ -245,3 +245,27 @@ def test_a_day_of_one_epoch(root, tmp_path):
     days = c.checkpoints(run_id)
     assert list(days["day"]) == [1] and list(days["step"]) == [32]
     c.close()
+
+
+def test_the_users_own_checkpoints_are_left_alone(root, tmp_path):
+    # the user saves every 10 steps and keeps 1; babysit's days are every 5 steps
+    trainer = build(str(tmp_path / "out"), steps=20, day="5 steps", save_steps=10, root=root)
+    train(trainer)
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-20"]
+    c = babysit.Client(root)
+    run_id = int(c.runs().iloc[0]["id"])
+    days = c.checkpoints(run_id)
+    assert list(days["step"]) == [5, 10, 15, 20]
+    for day in (2, 4):      # the days that were also the user's checkpoints are copies
+        folder = root / "runs" / str(run_id) / f"day000{day}.b0.hf"
+        assert (folder / "model.safetensors").is_file()
+    c.close()
+
+
+def test_a_day_of_wall_time(root, tmp_path):
+    trainer = build(str(tmp_path / "out"), steps=12, day="0.5s", pace=0.1, root=root)
+    train(trainer)
+    c = babysit.Client(root)
+    days = c.checkpoints(int(c.runs().iloc[0]["id"]))
+    assert len(days) >= 2 and days["step"].is_monotonic_increasing
+    c.close()

@@ -35,7 +35,7 @@ class RandomTokens(torch.utils.data.Dataset):
 def build(output_dir: str, *, steps: int = 40, day: str = "10 steps", lr: float = 1e-3,
           warmup: int = 5, callbacks: list | None = None, project: str = "hf-tiny",
           babysit: bool = True, pace: float = 0.0, nan_filter: bool = True,
-          **callback_kwargs) -> Trainer:
+          save_steps: int = 0, **callback_kwargs) -> Trainer:
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2,
                         bos_token_id=0, eos_token_id=0)
@@ -43,7 +43,8 @@ def build(output_dir: str, *, steps: int = 40, day: str = "10 steps", lr: float 
     args = TrainingArguments(
         output_dir=output_dir, max_steps=steps, per_device_train_batch_size=8,
         learning_rate=lr, warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=0.01,
-        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0,
+        logging_steps=1, save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500, save_total_limit=1, report_to=[], use_cpu=True, seed=0,
         dataloader_num_workers=0, disable_tqdm=True, logging_nan_inf_filter=nan_filter)
     extra = list(callbacks or [])
     if pace:
