@@ -148,6 +148,8 @@ class FrameworkRun:
         self.restore: Restore | None = None
         self._deferred = False
         self._bound = False
+        self._effective: tuple[Any, ...] | None = None
+        self._effective_due = 0.0
         self._clean_folders()
 
     # ------------------------------------------------------------------ setup
@@ -175,6 +177,7 @@ class FrameworkRun:
             self._bound = True
             self.run._sync_hp_from_optimizer()
             loop.trace_hp()
+        self._effective = None
 
     def start(self) -> Restore | None:
         """The day a restarted or forked process starts from (verified), or None."""
@@ -252,10 +255,27 @@ class FrameworkRun:
         self._trace()
         return _GO_ON
 
-    def _trace(self) -> None:
+    def _trace(self, now: bool = False) -> None:
         loop = self.loop
-        if loop.optimizers and loop.optimizers[0].param_groups[0]["lr"] != loop.traced.get("lr"):
+        if not loop.optimizers:
+            return
+        if loop.optimizers[0].param_groups[0]["lr"] != loop.traced.get("lr"):
             loop.trace_hp()
+        self._report_effective(now)
+
+    def _report_effective(self, now: bool) -> None:
+        """Write ``runs.effective`` when the optimizer's values changed: at most twice a second
+        (a schedule moves the lr at every step), at once after a command or a restore."""
+        loop = self.loop
+        clock = time.monotonic()
+        if not now and clock < self._effective_due:
+            return
+        fingerprint = knobs.fingerprint(loop.optimizers)
+        if fingerprint == self._effective:
+            return
+        self._effective, self._effective_due = fingerprint, clock + 0.5
+        loop.outbox.put(RunUpdate(loop.run_id, {
+            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}}))
 
     def commands(self) -> Boundary:
         """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
@@ -271,7 +291,7 @@ class FrameworkRun:
             if self.restore is not None or loop.stopping or not loop.paused:
                 break
             time.sleep(0.02)
-        self._trace()
+        self._trace(now=True)
         return Boundary(stop=loop.stopping, restore=self.restore)
 
     @property

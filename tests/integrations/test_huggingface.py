@@ -57,6 +57,9 @@ def test_metrics_days_and_safe_day_folders(root, tmp_path):
     assert sorted(loss) == list(range(20))      # the Trainer's global step G is babysit's G - 1
     days = c.checkpoints(int(run["id"]))
     assert list(days["day"]) == [1, 2] and list(days["step"]) == [10, 20]
+    effective = c.run(int(run["id"])).effective       # what AdamW uses, after the schedule
+    assert effective["momentum"] == 0.9 and effective["weight_decay"] == 0.01
+    assert effective["lr"] == pytest.approx(linear(effective["step"], total=20), abs=1e-12)
     folder = root / "runs" / str(run["id"]) / "day0001.b0.hf"
     files = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",

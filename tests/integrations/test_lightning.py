@@ -58,6 +58,8 @@ def test_metrics_and_days(root, tmp_path):
     assert sorted(val) == [BATCHES - 1, 2 * BATCHES - 1]
     days = c.checkpoints(run_id)
     assert list(days["step"]) == [BATCHES, 2 * BATCHES]
+    effective = c.run(run_id).effective     # what SGD uses, after StepLR
+    assert effective["momentum"] == 0.9 and effective["lr"] == step_lr(effective["step"])
     folder = root / "runs" / str(run_id) / "day0001.b0.pl"
     assert [p.name for p in folder.iterdir()] == ["lightning.ckpt"]
     c.close()
