@@ -13,7 +13,7 @@ from transformers import TrainerCallback  # noqa: E402
 import babysit  # noqa: E402
 from babysit.integrations.huggingface import BabysitCallback, train  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
-from tests.integrations.conftest import curve  # noqa: E402
+from tests.integrations.conftest import curve, half_lr  # noqa: E402
 from tests.integrations.trainers.hf_tiny import build  # noqa: E402
 
 BASE_LR, WARMUP, STEPS = 1e-3, 5, 40
@@ -69,9 +69,10 @@ def test_metrics_days_and_safe_day_folders(root, tmp_path):
     c.close()
 
 
-def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_path):
+@pytest.mark.parametrize("how", ["scale", "absolute"])
+def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_path, how):
     c = babysit.Client(root)
-    at = At(12, lambda run_id: c.nudge(run_id, lr=linear(12) * 0.5, wait=False))
+    at = At(12, half_lr(c, linear(12), how))
     trainer = build(str(tmp_path / "out"), steps=STEPS, callbacks=[at], root=root)
     at.trainer = trainer
     train(trainer)

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 import babysit  # noqa: E402
 from babysit.integrations.lightning import BabysitCallback, fit  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
-from tests.integrations.conftest import curve  # noqa: E402
+from tests.integrations.conftest import curve, half_lr  # noqa: E402
 from tests.integrations.trainers.pl_tiny import BATCHES, build, loaders  # noqa: E402
 
 SCRIPT = "../integrations/trainers/pl_tiny.py"
@@ -65,9 +65,10 @@ def test_metrics_and_days(root, tmp_path):
     c.close()
 
 
-def test_nudge_halves_the_lr_lightning_logs_under_a_step_schedule(root, tmp_path):
+@pytest.mark.parametrize("how", ["scale", "absolute"])
+def test_nudge_halves_the_lr_lightning_logs_under_a_step_schedule(root, tmp_path, how):
     c = babysit.Client(root)
-    at = At(15, lambda run_id: c.nudge(run_id, lr=step_lr(15) * 0.5, wait=False))
+    at = At(15, half_lr(c, step_lr(15), how))
     fit_tiny(tmp_path, root, epochs=4, callbacks=[at, LearningRateMonitor("step")])
     run_id = int(c.runs().iloc[0]["id"])
     assert c.events(run_id).query("kind == 'nudge'").iloc[0]["step"] == 15
