@@ -245,6 +245,9 @@ def fit(trainer: Any, model: Any, *args: Any, ckpt_path: str | None = None, **kw
             if restore is None:
                 break
     except BaseException as exc:
-        fw.close(exc)
+        # Lightning turns Ctrl-C into sys.exit(1) raised while handling the KeyboardInterrupt:
+        # that run was interrupted (stopped), not crashed
+        interrupted = isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+        fw.close(exc.__context__ if interrupted else exc)
         raise
     fw.close()
