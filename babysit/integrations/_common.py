@@ -296,7 +296,12 @@ class FrameworkRun:
 
     @property
     def deferred(self) -> bool:
+        """Commands wait for the day being saved (``commands()`` applies them after it)."""
         return self._deferred
+
+    def day_ends(self) -> None:
+        """A day ends here (a day of epochs, seen by the callback): commands wait for its save."""
+        self._deferred = True
 
     def _apply(self, command: CommandRecord) -> None:
         loop = self.loop

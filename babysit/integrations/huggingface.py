@@ -135,7 +135,7 @@ class BabysitCallback(TrainerCallback):
         if spec.unit == "epochs" and whole and epoch > 0 and epoch % int(spec.amount) == 0 \
                 and self._saving is None:
             fw.set_epoch(epoch)
-            fw._deferred = True
+            fw.day_ends()
             self._request_save(args, state, control, model)
         return control
 

@@ -163,7 +163,7 @@ class BabysitCallback(pl.Callback):
         fw.set_epoch(epoch)
         spec = fw.day_spec
         if spec.unit == "epochs" and epoch % int(spec.amount) == 0:
-            fw._deferred = True
+            fw.day_ends()
             self._save_day(trainer, pl_module, 0)
             self._obey(fw.commands(), trainer)
 
