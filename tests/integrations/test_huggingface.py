@@ -273,3 +273,34 @@ def test_a_day_of_wall_time(root, tmp_path):
     days = c.checkpoints(int(c.runs().iloc[0]["id"]))
     assert len(days) >= 2 and days["step"].is_monotonic_increasing
     c.close()
+
+
+def test_a_paused_run_rolls_back_with_an_override_and_stays_paused(root, tmp_path):
+    import threading
+    c = babysit.Client(root)
+    seen: dict[str, object] = {}
+
+    def later(run_id: int) -> None:
+        wait_for(lambda: c.run(run_id).status == "paused", 30, "the pause")
+        c.rollback(run_id, day=1, lr=2e-4, wait=True)
+        record = c.run(run_id)
+        seen["status"], seen["branch"], seen["step"] = record.status, record.branch, record.step
+        c.resume(run_id, wait=False)
+
+    def pause(run_id: int) -> None:
+        c.pause(run_id, wait=False)
+        threading.Thread(target=later, args=(run_id,), daemon=True).start()
+
+    at = At(15, pause)
+    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[at], root=root)
+    at.trainer = trainer
+    train(trainer)
+    run_id = int(c.runs().iloc[0]["id"])
+    assert seen == {"status": "paused", "branch": 1, "step": 10}   # waited, rolled back
+    record = c.run(run_id)
+    assert record.status == "finished" and record.step == 30
+    lr, old = curve(c, run_id, "learning_rate")
+    assert lr[10] == pytest.approx(2e-4, rel=1e-9)                  # the override, exactly
+    assert lr[20] == pytest.approx(2e-4 * linear(20, 30) / linear(10, 30), rel=1e-9)
+    assert max(old) == 14
+    c.close()
