@@ -228,7 +228,7 @@ class FrameworkRun:
 
     def weights_diverged(self) -> None:
         """The weights are not finite at a day's end: the day is not saved, the guard acts."""
-        self.run._guard.trip("weights", float("nan"))
+        self.loop.guard.trip("weights", float("nan"))
 
     def refuse(self, restore: Restore, reason: str) -> None:
         """A restore the framework cannot carry out: its command is rejected, nothing changes."""
@@ -250,7 +250,7 @@ class FrameworkRun:
                 loop.day_deadline != float("inf") and time.monotonic() >= loop.day_deadline):
             self._deferred = True
             return Boundary(day_due=True)
-        if loop.outbox.commands or loop.paused or self.run._guard.tripped is not None:
+        if loop.outbox.commands or loop.paused or loop.guard.tripped is not None:
             return self.commands()
         self._trace()
         return _GO_ON
@@ -281,7 +281,7 @@ class FrameworkRun:
         """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
         loop = self.loop
         self._deferred = False
-        tripped = self.run._guard.take()
+        tripped = loop.guard.take()
         if tripped is not None:
             self._on_diverged(*tripped)
         inbox = loop.outbox.commands
@@ -362,7 +362,7 @@ class FrameworkRun:
     def log(self, step: int, metrics: dict[str, Any]) -> bool:
         """Record what the framework logged at babysit's ``step``; returns False when the guard
         saw it diverge (the caller must not save a day with that state)."""
-        loop, guard = self.loop, self.run._guard
+        loop, guard = self.loop, self.loop.guard
         day, branch, now = loop.day + 1, loop.branch, time.time()
         put = loop.outbox.queue.append
         for name, value in metrics.items():
