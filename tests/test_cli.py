@@ -235,3 +235,12 @@ def test_crash_reasons_say_what_is_known(trainers, tmp_path):
     assert record.status == "crashed"
     assert record.error == f"process {record.pid} on {host} ended without finishing"
     assert "None" not in record.error
+
+
+def test_ls_shows_what_the_optimizer_uses_beside_the_configured_value():
+    from babysit.cli import _now
+
+    assert _now({"lr": 0.05, "momentum": 0.9}, {"lr": 0.0125, "momentum": 0.95}) == \
+        "lr 0.0125 · schedule ×0.25 of 0.05  momentum 0.95 · configured 0.9"
+    assert _now({"lr": 0.05, "momentum": 0.9}, {}) == "lr 0.05  momentum 0.9"   # not reported yet
+    assert _now({"clip": 1}, {}) == ""
