@@ -23,6 +23,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 
 from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
+from babysit.store import history, series
 from babysit.store import schema as S
 
 T = TypeVar("T")
@@ -490,6 +491,47 @@ class Store:
         m = S.metrics.c
         query = sa.select(m.name).where(m.run_id == run_id).distinct().order_by(m.name)
         return self.read(lambda c: [r[0] for r in c.execute(query)])
+
+    # ------------------------------------------------------ curves (histories)
+    def curve(self, run_id: int, names: Iterable[str] | None = None, *,
+              x_range: tuple[float | None, float | None] | None = None, max_points: int = 2000,
+              include_superseded: bool = True) -> pd.DataFrame:
+        """A run's curves as at most ``max_points`` buckets per trace over ``x_range`` (steps,
+        inclusive; None: the whole curve), whatever the history's length.
+
+        One row per bucket, by name, branch, superseded, step: ``level`` (0: an exact point,
+        k: a bucket 2^k steps wide), ``step_lo``/``step_hi`` (its first and last logged step),
+        ``count``, ``first``/``last`` (values at those steps, NaN kept), ``min``/``max`` of its
+        finite values and ``step_min``/``step_max`` where they were reached (NaN: no finite
+        value), ``nonfinite`` = ``nan`` + ``posinf`` + ``neginf`` counts and ``step_nonfinite``
+        (the first such step), ``time`` and ``day`` of its last point. A trace of at most
+        ``max_points`` points, or a range holding that few, comes back exactly (level 0).
+
+        >>> store.curve(3, ["loss"], x_range=(10_000, 20_000), max_points=1000)
+        """
+        return self.read(lambda c: history.curve(
+            c, self.is_sqlite, run_id, names, x_range=x_range, max_points=max_points,
+            include_superseded=include_superseded))
+
+    def curve_version(self, run_id: int) -> tuple[int, int, int]:
+        """A token that changes whenever the run's curves change (points added, a rollback):
+        a dashboard re-reads a curve only when it moved. One query over a few rows."""
+        return self.read(lambda c: history.version(c, run_id))
+
+    def append_points(self, run_id: int, name: str, steps: Any, values: Any, times: Any = None,
+                      days: Any = None, *, branch: int = 0) -> None:
+        """The bulk path: add a whole array of points to a run's live curve ``name`` in one
+        transaction, packed and summarised without a Python object per point (imports,
+        benchmarks, migrations).
+
+        >>> store.append_points(run_id, "loss", np.arange(10**6), losses, times)
+        """
+        p = series.Points.of(steps, values, times, days)
+
+        def write(c: sa.Connection) -> None:
+            trace = history.live_trace(c, run_id, name, branch)
+            history.append_points(c, self.is_sqlite, trace, p)
+        self.write(write)
 
     # ---------------------------------------------------------------- events
     @staticmethod

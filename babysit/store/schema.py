@@ -152,6 +152,72 @@ decisions = sa.Table(
 )
 
 
+# ------------------------------------------------------------------ metric histories (v4)
+# A metric's points live packed in blocks (babysit.store.series) with a summary pyramid beside
+# them, so that a curve's read costs what is drawn, not what was logged (docs/history.md).
+# Keys are 64-bit everywhere; SQLite's INTEGER PRIMARY KEY is its 64-bit rowid.
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+metric_traces = sa.Table(
+    "metric_traces", metadata,   # one curve: a metric of a run on one branch, live or superseded
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("branch", sa.Integer, nullable=False),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),        # points in blocks and tail
+    sa.Column("step_first", sa.BigInteger, nullable=True),
+    sa.Column("step_last", sa.BigInteger, nullable=True),
+    sa.Column("tail", sa.Integer, nullable=False),            # points still in metric_tail
+    sa.Index("ix_metric_traces_run", "run_id", "name", "branch"),
+)
+
+metric_blocks = sa.Table(
+    "metric_blocks", metadata,   # series.BLOCK points of a trace, packed (series.encode_block)
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.BigInteger, nullable=False),
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_last", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Index("ix_metric_blocks_trace", "trace_id", "step_last", "step_first"),
+)
+
+metric_tail = sa.Table(
+    "metric_tail", metadata,     # a trace's newest points, fewer than a block, one row each
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),              # NULL is NaN
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Index("ix_metric_tail_trace", "trace_id", "step"),
+)
+
+metric_buckets = sa.Table(
+    "metric_buckets", metadata,  # the summary pyramid: steps [bucket << level, (bucket+1) << level)
+    sa.Column("trace_id", sa.BigInteger, primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("nan", sa.BigInteger, nullable=False),
+    sa.Column("posinf", sa.BigInteger, nullable=False),
+    sa.Column("neginf", sa.BigInteger, nullable=False),
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_last", sa.BigInteger, nullable=False),
+    sa.Column("first", sa.Float, nullable=True),              # NULL is NaN
+    sa.Column("last", sa.Float, nullable=True),
+    sa.Column("min", sa.Float, nullable=True),                # NULL: no finite value
+    sa.Column("step_min", sa.BigInteger, nullable=True),
+    sa.Column("max", sa.Float, nullable=True),
+    sa.Column("step_max", sa.BigInteger, nullable=True),
+    sa.Column("step_nonfinite", sa.BigInteger, nullable=True),   # first nan/inf, NULL: none
+    sa.Column("time", sa.Float, nullable=False),              # of the last point
+    sa.Column("day", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+
 def _v1_to_v2(conn: sa.Connection) -> None:
     """Studies (caviar): the studies and decisions tables; runs learn their trial and max_days."""
     studies.create(conn)
