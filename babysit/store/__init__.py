@@ -417,6 +417,8 @@ class Store:
 
     def _insert_metric_rows(self, conn: sa.Connection, run_id: int,
                             rows: Sequence[tuple[int, int, str, float, float, int]]) -> None:
+        # the curves the dashboard reads (until schema v4 retires the rows below)
+        history.append(conn, self.is_sqlite, run_id, rows)
         if self.is_sqlite:
             # The trainer's hot write: a plain executemany skips SQLAlchemy's per-row work and
             # costs about a third as much for a batch of a few hundred rows.
@@ -625,6 +627,7 @@ class Store:
     def supersede(self, conn: sa.Connection, run_id: int, from_step: int, before_event: int
                   ) -> None:
         """Mark what came after ``from_step`` as an abandoned branch: kept, never deleted."""
+        history.supersede(conn, self.is_sqlite, run_id, from_step)
         conn.execute(sa.update(S.metrics).where(
             S.metrics.c.run_id == run_id, S.metrics.c.step >= from_step,
             S.metrics.c.superseded == sa.false()).values(superseded=True))
