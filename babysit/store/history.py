@@ -484,7 +484,7 @@ def _split_trace(conn: sa.Connection, sqlite: bool, t: Trace, s: int) -> None:
 def build_from_rows(conn: sa.Connection, sqlite: bool, *, batch: int = BULK_CHUNK) -> int:
     """Pack the rows of the v3 ``metrics`` table into traces (schema v4's migration); returns
     the number of rows packed. Streams one (run, name, branch, superseded) at a time."""
-    m = S.metrics.c
+    m = S.metrics_v3.c
     groups = list(conn.execute(sa.select(m.run_id, m.name, m.branch, m.superseded).distinct()
                                .order_by(m.run_id, m.name, m.branch, m.superseded)))
     done = 0

@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from babysit.store import Store, history, series
+from babysit.store import schema as S
 
 
 @pytest.fixture(params=[True, False], ids=["sqlite-fast", "portable"])
@@ -29,11 +31,11 @@ def new_run(store: Store) -> int:
 
 
 def write(store: Store, fast: bool, fn):
-    return store.write(lambda c: fn(c, store.is_sqlite and fast))
+    return store._write(lambda c: fn(c, store._sqlite and fast))
 
 
 def read(store: Store, fast: bool, fn):
-    return store.read(lambda c: fn(c, store.is_sqlite and fast))
+    return store.read(lambda c: fn(c, store._sqlite and fast))
 
 
 def append(store, fast, run_id, name, steps, values, branch=0, times=None):
@@ -241,22 +243,42 @@ def test_store_curve_and_version(store):
     assert store.curve(run_id, ["nope"]).empty
 
 
-def test_migration_packs_existing_rows(store, fast):
-    """Schema v4's migration: rows of the old metrics table become traces, superseded and
-    branches included, and read back equal."""
-    run_id = new_run(store)
-    rows = [(s, s // 1000, "loss", float(s % 7), 1e9 + s, 0) for s in range(5000)]
-    rows += [(s, s // 1000, "loss", float("nan") if s == 4100 else 1.0, 1e9 + s, 1)
+def test_migration_packs_existing_rows(tmp_path):
+    """Schema v4's migration: a v3 store's metric rows become traces (branches and superseded
+    rows included) that read back equal, and the rows table is gone."""
+    path = tmp_path / "babysit.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    v3 = [t for name, t in S.metadata.tables.items() if not name.startswith("metric_")]
+    rows = [(1, s, s // 1000, "loss", float(s % 7), 1e9 + s, 0, s >= 4000) for s in range(5000)]
+    rows += [(1, s, s // 1000, "loss", None if s == 4100 else 1.0, 1e9 + s, 1, False)
              for s in range(4000, 6000)]
-    store.insert_metrics(run_id, rows)
-    store.write(lambda c: store.supersede(c, run_id, 4000, 1 << 60) if False else
-                c.exec_driver_sql("UPDATE metrics SET superseded = 1 WHERE branch = 0 AND"
-                                  " step >= 4000"))
-    old = store.metrics(run_id, include_superseded=True).drop(columns=["id"])
-    assert write(store, fast, lambda c, f: history.build_from_rows(c, f)) == 7000
-    new = read(store, fast, lambda c, f: history.points_frame(c, f, run_id,
-                                                              include_superseded=True))
-    key = ["name", "branch", "superseded", "step"]
-    old = old.sort_values(key, ignore_index=True)
-    new = new.sort_values(key, ignore_index=True)
-    pd.testing.assert_frame_equal(new[old.columns], old, check_dtype=False)
+    rows += [(1, s, 0, "val", float("inf"), 1e9 + s, 0, False) for s in range(0, 4000, 500)]
+    with engine.begin() as conn:
+        S.metadata.create_all(conn, tables=v3)
+        S.metrics_v3.create(conn)
+        conn.execute(sa.insert(S.meta).values(key="schema_version", value="3"))
+        conn.exec_driver_sql(
+            "INSERT INTO runs (project, name, status, config, hp, strict, day_spec, day, step, "
+            "branch, created, reproducible) VALUES ('p', 'r', 'finished', '{}', '{}', 0, "
+            "'1000 steps', 5, 6000, 1, 1.0, 1)")
+        conn.exec_driver_sql(
+            "INSERT INTO metrics (run_id, step, day, name, value, time, branch, superseded)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    engine.dispose()
+    store = Store.open(tmp_path)
+    try:
+        assert not store.read(lambda c: sa.inspect(c).has_table("metrics"))
+        got = store.metrics(1, include_superseded=True)
+        assert len(got) == len(rows)
+        key = ["name", "branch", "superseded", "step"]
+        expect = pd.DataFrame(rows, columns=["run_id", "step", "day", "name", "value", "time",
+                                             "branch", "superseded"]).drop(columns=["run_id"])
+        expect["value"] = expect["value"].astype(float)
+        pd.testing.assert_frame_equal(got.drop(columns=["id"]).sort_values(key, ignore_index=True),
+                                      expect.sort_values(key, ignore_index=True)[
+                                          got.columns[1:]], check_dtype=False)
+        live = store.curve(1, ["loss"], include_superseded=False, max_points=10_000)
+        assert live.step_lo.tolist() == list(range(6000)) and live["nan"].sum() == 1
+        assert store.latest_metric(1, "loss") == 1.0 and store.metric_names(1) == ["loss", "val"]
+    finally:
+        store.close()

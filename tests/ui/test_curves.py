@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from babysit.store import Store
+from babysit.store import Store, Supersede
 from babysit.ui.curves import POINT_COLUMNS, CurveCache, bucket_points, zoom_range
 
 
@@ -45,7 +45,7 @@ def test_a_rollback_shows_both_branches(tmp_path):
     store.insert_metrics(run_id, _rows(range(40)))
     cache = CurveCache()
     assert not cache.metrics(store, run_id, branch=0)["superseded"].any()
-    store.write(lambda c: store.supersede(c, run_id, 21, 0))
+    store.apply([Supersede(run_id, 21)])         # a rollback to step 20
     store.update_run(run_id, branch=1)
     store.insert_metrics(run_id, _rows(range(21, 25), branch=1))
     fresh = cache.metrics(store, run_id, branch=1)
