@@ -191,9 +191,15 @@ def bucket_points(buckets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _trace_groups(buckets: pd.DataFrame) -> np.ndarray:
-    """A number per (name, branch, superseded) group of rows, in row order."""
-    key = buckets[["name", "branch", "superseded"]]
-    return key.groupby(list(key.columns), sort=False, observed=True).ngroup().to_numpy()
+    """A number per (name, branch, superseded) group of rows, in row order. ``Store.curve``
+    returns each group's rows together, so a group starts wherever one of the three changes
+    (cheaper than a pandas groupby on a frame this small)."""
+    name = buckets["name"].to_numpy(dtype=object)
+    branch = buckets["branch"].to_numpy()
+    superseded = buckets["superseded"].to_numpy()
+    change = (name[1:] != name[:-1]) | (branch[1:] != branch[:-1]) | \
+        (superseded[1:] != superseded[:-1])
+    return np.r_[0, np.cumsum(change)]
 
 
 def zoom_range(relayout: Mapping[str, Any] | None, current: XRange | None = None,
