@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -293,17 +294,27 @@ def append(conn: sa.Connection, sqlite: bool, run_id: int, rows: Sequence[Metric
     """Add (step, day, name, value, time, branch) rows: the trainer's write, one batch."""
     if not rows:
         return
-    step, day, name, value, time, branch = zip(*rows, strict=True)
+    # one column at a time (zip(*rows) of 100k rows costs 5x more)
+    n = len(rows)
+
+    def column(i: int, dtype: type[np.generic]) -> np.ndarray:
+        try:
+            return np.fromiter(map(itemgetter(i), rows), dtype, n)
+        except TypeError:       # a None (NULL) value among them: nan
+            return np.array(list(map(itemgetter(i), rows)), dtype)
+    step, day, value, time, branches = (column(0, np.int64), column(1, np.int64),
+                                        column(3, np.float64), column(4, np.float64),
+                                        column(5, np.int64))
+    name = list(map(itemgetter(2), rows))
     codes, uniques = pd.factorize(pd.Series(name, dtype=object), sort=False)
-    branches = np.asarray(branch, dtype=np.int64)
     key = codes.astype(np.int64)
     if not bool(np.all(branches == branches[0])):
         key = key * (int(branches.max()) + 1) + branches
-    p = Points.of(step, np.array(value, np.float64), time, day)
+    p = Points(step, value, time, day)
     order = np.argsort(key, kind="stable")
     key_sorted = key[order]
-    starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
-    for a, b in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+    starts = np.flatnonzero(series._edges(key_sorted))
+    for a, b in zip(starts, np.append(starts[1:], len(order)), strict=True):
         pos = order[a:b]
         i = int(pos[0])
         trace = live_trace(conn, run_id, str(uniques[codes[i]]), int(branches[i]))
