@@ -16,7 +16,7 @@ same values into a parquet file, a TensorBoard event file and a table of rows li
 - bytes on disk per logged scalar for babysit, today's rows, TensorBoard and parquet.
 
 Then the Compare page: ``--compare-runs`` runs x ``--compare-points`` points, one metric, cold
-and warm, beside the parquet read of the same. And at the largest size, a check that the one
+and warm (views + ``compare_figure``), beside the parquet read of the same (data only). And at the largest size, a check that the one
 spike is visible at every zoom level from the whole run down to its own step.
 
     python benchmarks/bench_history.py                       # 1e4..1e7, TB up to 1e5 (~15 min)
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from babysit.store import Store  # noqa: E402
 from babysit.ui.curves import CurveCache  # noqa: E402
 from babysit.ui.downsample import downsample  # noqa: E402
-from babysit.ui.figures import run_figure  # noqa: E402
+from babysit.ui.figures import compare_figure, run_figure  # noqa: E402
 
 T0 = 1_700_000_000.0
 NAMES = ("loss", "accuracy", "lr", "grad_norm")
@@ -305,7 +305,7 @@ def bench_compare(args, tmp: Path) -> dict:
         s = Store.open(root, create=False)
         cache = CurveCache()
         try:
-            return [cache.metrics(s, i, names=["loss"]) for i in run_ids]
+            compare_figure({i: cache.metrics(s, i, names=["loss"]) for i in run_ids}, "loss")
         finally:
             s.close()
     out = {"runs": args.compare_runs, "n": n, "write_s": write_s,
@@ -314,8 +314,8 @@ def bench_compare(args, tmp: Path) -> dict:
     cache = CurveCache()
     for i in run_ids:
         cache.metrics(store, i, names=["loss"])
-    out["warm"] = median_time(lambda: [cache.metrics(store, i, names=["loss"])
-                                       for i in run_ids], args.repeat)
+    out["warm"] = median_time(lambda: compare_figure(
+        {i: cache.metrics(store, i, names=["loss"]) for i in run_ids}, "loss"), args.repeat)
     out["cache_mb"] = cache.nbytes / 1e6
     store.close()
     paths = []
@@ -325,7 +325,7 @@ def bench_compare(args, tmp: Path) -> dict:
                                         "time": times_of(n, rng)})
         paths.append(p)
     out["parquet"] = median_time(lambda: [read_parquet(p, ("loss",)) for p in paths],
-                                 max(1, args.repeat // 2))
+                                 max(1, args.repeat // 2))   # data only, no figure
     return out
 
 
