@@ -429,15 +429,17 @@ def nudge(optimizers: Sequence[Any], schedulers: Sequence[Any], *,
 
 
 # ---------------------------------------------------------------------- the trainer's call sites
-def is_optimizer(obj: Any) -> bool:
-    """An optimizer, or a wrapper around one (Accelerate, Lightning)."""
-    return hasattr(unwrap(obj), "param_groups") and hasattr(obj, "step")
-
-
 def is_scheduler(obj: Any) -> bool:
-    """An LR scheduler: anything that drives an optimizer (``obj.optimizer``) or wraps one."""
+    """An LR scheduler: anything that drives an optimizer (``obj.optimizer``) and steps a
+    schedule (``base_lrs``, ``get_last_lr``, or ReduceLROnPlateau's ``min_lrs``), or wraps one."""
     inner = _unwrap_scheduler(obj)
-    return not is_optimizer(obj) and hasattr(getattr(inner, "optimizer", None), "param_groups")
+    return hasattr(getattr(inner, "optimizer", None), "param_groups") and any(
+        hasattr(inner, name) for name in ("base_lrs", "get_last_lr", "min_lrs", "_schedulers"))
+
+
+def is_optimizer(obj: Any) -> bool:
+    """An optimizer, or a wrapper around one (Accelerate, Lightning); never a scheduler."""
+    return not is_scheduler(obj) and hasattr(unwrap(obj), "param_groups")
 
 
 def current(optimizers: Sequence[Any], hp: Mapping[str, Any], key: str) -> Any:
