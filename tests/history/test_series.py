@@ -127,3 +127,20 @@ def test_buckets_rows_round_trip_through_sql_nulls():
     again = series.Buckets.from_rows(6, rows)
     for col in series.COLUMNS:
         np.testing.assert_array_equal(getattr(again, col), getattr(b, col), err_msg=col)
+
+
+def test_owned_pyramids_equal_one_pyramid_per_trace():
+    """A batch of several metrics is reduced in one pass: the same buckets as one per trace."""
+    rng = np.random.default_rng(11)
+    n = 6000
+    owner = rng.integers(0, 5, n)
+    steps = np.sort(rng.integers(0, 50_000, n))
+    values = noisy(n, rng)
+    together = series.owned_pyramid(owner, Points.of(steps, values))
+    for o in range(5):
+        alone = series.pyramid(Points.of(steps[owner == o], values[owner == o]))
+        for level, b in together.items():
+            bucket, who = series.split_key(b.bucket)
+            mine = b.take(who == o)
+            assert_matches(series.Buckets(level, **{**mine.columns(), "bucket": bucket[who == o]}),
+                           pd.DataFrame(alone[level].columns()))
