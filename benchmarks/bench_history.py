@@ -249,6 +249,10 @@ def bench_size(n: int, names: tuple[str, ...], args, tmp: Path) -> dict:
     r["zoom_buckets"] = len(zoomed)
     if n == max(args.sizes):
         r["spike_ok"] = spike_visible(store, run_id, n)
+    r["batch"] = trainer_batch_ms(store, run_id, names, args.repeat)
+    fresh = store.create_run(project="bench", name=f"fresh-{n}", config={}, hp={},
+                             day_spec="1000 steps")
+    r["batch_fresh"] = trainer_batch_ms(store, fresh, names, args.repeat)
     store.close()
 
     pq_path = tmp / f"values-{n}.parquet"
@@ -270,6 +274,22 @@ def bench_size(n: int, names: tuple[str, ...], args, tmp: Path) -> dict:
         r["tb_default"] = median_time(lambda: read_tensorboard(logdir, names, False), reps)
         r["tb_all"] = median_time(lambda: read_tensorboard(logdir, names, True), reps)
     return r
+
+
+def trainer_batch_ms(store: Store, run_id: int, names: tuple[str, ...], repeat: int) -> float:
+    """What one writer transaction of a slow trainer costs: 5 steps of every metric, as
+    ``Store.apply`` gets them (median of ``repeat`` x 4 batches)."""
+    from babysit.store import MetricRows
+    last = store.read(lambda c: c.exec_driver_sql(
+        "SELECT max(step_last) FROM metric_traces WHERE run_id = ?", (run_id,)).scalar()) or 0
+    times = []
+    for k in range(repeat * 4):
+        rows = tuple((last + 1 + 5 * k + s, 1, name, 1.0, T0, 0) for s in range(5)
+                     for name in names)
+        t = time.perf_counter()
+        store.apply([MetricRows(run_id, rows)])
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def spike_visible(store: Store, run_id: int, n: int) -> bool:
@@ -384,6 +404,10 @@ def main() -> None:
             return f"{r[key]:8.1f}" if key in r else "       -"
         print(f"{r['n']:>13,} {b('babysit_bps')}     {b('rows_bps')}     {b('tb_bps')}  "
               f"{b('parquet_bps')}")
+    print()
+    print("a trainer's batch (5 steps x every metric) into that run / into an empty run (ms)")
+    for r in results:
+        print(f"{r['n']:>13,} {r['batch'] * 1000:8.1f} {r['batch_fresh'] * 1000:8.1f}")
     big = results[-1]
     print()
     print(f"at {big['n']:,} points/metric: cold {verdict(big['cold'])}, "

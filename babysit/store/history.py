@@ -440,17 +440,21 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
     ids = sorted(set(trace_ids))
     code_of = {trace_id: i for i, trace_id in enumerate(trace_ids)}
     if sqlite:
-        cond = (f"trace_id IN ({', '.join('?' * len(ids))}) AND ("
-                + " OR ".join("(level = ? AND bucket BETWEEN ? AND ?)" for _ in spans) + ")")
-        params: list[Any] = list(ids)
+        # each OR term names the whole primary key (trace, level, bucket range), so SQLite
+        # probes each range; "trace_id IN (...) AND (level ... OR ...)" would scan every
+        # bucket of those traces: a cost that grows with the history
+        in_ids = f"trace_id IN ({', '.join('?' * len(ids))})"
+        cond = " OR ".join(f"({in_ids} AND level = ? AND bucket BETWEEN ? AND ?)"
+                           for _ in spans)
+        params: list[Any] = []
         for level, (lo, hi) in spans.items():
-            params += [level, lo, hi]
+            params += [*ids, level, lo, hi]
         rows = _fetch(conn, f"SELECT trace_id, level, {_BUCKET_COLS} FROM metric_buckets"
                             f" WHERE {cond}", params)
         if rows:
             conn.exec_driver_sql(f"DELETE FROM metric_buckets WHERE {cond}", tuple(params))
     else:
-        where = sa.and_(K.c.trace_id.in_(ids), _bucket_keys(spans))
+        where = _bucket_keys(spans, ids)
         rows = [tuple(r) for r in conn.execute(
             sa.select(K.c.trace_id, K.c.level, *(K.c[c] for c in series.COLUMNS)).where(where))]
         if rows:
@@ -474,9 +478,11 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
     _insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS), out)
 
 
-def _bucket_keys(levels: dict[int, tuple[int, int]]) -> sa.ColumnElement[bool]:
-    return sa.or_(*(sa.and_(K.c.level == level, K.c.bucket.between(lo, hi))
-                    for level, (lo, hi) in levels.items()))
+def _bucket_keys(levels: dict[int, tuple[int, int]], trace_ids: list[int]
+                 ) -> sa.ColumnElement[bool]:
+    """Buckets of these traces in these ranges, each OR term a whole primary key range."""
+    return sa.or_(*(sa.and_(K.c.trace_id.in_(trace_ids), K.c.level == level,
+                            K.c.bucket.between(lo, hi)) for level, (lo, hi) in levels.items()))
 
 
 def _merge_one(conn: sa.Connection, sqlite: bool, trace_id: int,
@@ -485,7 +491,7 @@ def _merge_one(conn: sa.Connection, sqlite: bool, trace_id: int,
     spans = {level: (int(b.bucket[0]), int(b.bucket[-1])) for level, b in new.items() if len(b)}
     if not spans:
         return
-    where = sa.and_(K.c.trace_id == trace_id, _bucket_keys(spans))
+    where = _bucket_keys(spans, [trace_id])
     rows = [tuple(r) for r in conn.execute(
         sa.select(K.c.level, *(K.c[c] for c in series.COLUMNS)).where(where))]
     old: dict[int, list[tuple]] = {}
