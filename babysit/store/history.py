@@ -34,6 +34,8 @@ from babysit.store.series import BLOCK, LEVELS, Buckets, Points
 MetricRow = tuple[int, int, str, float, float, int]    # step, day, name, value, time, branch
 #: points per append call in bulk loads: bounds the memory of a pyramid build (~150 MB)
 BULK_CHUNK = 1 << 20
+#: a batch of at most this many points builds each level straight from its points
+SMALL_MERGE = 4096
 
 T, B, TL, K = S.metric_traces, S.metric_blocks, S.metric_tail, S.metric_buckets
 _BUCKET_COLS = ", ".join(series.COLUMNS)
@@ -432,11 +434,22 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
         for trace_id, part in zip(trace_ids, parts, strict=True):   # steps beyond 2^40
             _merge_one(conn, sqlite, trace_id, series.pyramid(part))
         return
-    new = series.owned_pyramid(owner, p)
-    spans = {}
-    for level, b in new.items():
-        low, _ = series.split_key(b.bucket)
-        spans[level] = (int(low.min()), int(low.max()))
+    # A trainer's batch (a few rows a metric): each level straight from the points, in the one
+    # reduction that merges them with the stored buckets. A bulk load: each level from the
+    # one below (a pyramid), then merged.
+    small = len(p) <= SMALL_MERGE
+    if small:
+        order = np.lexsort((p.step, owner))
+        p, owner = p.take(order), owner[order]
+        points = series.points_as_buckets(p, 0)
+        lo_step, hi_step = int(p.step.min()), int(p.step.max())
+        spans = {level: (lo_step >> level, hi_step >> level) for level in LEVELS}
+    else:
+        new = series.owned_pyramid(owner, p)
+        spans = {}
+        for level, b in new.items():
+            low, _ = series.split_key(b.bucket)
+            spans[level] = (int(low.min()), int(low.max()))
     ids = sorted(set(trace_ids))
     code_of = {trace_id: i for i, trace_id in enumerate(trace_ids)}
     if sqlite:
@@ -463,14 +476,22 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
     for r in rows:
         old.setdefault(int(r[1]), []).append((code_of[int(r[0])], *r[2:]))
     out: list[tuple] = []
-    for level, b in new.items():
+    for level in LEVELS:
+        stored_b = None
         if level in old:
             stored = old[level]
             stored_b = series.Buckets.from_rows(level, [r[1:] for r in stored])
             keys = series.owned_key(np.array([r[0] for r in stored]), stored_b.bucket)
             stored_b = series.Buckets(level, **{**stored_b.columns(), "bucket": keys})
-            order = np.argsort(keys, kind="stable")
-            b = series.merge(stored_b.take(order), b)
+            stored_b = stored_b.take(np.argsort(keys, kind="stable"))
+        if small:
+            keys = series.owned_key(owner, p.step >> level)
+            both = points if stored_b is None else series.concat_buckets(stored_b, points)
+            if stored_b is not None:
+                keys = np.concatenate((stored_b.bucket, keys))   # stored rows came first
+            b = series.reduce_by(both, keys, level)
+        else:
+            b = new[level] if stored_b is None else series.merge(stored_b, new[level])
         low, codes = series.split_key(b.bucket)
         b = series.Buckets(level, **{**b.columns(), "bucket": low})
         tids = np.asarray(trace_ids, np.int64)[codes].tolist()

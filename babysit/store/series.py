@@ -313,15 +313,19 @@ def owned_key(owner: np.ndarray, bucket: np.ndarray) -> np.ndarray:
     return (np.asarray(owner, np.int64) << OWNER_SHIFT) | np.asarray(bucket, np.int64)
 
 
+def concat_buckets(a: Buckets, b: Buckets) -> Buckets:
+    """Rows of ``a`` then rows of ``b`` (the level of ``b``), unreduced."""
+    return Buckets(b.level, **{c: np.concatenate((getattr(a, c), getattr(b, c)))
+                               for c in COLUMNS})
+
+
 def merge(old: Buckets, new: Buckets) -> Buckets:
     """Buckets of ``old`` (stored) and ``new`` (arrived since), same level, combined."""
     if len(old) == 0:
         return new
     if len(new) == 0:
         return old
-    both = Buckets(new.level, **{c: np.concatenate((getattr(old, c), getattr(new, c)))
-                                 for c in COLUMNS})
-    return reduce(both, new.level)
+    return reduce(concat_buckets(old, new), new.level)
 
 
 def choose_level(span: int, max_points: int) -> int:

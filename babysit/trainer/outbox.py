@@ -71,6 +71,9 @@ Where = Callable[[], tuple[int, int, int]]     # the loop's (step, day in progre
 MAX_QUEUED = 250_000
 #: metric rows per transaction at most: the WAL and the writer's batch stay a few MB
 MAX_BATCH_ROWS = 100_000
+#: a batch of fewer metric rows than this waits SLOW_FLUSH_FACTOR x flush_s for the next one
+SMALL_BATCH_ROWS = 2_000
+SLOW_FLUSH_FACTOR = 4
 #: at most one ``throttled`` event per this many seconds (the waits in between add up)
 THROTTLE_EVENT_S = 60.0
 #: a full queue's rows go to the unwritten file when the store has failed this many writes in
@@ -217,8 +220,11 @@ class Outbox:
                         now >= next_flush or self.wake.is_set() or len(self.queue) > 20000
                         or self._closing)):
                     self.wake.clear()
-                    self._flush()
-                    next_flush = now + self.flush_s
+                    rows = self._flush()
+                    # a few rows at a time: write them less often (each transaction costs a few
+                    # ms whatever its size); many: the usual pace, or at once when behind
+                    next_flush = now + self.flush_s * (1 if rows >= SMALL_BATCH_ROWS
+                                                       else SLOW_FLUSH_FACTOR)
                     if len(self.queue) <= self.max_queued // 2:
                         self._drained.set()
                     if len(self.queue) > 20000 and not self._failures:
@@ -333,30 +339,33 @@ class Outbox:
                 self._sums[name] = self._sums.get(name, 0.0) + float(sums[i])
                 self._counts[name] = self._counts.get(name, 0) + int(counts[i])
 
-    def _flush(self) -> None:
+    def _flush(self) -> int:
+        """Write what is queued (and any batch to retry); returns the metric rows written."""
         # a batch that failed is retried with at most a batch's worth of new rows behind it, so
         # a failing store leaves the rest in the queue, where throttle() and _spill() see it
         retrying = sum(len(r.rows) for r in self._retry if type(r) is MetricRows)
         batch = self._retry + self._drain(max(0, self.max_batch_rows - retrying))
         self._retry = []
         if not batch:
-            return
+            return 0
+        rows = sum(len(r.rows) for r in batch if type(r) is MetricRows)
         try:
             refused = self.store.apply(batch, attempts=3 if self._closing else 8)
             self._failures = 0
-            self.rows_written += sum(len(r.rows) for r in batch if type(r) is MetricRows)
+            self.rows_written += rows
         except StoreError as exc:
             self._failures += 1
             self._warn(f"store write failed: {exc}")
             self._retry = batch
-            return
+            return 0
         except Exception:
             # A bug must not wedge the writer: report it, keep the metric rows.
             traceback.print_exc()
             self._retry = [r for r in batch if type(r) is MetricRows]
-            return
+            return 0
         for refusal in refused:
             self._report(refusal)
+        return rows
 
     def _report(self, refusal: Refused) -> None:
         """A record the store refused: say so in the log and, once, as an event."""
