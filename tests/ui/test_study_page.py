@@ -78,7 +78,7 @@ def study_store(tmp_path, monkeypatch) -> dict:
                            {"from_run": ids[1], "from_day": 2,
                             "explore": {"lr": {"old": 0.5, "new": 0.036}}}, 0)
     decisions = [client.store.add_decision(sid, ids[2], "exploit", {
-        "source_run": ids[1], "source_day": 3, "day": 3, "reason": f"run {ids[2]} in bottom 25%",
+        "donor": ids[1], "donor_day": 3, "day": 3, "reason": f"run {ids[2]} in bottom 25%",
         "ops": [{"name": "lr", "old": 0.03, "new": 0.036, "how": "perturb x1.2"}],
         "new_hp": {"lr": 0.036, "momentum": 0.95}}) for _ in range(2)]
     monkeypatch.setenv("BABYSIT_ROOT", str(root))
@@ -108,7 +108,9 @@ def test_renders_on_an_empty_store_and_creates_nothing(tmp_path, monkeypatch):
     no_exceptions(at)
     assert "No studies yet" in texts(at, "info")
     assert at.button(key="study_launch")                  # the form is there
-    assert at.text_input(key="study_command").value.startswith(sys.executable)
+    # the trial command is picked from a list (demo, runs' and studies' commands), never typed
+    assert at.selectbox(key="study_command").value == "the built-in demo task"
+    assert at.selectbox(key="study_command").options == ["the built-in demo task"]
     assert not (tmp_path / "nothing").exists()            # looking never creates a store
 
 
@@ -178,7 +180,7 @@ def test_manual_exploit_copies_a_days_weights_into_a_live_run(trainers, monkeypa
     at = render(study=str(sid))
     no_exceptions(at)
     at.selectbox(key=f"study_exploit_target_{sid}").set_value(b).run()
-    at.selectbox(key=f"study_exploit_source_{sid}").set_value(a).run()
+    at.selectbox(key=f"study_exploit_donor_{sid}").set_value(a).run()
     at.selectbox(key=f"study_exploit_day_{sid}").set_value(1)
     at.text_input(key=f"study_exploit_hp_{sid}").set_value("lr=0.02")
     at.button(key=f"study_exploit_{sid}").click().run()
@@ -198,7 +200,6 @@ def test_manual_exploit_copies_a_days_weights_into_a_live_run(trainers, monkeypa
       "study_space_text": "lr: {scale: log, low: 1, high: 0.1}"}, "low must be < high"),
     ({"study_name": "new", "study_space_source": "YAML / TOML / JSON",
       "study_space_text": "lr: {scale: log, low: 0, high: 1}"}, "scale 'log' needs low > 0"),
-    ({"study_name": "new", "study_command": "no-such-trainer --fast"}, "is not found"),
 ])
 def test_a_bad_form_entry_shows_an_error_and_creates_nothing(study_store, fill, field_error):
     client = study_store["client"]

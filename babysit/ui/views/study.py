@@ -150,9 +150,12 @@ def _new_study_form(existing: list[str], allowed: bool) -> None:
     stopping = st.text_area("Early stopping (optional)", key="study_stopping", height=68,
                             placeholder="median min_days=1", help=_STOPPING_HELP)
     slots["stopping"] = st.empty()
-    command = st.text_input("Trial command", value=sa.StudyForm.command, key="study_command",
-                            help="run once per trial, with the trial's hyperparameters in its "
-                                 "babysit config; default: the built-in demo task")
+    commands = sa.trial_commands(state.client() if state.store_exists() else None)
+    command = st.selectbox("Trial command", list(commands), key="study_command",
+                           help="run once per trial, with the trial's hyperparameters in its "
+                                "babysit config: the demo, or the command of a run or study "
+                                "started from the CLI or Python (babysit study create ... -- "
+                                "python train.py)")
     slots["command"] = st.empty()
     project = st.text_input("Project (optional)", key="study_project")
 
@@ -162,9 +165,10 @@ def _new_study_form(existing: list[str], allowed: bool) -> None:
             space_source="text" if source != "table" else "form", param_rows=rows,
             space_text=space_text, space_format=space_format, strategy=str(strategy),
             strategy_options=options, runs=runs, days=days, parallel=parallel,
-            stopping=stopping, autopilot=str(autopilot), command=command, project=project)
+            stopping=stopping, autopilot=str(autopilot), command=str(command),
+            project=project)
         try:
-            request = sa.check_study_form(form, existing)
+            request = sa.check_study_form(form, existing, commands)
         except sa.FormErrors as exc:
             for field, message in exc.errors.items():
                 slots.get(field, st).error(message)
@@ -350,10 +354,10 @@ def _autopilot(client: Any, record: Any, runs: pd.DataFrame, allowed: bool) -> N
     target = c1.selectbox("Target run (live)", live, key=f"study_exploit_target_{record.id}",
                           format_func=lambda i: f"#{i}")
     others = [i for i in ids if i != target] or ids
-    source = c2.selectbox("Source run", others, key=f"study_exploit_source_{record.id}",
-                          format_func=lambda i: f"#{i}")
+    donor = c2.selectbox("Donor run", others, key=f"study_exploit_donor_{record.id}",
+                         format_func=lambda i: f"#{i}")
     try:
-        days = [int(x) for x in state.checkpoints(int(source))["day"]] if source else []
+        days = [int(x) for x in state.checkpoints(int(donor))["day"]] if donor else []
     except BabysitError:
         days = []
     day = c3.selectbox("its day", days, index=len(days) - 1 if days else None,
@@ -362,7 +366,7 @@ def _autopilot(client: Any, record: Any, runs: pd.DataFrame, allowed: bool) -> N
                               placeholder="lr=0.05")
     if st.button("Copy weights", key=f"study_exploit_{record.id}",
                  disabled=not allowed or day is None):
-        _act(feedback, "exploiting", lambda: sa.manual_exploit(client, target, source, day,
+        _act(feedback, "exploiting", lambda: sa.manual_exploit(client, target, donor, day,
                                                               overrides))
 
 
