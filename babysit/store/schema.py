@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -55,8 +55,11 @@ runs = sa.Table(
     sa.Column("tags", sa.JSON, nullable=True),          # list of strings (v3)
 )
 
-metrics = sa.Table(
-    "metrics", metadata,
+#: Until v4 a metric point was a row of ``metrics``; v4 packs them (``metric_*`` below) and
+#: drops it. Kept outside ``metadata`` (new stores never get it) for the migration.
+legacy = sa.MetaData()
+metrics_v3 = sa.Table(
+    "metrics", legacy,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.Integer, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
@@ -155,6 +158,72 @@ decisions = sa.Table(
 )
 
 
+# ------------------------------------------------------------------ metric histories (v4)
+# A metric's points live packed in blocks (babysit.store.series) with a summary pyramid beside
+# them, so that a curve's read costs what is drawn, not what was logged (docs/history.md).
+# Keys are 64-bit everywhere; SQLite's INTEGER PRIMARY KEY is its 64-bit rowid.
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+metric_traces = sa.Table(
+    "metric_traces", metadata,   # one curve: a metric of a run on one branch, live or superseded
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("branch", sa.Integer, nullable=False),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),        # points in blocks and tail
+    sa.Column("step_first", sa.BigInteger, nullable=True),
+    sa.Column("step_last", sa.BigInteger, nullable=True),
+    sa.Column("tail", sa.Integer, nullable=False),            # points still in metric_tail
+    sa.Index("ix_metric_traces_run", "run_id", "name", "branch"),
+)
+
+metric_blocks = sa.Table(
+    "metric_blocks", metadata,   # series.BLOCK points of a trace, packed (series.encode_block)
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.BigInteger, nullable=False),
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_last", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Index("ix_metric_blocks_trace", "trace_id", "step_last", "step_first"),
+)
+
+metric_tail = sa.Table(
+    "metric_tail", metadata,     # a trace's newest points, fewer than a block, one row each
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),              # NULL is NaN
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Index("ix_metric_tail_trace", "trace_id", "step"),
+)
+
+metric_buckets = sa.Table(
+    "metric_buckets", metadata,  # the summary pyramid: steps [bucket << level, (bucket+1) << level)
+    sa.Column("trace_id", sa.BigInteger, primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("nan", sa.BigInteger, nullable=False),
+    sa.Column("posinf", sa.BigInteger, nullable=False),
+    sa.Column("neginf", sa.BigInteger, nullable=False),
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_last", sa.BigInteger, nullable=False),
+    sa.Column("first", sa.Float, nullable=True),              # NULL is NaN
+    sa.Column("last", sa.Float, nullable=True),
+    sa.Column("min", sa.Float, nullable=True),                # NULL: no finite value
+    sa.Column("step_min", sa.BigInteger, nullable=True),
+    sa.Column("max", sa.Float, nullable=True),
+    sa.Column("step_max", sa.BigInteger, nullable=True),
+    sa.Column("step_nonfinite", sa.BigInteger, nullable=True),   # first nan/inf, NULL: none
+    sa.Column("time", sa.Float, nullable=False),              # of the last point
+    sa.Column("day", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+
 def _v1_to_v2(conn: sa.Connection) -> None:
     """Studies (caviar): the studies and decisions tables; runs learn their trial and max_days."""
     studies.create(conn)
@@ -181,4 +250,17 @@ def _v2_to_v3(conn: sa.Connection) -> None:
 
 #: MIGRATIONS[v](connection) upgrades a store at version v to v + 1, inside the transaction that
 #: opened the store, so a failed upgrade leaves the store as it was.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(conn: sa.Connection) -> None:
+    """Metric histories: each metric's rows are packed into blocks with a summary pyramid
+    beside them (``babysit.store.history``), and the ``metrics`` table of rows is dropped."""
+    from babysit.store import history  # it builds on these tables
+
+    for table in (metric_traces, metric_blocks, metric_tail, metric_buckets):
+        table.create(conn, checkfirst=True)
+    if sa.inspect(conn).has_table("metrics"):
+        history.build_from_rows(conn, conn.dialect.name == "sqlite")
+        metrics_v3.drop(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
+                                                          3: _v3_to_v4}

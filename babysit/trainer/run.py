@@ -71,6 +71,8 @@ class Run:
         state.saver = Saver(self.id, state.outbox.wake.set)
         self._state = state
         self._log_row = state.outbox.queue.append      # the hot path of run.log
+        self._queued = state.outbox.queue.__len__
+        self._queue_limit = state.outbox.max_queued
         #: the current hyperparameters, read-only: change them with nudges
         self.hp: Mapping[str, Any] = types.MappingProxyType(state.hp)
         self._day_callbacks: list[Callable[[int], Any]] = []
@@ -258,7 +260,9 @@ class Run:
         """Record scalars at the current step, e.g. ``run.log(loss=loss.item(), acc=acc)``.
 
         Costs well under a microsecond per value: rows go to a queue that a background thread
-        writes in batches, so a slow or locked store never stalls training.
+        writes in batches, so a slow or locked store never stalls training. A loop that logs
+        faster than the store can write waits for it once the queue holds ``MAX_QUEUED`` items
+        (a ``throttled`` event says for how long): memory stays bounded, no row is dropped.
         """
         state = self._state
         step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
@@ -269,6 +273,10 @@ class Run:
             put((step, day, name, value, now, branch))
             if name == guard.metric:
                 guard.observe(value)
+        if self._queued() > self._queue_limit:
+            # the store writes slower than the loop logs: wait for it rather than grow
+            # without bound (an event says for how long; see trainer/outbox.py)
+            state.outbox.throttle()
 
     # ------------------------------------------------------------------ the loop
     def loop(self, loader: Iterable[Any] | None = None, *, epochs: int | None = None,
