@@ -105,6 +105,10 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
+#: every server started in this session, for the start-up figures in the terminal summary
+STARTED: list[Server] = []
+
+
 @dataclass
 class Server:
     """What every server fixture records: how long it took to come up."""
@@ -142,7 +146,7 @@ class Postgres(Server):
     _databases: int = 0
 
     @classmethod
-    def start(cls, bin_dir: Path) -> Postgres:
+    def start(cls, bin_dir: Path, *, durable: bool = False) -> Postgres:
         t0 = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix="bs-pg-"))
         shutil.chown(tmp, "postgres", "postgres")
@@ -155,12 +159,17 @@ class Postgres(Server):
             server.proc = subprocess.Popen(
                 [str(bin_dir / "postgres"), "-D", str(data), "-p", str(server.port),
                  "-k", str(tmp), "-c", "listen_addresses=127.0.0.1",
-                 "-c", "max_connections=200"],   # 16 writer processes + pools + readers
+                 "-c", "max_connections=200",   # 16 writer processes + pools + readers
+                 # a test server needs no durability across power cuts: no fsync makes
+                 # CREATE DATABASE and shutdown fast on a busy disk (benchmarks pass durable)
+                 *([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                       "-c", "full_page_writes=off"])],
                 user="postgres", group="postgres", extra_groups=[], cwd=tmp,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent(signal.SIGINT))
         wait_until(server._accepts, 60, "postgres", server.proc, log)
         server.startup_s = time.monotonic() - t0
+        STARTED.append(server)
         return server
 
     def _dsn(self, dbname: str) -> str:
@@ -227,6 +236,7 @@ class S3(Server):
         wait_until(server._accepts, 60, "moto_server", server.proc, log)
         server.client().create_bucket(Bucket=server.bucket)
         server.startup_s = time.monotonic() - t0
+        STARTED.append(server)
         return server
 
     def client(self):  # noqa: ANN201 - a boto3 client; boto3 has no runtime types
@@ -297,6 +307,7 @@ class RayHead(Server):
                 start_new_session=True, preexec_fn=_die_with_parent())
         wait_until(server._jobs_api_up, 180, "ray head", server.proc, log)
         server.startup_s = time.monotonic() - t0
+        STARTED.append(server)
         return server
 
     def _jobs_api_up(self) -> bool:

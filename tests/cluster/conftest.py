@@ -1,8 +1,9 @@
 """Session-scoped real servers for the cluster tests (one of each per test session).
 
-``pg`` (a PostgreSQL server), ``s3`` (moto's S3 server with a bucket) and ``ray_head`` (a local
-Ray head with the Jobs API) start the first time a test asks for them and stop at the end of the
-session; their start-up times are printed in the terminal summary.
+``pg_server`` (a PostgreSQL server; ``pg_url`` is a fresh database on it), ``s3`` (moto's S3
+server with a bucket) and ``ray_head`` (a local Ray head with the Jobs API) start the first time a
+test asks for them and stop at the end of the session; their start-up times are printed in the
+terminal summary. ``store_url`` parametrises a test over SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests import servers
+from tests.store_backends import pg_server, store_url  # noqa: F401 - fixtures used here
 
-_STARTED: list[servers.Server] = []
+__all__ = ["pg_server", "store_url"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,31 +24,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[servers.Postgres]:
-    bin_dir = servers.pg_bin()
-    if bin_dir is None:
-        servers.missing(f"PostgreSQL server binaries not found ({servers.PG_BIN_GLOB}/initdb); "
-                        "apt-get install postgresql")
-    servers.require("psycopg", "psycopg")
-    server = servers.Postgres.start(bin_dir)
-    _STARTED.append(server)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def pg_url(pg: servers.Postgres) -> str:
+def pg_url(pg_server: servers.Postgres) -> str:  # noqa: F811 - the imported fixture
     """A fresh, empty PostgreSQL database for one test."""
-    return pg.create_database()
+    return pg_server.create_database()
 
 
 @pytest.fixture(scope="session")
 def s3() -> Iterator[servers.S3]:
     server = servers.S3.start()
-    _STARTED.append(server)
     try:
         yield server
     finally:
@@ -56,7 +42,6 @@ def s3() -> Iterator[servers.S3]:
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[servers.RayHead]:
     server = servers.RayHead.start()
-    _STARTED.append(server)
     try:
         yield server
     finally:
@@ -64,7 +49,7 @@ def ray_head() -> Iterator[servers.RayHead]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's hook
-    if _STARTED:
+    if servers.STARTED:
         terminalreporter.section("cluster servers")
-        for server in _STARTED:
+        for server in servers.STARTED:
             terminalreporter.write_line(f"{server.name}: up in {server.startup_s:.1f}s")
