@@ -40,7 +40,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # The training side needs torch; the CLI and the dashboard do not, and start faster without.
     if name in ("init", "Run", "Guard"):
-        from babysit import run
+        from babysit import trainer
 
-        return getattr(run, name)
+        return getattr(trainer, name)
     raise AttributeError(f"module 'babysit' has no attribute {name!r}")

@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Supervised in the foreground: the script's output stays on this terminal.
     record = client.store.get_run(run_id)
     env = process_env(run_id, record.launch or {}, client.store.root,
-                      None if client.store.is_sqlite else client.store.url)
+                      client.store.external_url)
     proc = subprocess.Popen(command_line(record.launch, run_id), env=env)
     client.store.update_run(run_id, pid=proc.pid)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())

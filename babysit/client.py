@@ -31,7 +31,16 @@ from babysit.errors import (
 )
 from babysit.hparams import check_key, check_updates
 from babysit.launcher import Launcher, LocalLauncher, terminate
-from babysit.store import LIVE, STATUSES, CheckpointRecord, RunRecord, Store
+from babysit.store import (
+    LIVE,
+    STATUSES,
+    CheckpointRecord,
+    EventRow,
+    RunRecord,
+    RunUpdate,
+    Store,
+    Supersede,
+)
 from babysit.study.commands import StudyCommands
 
 SOURCES = ("api", "cli", "ui", "autopilot")
@@ -124,7 +133,7 @@ class Client(StudyCommands):
         self.store = store or Store.open(root, url=store_url, create=create)
         self.source = _check_source(source)
         self.launcher = launcher or LocalLauncher()
-        self._store_url = None if self.store.is_sqlite else self.store.url
+        self._store_url = self.store.external_url
 
     def close(self) -> None:
         self.store.close()
@@ -184,7 +193,7 @@ class Client(StudyCommands):
             "the process never started"
         if self.store.update_run(record.id, only_if_status=LIVE, status="crashed", error=reason,
                                  ended=time.time()):
-            self.store.add_event(record.id, record.step, record.day + 1, "crash", "monitor",
+            self.store.add_event(record.id, record.step, record.day + 1, "crashed", "monitor",
                                  {"reason": reason}, record.branch)
         return self.store.get_run(record.id)
 
@@ -425,7 +434,7 @@ class Client(StudyCommands):
             hp=hp_child, strict=parent.strict, day_spec=parent.day_spec, day=target.day,
             step=target.step, parent_id=parent.id, parent_day=target.day, launch=parent.launch,
             study_id=parent.study_id, optimizer_keys=parent.optimizer_keys, max_days=max_days,
-            resume={"path": target.path, "sha256": target.sha256, "day": target.day,
+            start_from={"path": target.path, "sha256": target.sha256, "day": target.day,
                     "supersede": False})
         if not name:
             self.store.update_run(child, name=f"{parent.project}-{child}")
@@ -456,9 +465,9 @@ class Client(StudyCommands):
             target = self.store.checkpoint(record.id, day)
             if target is not None:
                 self._check_intact(target)
-        resume = None
+        start_from = None
         if target is not None:
-            resume = {"path": target.path, "sha256": target.sha256, "day": target.day,
+            start_from = {"path": target.path, "sha256": target.sha256, "day": target.day,
                       "supersede": True}
         elif day is not None:
             self._day_checkpoint(record, day)   # raises UnknownDay with the available days
@@ -466,22 +475,20 @@ class Client(StudyCommands):
             raise LaunchError(f"run {record.id} was started from an interactive session; "
                               "restart needs a run started from a script")
         if not self.store.update_run(record.id, only_if_status=("crashed", "stopped"),
-                                     status="starting", resume=resume, pid=None, pid_start=None,
+                                     status="starting", start_from=start_from, pid=None, pid_start=None,
                                      heartbeat=time.time(), error=None):
             raise RunNotLive(f"run {record.id} changed state meanwhile; try again")
         if target is not None:
-            self.store.add_event(record.id, target.step, target.day + 1, "restart", source,
+            self.store.add_event(record.id, target.step, target.day + 1, "restarted", source,
                                  {"from_day": target.day}, record.branch)
         else:
             # No day was ever saved: the new process starts from scratch, so what the old one
             # logged becomes an abandoned branch instead of a second copy of steps 0, 1, ...
-            def fresh(conn: Any) -> None:
-                event = self.store.add_event(record.id, 0, 1, "restart", source,
-                                             {"from_day": None}, record.branch + 1, conn=conn)
-                self.store.supersede(conn, record.id, 0, event)
-                self.store.update_run(record.id, conn=conn, branch=record.branch + 1, step=0,
-                                      day=0)
-            self.store.write(fresh)
+            self.store.apply([
+                Supersede(record.id, 0),
+                EventRow(record.id, 0, 1, "restarted", source, {"from_day": None},
+                         record.branch + 1),
+                RunUpdate(record.id, {"branch": record.branch + 1, "step": 0, "day": 0})])
         return self._launch(record.id, record.launch)
 
     def _launch(self, run_id: int, launch: dict[str, Any]) -> int:

@@ -30,7 +30,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babysit.client import Client  # noqa: E402
-from babysit.store import Store  # noqa: E402
+from babysit.store import Store, Supersede  # noqa: E402
 from babysit.ui.curves import CurveCache  # noqa: E402
 from babysit.ui.downsample import downsample  # noqa: E402
 from babysit.ui.figures import compare_figure, lineage_figure, run_figure  # noqa: E402
@@ -199,7 +199,7 @@ def write_store(study: list, root: str) -> tuple[Store, list[int]]:
                             strict=True))
             if part is live and len(dead):
                 first = int(dead["step"].min())
-                store.write(lambda c, rid=rid, first=first: store.supersede(c, rid, first, 0))
+                store.apply([Supersede(rid, first)])
                 store.update_run(rid, branch=1)
             for i in range(0, len(rows), 50_000):
                 store.insert_metrics(rid, rows[i:i + 50_000])

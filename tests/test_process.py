@@ -153,7 +153,7 @@ def test_a_killed_process_shows_as_crashed_and_restarts_from_its_last_day(traine
     live = c.metrics(run_id, ["loss"])
     assert live.step.is_unique     # the steps redone after the crash replace the lost ones
     kinds = c.events(run_id).kind.tolist()
-    assert "crash" in kinds and "restart" in kinds
+    assert "crashed" in kinds and "restarted" in kinds
     assert c.run(run_id).branch == 1
 
 
@@ -281,12 +281,12 @@ def test_divergence_guard_can_roll_back_and_halve_the_learning_rate(trainers):
     _, run_id = trainers.start("--pace", "0.01", "--nan-at", "30", "--day", "20 steps",
                                "--guard", "rollback")
     c = trainers.client
-    wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the autopilot rollback")
+    wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the guard's rollback")
     events = c.events(run_id)
     rollback = events.query("kind == 'rollback'").iloc[0]
-    assert rollback.source == "autopilot" and rollback.detail["to_day"] == 1
+    assert rollback.source == "guard" and rollback.detail["to_day"] == 1
     nudge = events.query("kind == 'nudge'").iloc[0]
-    assert nudge.source == "autopilot" and nudge.detail["lr"]["new"] == pytest.approx(0.025)
+    assert nudge.source == "guard" and nudge.detail["lr"]["new"] == pytest.approx(0.025)
     assert "diverged" in events.kind.tolist()
     # the script logs NaN at step 30 every time, so the guard gives up after 3 rollbacks
     wait_for(lambda: len(c.events(run_id).query("kind == 'rollback'")) == 3, 60, "3 rollbacks")
@@ -304,7 +304,7 @@ def test_the_guard_skips_a_corrupt_day_when_it_rolls_back(trainers):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF                      # a bit flip in the latest day
     path.write_bytes(bytes(data))
-    wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the autopilot rollback")
+    wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the guard's rollback")
     events = c.events(run_id)
     assert events.query("kind == 'rollback'").iloc[0].detail["to_day"] == 1
     corrupt = events.query("kind == 'checkpoint_corrupt'")

@@ -76,8 +76,11 @@ def test_store_keeps_nan_and_inf_and_refuses_a_newer_schema(tmp_path):
     assert store.events(run_id).detail.iloc[0] == {"value": "nan"}
     journal = store.read(lambda c: c.exec_driver_sql("PRAGMA journal_mode").scalar())
     assert journal == "wal"
-    store.write(lambda c: c.execute(sa.update(S.meta).values(value=str(S.SCHEMA_VERSION + 1))))
     store.close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'babysit.db'}")
+    with engine.begin() as conn:                 # as a later babysit would have written it
+        conn.execute(sa.update(S.meta).values(value=str(S.SCHEMA_VERSION + 1)))
+    engine.dispose()
     with pytest.raises(StoreError, match="newer"):
         Store.open(tmp_path)
     with pytest.raises(StoreError, match="no babysit store"):
@@ -178,3 +181,34 @@ def test_in_process_run_records_days_and_metrics(tmp_path):
     with pytest.raises(TypeError):
         run.hp["lr"] = 1.0   # nudges go through commands, not assignment
     run.finish()            # twice is fine
+
+
+def test_a_v2_store_is_migrated_to_v3_in_place(tmp_path):
+    """runs.resume becomes runs.start_from; effective, note and tags appear; lifecycle events
+    are renamed to the past tense (start -> started, ...)."""
+    path = tmp_path / "babysit.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:                 # the v2 layout, as babysit 0.1 wrote it
+        S.metadata.create_all(conn)
+        for column in ("effective", "note", "tags"):
+            conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
+        conn.exec_driver_sql("ALTER TABLE runs RENAME COLUMN start_from TO resume")
+        conn.execute(sa.insert(S.meta).values(key="schema_version", value="2"))
+        conn.exec_driver_sql(
+            "INSERT INTO runs (project, name, status, config, hp, strict, day_spec, day, step, "
+            "branch, created, reproducible, resume) VALUES ('old', 'old-1', 'crashed', '{}', "
+            "'{\"lr\": 0.1}', 0, '20 steps', 3, 60, 0, 1.0, 1, '{\"path\": \"runs/1/x.pt\"}')")
+        for kind in ("start", "restart", "finish", "crash", "nudge"):
+            conn.exec_driver_sql(
+                "INSERT INTO events (run_id, step, day, time, kind, source, detail, branch, "
+                f"superseded) VALUES (1, 0, 1, 1.0, '{kind}', 'trainer', '{{}}', 0, 0)")
+    engine.dispose()
+    store = Store.open(tmp_path)
+    run = store.get_run(1)
+    assert run.start_from == {"path": "runs/1/x.pt"} and run.hp == {"lr": 0.1}
+    assert (run.effective, run.note, run.tags) == ({}, "", [])
+    assert store.events(1).kind.tolist() == ["started", "restarted", "finished", "crashed",
+                                             "nudge"]
+    new = store.create_run(project="p", name="n", config={}, hp={}, day_spec="1 steps")
+    assert store.get_run(new).effective == {}
+    store.close()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -37,7 +37,7 @@ runs = sa.Table(
     sa.Column("parent_id", sa.Integer, nullable=True),
     sa.Column("parent_day", sa.Integer, nullable=True),
     sa.Column("launch", sa.JSON, nullable=True),       # executable, argv, cwd: forks need nothing else
-    sa.Column("resume", sa.JSON, nullable=True),       # the checkpoint the next process starts from
+    sa.Column("start_from", sa.JSON, nullable=True),   # the checkpoint a restart/fork starts from (v3)
     sa.Column("optimizer_keys", sa.JSON, nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Column("pid_start", sa.Float, nullable=True),    # process start time: pids get reused
@@ -50,6 +50,9 @@ runs = sa.Table(
     sa.Column("study_id", sa.Integer, nullable=True),
     sa.Column("trial", sa.Integer, nullable=True),      # the study's suggestion number (v2)
     sa.Column("max_days", sa.Integer, nullable=True),   # finishes by itself after that day (v2)
+    sa.Column("effective", sa.JSON, nullable=True),     # what the optimizer uses now (v3)
+    sa.Column("note", sa.Text, nullable=True),          # free text (v3)
+    sa.Column("tags", sa.JSON, nullable=True),          # list of strings (v3)
 )
 
 metrics = sa.Table(
@@ -160,6 +163,22 @@ def _v1_to_v2(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column} INTEGER"))
 
 
+#: event kinds renamed in v3: lifecycle events are past tense, like "stopped" and "diverged"
+RENAMED_EVENT_KINDS = {"start": "started", "restart": "restarted", "finish": "finished",
+                       "crash": "crashed"}
+
+
+def _v2_to_v3(conn: sa.Connection) -> None:
+    """Effective values, notes and tags on runs; ``resume`` (a checkpoint to start from) is
+    ``start_from``, since "resume" means un-pause; lifecycle event kinds in the past tense."""
+    conn.execute(sa.text("ALTER TABLE runs RENAME COLUMN resume TO start_from"))
+    for column, kind in (("effective", "JSON"), ("note", "TEXT"), ("tags", "JSON")):
+        conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column} {kind}"))
+    conn.execute(sa.update(runs).values(effective={}, note="", tags=[]))
+    for old, new in RENAMED_EVENT_KINDS.items():
+        conn.execute(sa.update(events).where(events.c.kind == old).values(kind=new))
+
+
 #: MIGRATIONS[v](connection) upgrades a store at version v to v + 1, inside the transaction that
 #: opened the store, so a failed upgrade leaves the store as it was.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}

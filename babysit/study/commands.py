@@ -302,10 +302,10 @@ class StudyCommands:
         env = dict(os.environ)
         env.pop("BABYSIT_RUN_ID", None)
         env["BABYSIT_ROOT"] = str(self.store.root)
-        if self.store.is_sqlite:
+        if self.store.external_url is None:
             env.pop("BABYSIT_STORE_URL", None)
         else:
-            env["BABYSIT_STORE_URL"] = self.store.url
+            env["BABYSIT_STORE_URL"] = self.store.external_url
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = [sys.executable, "-m", "babysit", "study", "run", str(record.id)]
         cwd = record.command.get("cwd") or os.getcwd()

@@ -426,3 +426,41 @@ def nudge(optimizers: Sequence[Any], schedulers: Sequence[Any], *,
             seen.add(key)
             plans.append(_plan(optimizers, schedulers, key, op, arg, group))
     return _commit(plans)
+
+
+# ---------------------------------------------------------------------- the trainer's call sites
+def is_scheduler(obj: Any) -> bool:
+    """An LR scheduler: anything that drives an optimizer (``obj.optimizer``) and steps a
+    schedule (``base_lrs``, ``get_last_lr``, or ReduceLROnPlateau's ``min_lrs``), or wraps one."""
+    inner = _unwrap_scheduler(obj)
+    return hasattr(getattr(inner, "optimizer", None), "param_groups") and any(
+        hasattr(inner, name) for name in ("base_lrs", "get_last_lr", "min_lrs", "_schedulers"))
+
+
+def is_optimizer(obj: Any) -> bool:
+    """An optimizer, or a wrapper around one (Accelerate, Lightning); never a scheduler."""
+    return not is_scheduler(obj) and hasattr(unwrap(obj), "param_groups")
+
+
+def current(optimizers: Sequence[Any], hp: Mapping[str, Any], key: str) -> Any:
+    """The value in use: an optimizer key from the first param group, any other from ``hp``."""
+    if optimizers and key in optimizer_keys(optimizers):
+        return value(optimizers, key)
+    return hp.get(key)
+
+
+def set_value(optimizers: Sequence[Any], schedulers: Sequence[Any], key: str, new: float
+              ) -> dict[str, Any]:
+    """Set an optimizer key (group 0 exactly, the other groups by the same factor; lr: the
+    schedule scaled with it)."""
+    return apply(optimizers, schedulers, key, value=new)
+
+
+def optimizer_values(optimizers: Sequence[Any]) -> dict[str, float]:
+    """lr / momentum / weight_decay as the first param group uses them (for the run's hp)."""
+    out = {}
+    for key in optimizer_keys(optimizers):
+        v = value(optimizers, key)
+        if v is not None:
+            out[key] = v
+    return out

@@ -55,7 +55,7 @@ _UNKNOWN_COLOR = "#bbbbbb"
 
 # kind -> (marker symbol, colour). Red is kept for things that went wrong.
 EVENT_STYLES: dict[str, tuple[str, str]] = {
-    "start": ("triangle-right", "#2ca02c"),
+    "started": ("triangle-right", "#2ca02c"),
     "nudge": ("diamond", "#ff7f0e"),
     "pause": ("square", "#ffbf00"),
     "resume": ("triangle-right-open", "#ffbf00"),
@@ -63,12 +63,12 @@ EVENT_STYLES: dict[str, tuple[str, str]] = {
     "rollback": ("triangle-left", "#9467bd"),
     "fork": ("star", "#17becf"),
     "forked": ("star-open", "#17becf"),
-    "restart": ("circle-open", "#1f77b4"),
-    "crash": ("hexagon", "#d62728"),
+    "restarted": ("circle-open", "#1f77b4"),
+    "crashed": ("hexagon", "#d62728"),
     "diverged": ("triangle-up", "#d62728"),
     "rejected": ("circle-x", "#e377c2"),
     "checkpoint_failed": ("square-x", "#d62728"),
-    "finish": ("circle", "#1f77b4"),
+    "finished": ("circle", "#1f77b4"),
     "exploit": ("triangle-down", "#8c564b"),
     "explore": ("triangle-up-open", "#8c564b"),
 }

@@ -38,7 +38,7 @@ def crashed_with_days(forked, days: int) -> tuple[int, list]:
 def trainer_restart(c: babysit.Client, run_id: int) -> dict:
     """The restart event the new process recorded once it loaded a checkpoint."""
     def event():
-        found = c.events(run_id).query("kind == 'restart' and source == 'trainer'")
+        found = c.events(run_id).query("kind == 'restarted' and source == 'trainer'")
         return found.iloc[-1].to_dict() if len(found) else None
     return wait_for(event, 60, "the trainer's restart event")
 
@@ -75,7 +75,7 @@ def test_the_trainer_itself_falls_back_when_its_checkpoint_is_corrupt(trainers, 
     flip_a_bit(c.store.root / bad.path)
     resume = {"path": bad.path, "sha256": bad.sha256, "day": bad.day, "supersede": True}
     assert c.store.update_run(run_id, only_if_status=("crashed",), status="starting",
-                              resume=resume, pid=None, heartbeat=time.time())
+                              start_from=resume, pid=None, heartbeat=time.time())
     c.launcher.start(run_id, c.run(run_id).launch, c.store.root, None)
 
     restart = trainer_restart(c, run_id)

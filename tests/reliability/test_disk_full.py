@@ -42,9 +42,9 @@ def test_a_failed_save_keeps_the_previous_day_and_training_goes_on(trainers, for
     # the state is sound: a restart resumes from day 1, the last good one
     forked.kill(pid, run_id)
     c.restart(run_id)
-    wait_for(lambda: len(c.events(run_id).query("kind == 'restart' and source == 'trainer'")),
+    wait_for(lambda: len(c.events(run_id).query("kind == 'restarted' and source == 'trainer'")),
              60, "the restart")
-    restart = c.events(run_id).query("kind == 'restart' and source == 'trainer'").iloc[-1]
+    restart = c.events(run_id).query("kind == 'restarted' and source == 'trainer'").iloc[-1]
     assert restart.detail["from_day"] == 1 and restart.step == 20
     trainers.wait_step(run_id, 45)
     c.stop(run_id)

@@ -53,9 +53,9 @@ def test_a_command_in_flight_at_a_kill_is_applied_exactly_once(trainers, forked)
     forked.kill(c.run(run_id).pid, run_id)
     before = c.store.get_command(done.id)
     c.restart(run_id)
-    wait_for(lambda: len(c.events(run_id).query("kind == 'restart' and source == 'trainer'"))
+    wait_for(lambda: len(c.events(run_id).query("kind == 'restarted' and source == 'trainer'"))
              == 2, 60, "the second restart")
-    restart = c.events(run_id).query("kind == 'restart' and source == 'trainer'").iloc[-1]
+    restart = c.events(run_id).query("kind == 'restarted' and source == 'trainer'").iloc[-1]
     trainers.wait_step(run_id, restart.step + 10)
     assert len(nudges(c, run_id, 0.0321)) == 1
     assert c.store.get_command(done.id) == before          # not touched again

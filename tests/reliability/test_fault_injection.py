@@ -97,7 +97,7 @@ class Trials:
             self.loaded.add(record.path)
 
     def trainer_restarts(self):
-        return self.c.events(self.run_id).query("kind == 'restart' and source == 'trainer'")
+        return self.c.events(self.run_id).query("kind == 'restarted' and source == 'trainer'")
 
     def restart(self) -> None:
         self.expected = self.c.store.checkpoint(self.run_id)

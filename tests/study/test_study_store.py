@@ -99,6 +99,9 @@ def _v1_store(path) -> None:
         S.metadata.create_all(conn, tables=v1)
         for column in ("trial", "max_days"):      # columns version 2 added to runs
             conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
+        for column in ("effective", "note", "tags"):   # and version 3
+            conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
+        conn.exec_driver_sql("ALTER TABLE runs RENAME COLUMN start_from TO resume")
         conn.execute(sa.insert(S.meta).values(key="schema_version", value="1"))
         conn.exec_driver_sql(
             "INSERT INTO runs (project, name, status, config, hp, strict, day_spec, day, step, "
@@ -128,7 +131,7 @@ def test_a_v1_store_is_upgraded_in_place_and_keeps_its_runs(root):
     assert c.metrics(1).value.tolist() == [0.5]
     version = c.store.read(lambda conn: conn.exec_driver_sql(
         "SELECT value FROM meta WHERE key = 'schema_version'").scalar())
-    assert version == str(S.SCHEMA_VERSION) == "2"
+    assert version == str(S.SCHEMA_VERSION) == "3"
     assert _study(c) == 1                        # the new tables work
     c.close()
     Store.open(root).close()                     # opening again changes nothing
@@ -149,9 +152,12 @@ def test_a_failed_upgrade_leaves_the_v1_store_as_it_was(root):
 
 def test_a_store_newer_than_this_code_is_refused(root):
     store = Store.open(root)
-    store.write(lambda conn: conn.execute(sa.update(S.meta).values(value="3")))
     store.close()
-    with pytest.raises(babysit.StoreError, match="schema version 3, newer"):
+    engine = sa.create_engine(f"sqlite:///{root / 'babysit.db'}")
+    with engine.begin() as conn:                 # as a later babysit would have written it
+        conn.execute(sa.update(S.meta).values(value="4"))
+    engine.dispose()
+    with pytest.raises(babysit.StoreError, match="schema version 4, newer"):
         Store.open(root)
 
 

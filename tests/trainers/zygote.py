@@ -23,7 +23,7 @@ import torch._dynamo  # noqa: F401  - optimizers import it on their first step: 
 import torch.utils.data  # noqa: F401
 
 import babysit  # noqa: F401
-import babysit.run  # noqa: F401
+import babysit.trainer  # noqa: F401
 
 
 def child(request: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from babysit.store import Store
+from babysit.store import Store, Supersede
 from babysit.ui.curves import CurveCache
 
 
@@ -45,7 +45,7 @@ def test_a_new_branch_rereads_the_run_so_superseded_rows_show(tmp_path):
     cache = CurveCache()
     assert not cache.metrics(store, run_id, branch=0)["superseded"].any()
     # a rollback to step 20: the old rows after it are marked (an update, not new rows)
-    store.write(lambda c: store.supersede(c, run_id, 21, 0))
+    store.apply([Supersede(run_id, 21)])
     store.update_run(run_id, branch=1)
     store.insert_metrics(run_id, _rows(range(21, 25), branch=1))
     stale = cache.metrics(store, run_id, branch=0)       # the caller has not seen branch 1 yet

@@ -1,0 +1,159 @@
+"""Where the store knows it speaks SQLite: each fast path beside the portable query it replaces.
+
+Everything here takes ``sqlite`` (is the store a SQLite file?) and does the same thing either
+way; nothing outside ``babysit.store`` asks which database it is. The fast paths exist because the
+trainer writes metric rows and polls for commands many times a second, and the dashboard reads
+curves of 100k rows and more: there, SQLAlchemy's per-row work is most of the cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+
+from babysit.errors import StoreError
+from babysit.store import schema as S
+
+MetricRow = tuple[int, int, str, float, float, int]    # step, day, name, value, time, branch
+
+
+def sqlite_engine(url: str, begin: str, busy_ms: int) -> sa.Engine:
+    """An engine on a SQLite file: WAL, a busy timeout, and ``begin`` ("BEGIN IMMEDIATE" for the
+    writer) starting every transaction. (Other databases: ``sa.create_engine(url)``.)"""
+    engine = sa.create_engine(url, connect_args={"timeout": busy_ms / 1000})
+
+    @sa_event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event, not the driver, decide how transactions start.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a killed process loses no committed row; only a power cut can
+        # lose the last transactions, and never corrupts the file.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+# ------------------------------------------------------------------------- metric rows (write)
+_INSERT_METRICS = ("INSERT INTO metrics (run_id, step, day, name, value, time, branch, superseded)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
+
+
+def insert_metric_rows(conn: sa.Connection, sqlite: bool, run_id: int,
+                       rows: Sequence[MetricRow]) -> None:
+    """Insert (step, day, name, value, time, branch) rows; NaN is stored as NULL."""
+    if sqlite:
+        # The trainer's hot write: a plain executemany skips SQLAlchemy's per-row work and
+        # costs about a third as much for a batch of a few hundred rows.
+        conn.exec_driver_sql(_INSERT_METRICS, [
+            (run_id, s, d, n, (v if v == v else None), t, b) for s, d, n, v, t, b in rows])
+    else:
+        conn.execute(sa.insert(S.metrics), [
+            {"run_id": run_id, "step": s, "day": d, "name": n,
+             "value": (v if v == v else None), "time": t, "branch": b, "superseded": False}
+            for s, d, n, v, t, b in rows])
+
+
+# -------------------------------------------------------------------------- metric rows (read)
+def read_metrics(conn: sa.Connection, sqlite: bool, run_id: int, names: list[str] | None,
+                 include_superseded: bool, since_id: int) -> list[tuple]:
+    """Rows (id, step, day, name, value, time, branch, superseded) ordered by name, step, id."""
+    if sqlite:
+        # Curves are read in bulk (100k rows and more): the driver's own cursor returns
+        # plain tuples about 10x faster than SQLAlchemy's result rows.
+        sql = ("SELECT id, step, day, name, value, time, branch, superseded FROM metrics"
+               " WHERE run_id = ?")
+        params: list[Any] = [int(run_id)]
+        if names is not None:
+            sql += f" AND name IN ({', '.join('?' * len(names))})"
+            params += [str(n) for n in names]
+        if not include_superseded:
+            sql += " AND superseded = 0"
+        if since_id:
+            # "+run_id" keeps SQLite off the (run_id, name, step) index, which would scan the
+            # run's whole history; the rowid range reads only the new rows.
+            sql = sql.replace("WHERE run_id = ?", "WHERE id > ? AND +run_id = ?")
+            params.insert(0, int(since_id))
+        sql += " ORDER BY name, step, id"
+        cursor = conn.connection.cursor()
+        try:
+            return cursor.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from exc
+        finally:
+            cursor.close()
+    m = S.metrics.c
+    query = sa.select(m.id, m.step, m.day, m.name, m.value, m.time, m.branch,
+                      m.superseded).where(m.run_id == run_id).order_by(m.name, m.step, m.id)
+    if names is not None:
+        query = query.where(m.name.in_(names))
+    if not include_superseded:
+        query = query.where(m.superseded == sa.false())
+    if since_id:
+        query = query.where(m.id > since_id)
+    return [tuple(r) for r in conn.execute(query)]
+
+
+# ------------------------------------------------------------------------------ command probe
+_PROBE_COMMANDS = ("SELECT 1 FROM commands WHERE run_id = ? AND status = 'pending' AND id > ?"
+                   " LIMIT 1")
+
+
+class CommandProbe:
+    """Asks "is a command newer than ``after_id`` pending for this run?" as cheaply as possible.
+
+    The trainer asks 20 times a second. On SQLite one prepared statement on a connection of its
+    own costs tens of microseconds where a full SQLAlchemy query costs about half a millisecond,
+    which on a small model is a visible share of the training loop. Other databases take the
+    ordinary query. Use one probe from one thread; ``close()`` releases its connection.
+    """
+
+    def __init__(self, engine: sa.Engine, sqlite: bool, run_id: int):
+        self._engine, self._sqlite, self._run_id = engine, sqlite, run_id
+        self._raw: Any = None
+
+    def __call__(self, after_id: int) -> bool:
+        try:
+            if not self._sqlite:
+                c = S.commands.c
+                query = sa.select(c.id).where(c.run_id == self._run_id, c.status == "pending",
+                                              c.id > after_id).limit(1)
+                with self._engine.connect() as conn:
+                    return conn.execute(query).first() is not None
+            if self._raw is None:
+                self._raw = self._engine.raw_connection()
+            cursor = self._raw.cursor()
+            try:
+                # fetchall() ends the statement, so no read snapshot stays open to hold the WAL
+                return bool(cursor.execute(_PROBE_COMMANDS, (self._run_id, after_id)).fetchall())
+            finally:
+                cursor.close()
+        except Exception as exc:
+            self.close()
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
+
+
+# --------------------------------------------------------------------------------- upkeep
+def integrity_check(conn: sa.Connection, sqlite: bool) -> str:
+    """"ok", or what SQLite's ``PRAGMA integrity_check`` found (other databases: "ok")."""
+    if not sqlite:
+        return "ok"
+    return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())

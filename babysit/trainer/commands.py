@@ -1,0 +1,296 @@
+"""Command handlers: what the loop thread does with a command at a step boundary.
+
+Each handler validates the command again (it may have been written into the store by anyone),
+changes the live state, and queues its outcome: a ``CommandOutcome`` whose effects (the event,
+the run update) are written only if the command was still pending. A handler that raises a
+BabysitError (or ValueError, TypeError, KeyError) leaves the run as it was and the command is
+``rejected`` with the reason.
+
+Rollback, exploit and the guard's rollback share one restore path (``restore_to``): load and
+verify the checkpoint (the loop thread waits on the disk here), check that it fits the attached
+objects before touching any of them, restore, and record the jump. Only these handlers wait on
+the disk or the store; nudge, pause, resume and stop never do.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from babysit import checkpoint as ckpt
+from babysit.errors import BabysitError, CheckpointError, InvalidValue
+from babysit.hparams import OPTIMIZER_KEYS, check_updates
+from babysit.store import (
+    CheckpointRecord,
+    CommandOutcome,
+    CommandRecord,
+    Record,
+    RunUpdate,
+    Supersede,
+)
+from babysit.trainer import knobs
+from babysit.trainer.state import LoopState
+
+
+def apply(loop: LoopState, command: CommandRecord) -> None:
+    """Apply one command (or reject it, changing nothing)."""
+    try:
+        handler = _HANDLERS.get(command.kind)
+        if handler is None:
+            raise InvalidValue(f"unknown command {command.kind!r}")
+        handler(loop, command)
+    except (BabysitError, ValueError, TypeError, KeyError) as exc:
+        reject(loop, command, str(exc))
+
+
+def reject(loop: LoopState, command: CommandRecord, reason: str) -> None:
+    detail = {"command": command.kind, "args": command.args, "error": reason}
+    loop.outbox.put(CommandOutcome(command.id, "rejected", loop.step, reason,
+                                   (loop.event("rejected", command.source, detail),)))
+
+
+def _applied(loop: LoopState, command: CommandRecord, *effects: Record) -> None:
+    loop.outbox.put(CommandOutcome(command.id, "applied", loop.step, None, effects))
+
+
+def set_hp(loop: LoopState, updates: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Validate, then apply hyperparameters (all or nothing); returns {key: {old, new}}.
+
+    The one place a nudge reaches the optimizer knobs.
+    """
+    keys = knobs.optimizer_keys(loop.optimizers)
+    clean = check_updates(updates, loop.hp, strict=loop.strict, optimizer_keys=keys)
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in clean.items():
+        old = loop.current(key)
+        if key in OPTIMIZER_KEYS and keys is not None:
+            knobs.set_value(loop.optimizers, loop.schedulers, key, value)
+        loop.hp[key] = value
+        changes[key] = {"old": old, "new": value}
+    return changes
+
+
+# ---------------------------------------------------------------------------- simple commands
+def nudge(loop: LoopState, command: CommandRecord) -> None:
+    changes = set_hp(loop, dict(command.args.get("hp", {})))
+    loop.trace_hp()
+    _applied(loop, command, loop.event("nudge", command.source, changes),
+             RunUpdate(loop.run_id, {"hp": dict(loop.hp)}))
+
+
+def pause(loop: LoopState, command: CommandRecord) -> None:
+    if loop.paused:
+        raise InvalidValue(f"run {loop.run_id} is already paused")
+    loop.paused, loop.status = True, "paused"
+    _applied(loop, command, loop.event("pause", command.source, {}),
+             RunUpdate(loop.run_id, {"status": "paused"}))
+
+
+def resume(loop: LoopState, command: CommandRecord) -> None:
+    if not loop.paused:
+        raise InvalidValue(f"run {loop.run_id} is not paused")
+    loop.paused, loop.status = False, "running"
+    _applied(loop, command, loop.event("resume", command.source, {}),
+             RunUpdate(loop.run_id, {"status": "running"}))
+
+
+def stop(loop: LoopState, command: CommandRecord) -> None:
+    reason = command.args.get("reason")
+    loop.stopping, loop.paused = True, False
+    _applied(loop, command, loop.event(
+        "stop", command.source, {"reason": reason} if isinstance(reason, str) and reason else {}))
+
+
+# ------------------------------------------------------------------------- the restore path
+def _whole_number(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValue(f"{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def load(loop: LoopState, record: CheckpointRecord) -> dict[str, Any]:
+    """Read and verify a listed checkpoint (on the loop thread: it waits on the disk)."""
+    return ckpt.load(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+
+
+def check_fits(loop: LoopState, payload: dict[str, Any], whose: str) -> None:
+    """Refuse a checkpoint before any of it is loaded if it cannot fit this run (other objects,
+    layer shapes or param groups, no RNG or data position): a half-loaded state is worse."""
+    state = payload.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{whose} checkpoint has no state")
+    for key in ("step", "day", "epoch", "batch"):
+        if isinstance(payload.get(key), bool) or not isinstance(payload.get(key), int):
+            raise CheckpointError(f"{whose} checkpoint has no {key}")
+    if not isinstance(payload.get("hp"), dict):
+        raise CheckpointError(f"{whose} checkpoint has no hyperparameters")
+    if not isinstance(payload.get("rng"), dict):
+        raise CheckpointError(f"{whose} checkpoint has no RNG state")
+    for name, obj in loop.objects.items():
+        theirs = state.get(name)
+        if theirs is None:
+            raise CheckpointError(f"{whose} checkpoint has no {name} state")
+        if isinstance(obj, torch.nn.Module):
+            mine = obj.state_dict()
+            if set(mine) != set(theirs) or any(
+                    tuple(mine[k].shape) != tuple(getattr(theirs[k], "shape", ())) for k in mine):
+                raise CheckpointError(f"{whose} {name} does not have this run's layers and "
+                                      "shapes")
+        elif isinstance(obj, torch.optim.Optimizer):
+            sizes = [len(g["params"]) for g in obj.state_dict()["param_groups"]]
+            if sizes != [len(g["params"]) for g in theirs.get("param_groups", [])]:
+                raise CheckpointError(f"{whose} {name} has other param groups")
+
+
+def restore(loop: LoopState, payload: dict[str, Any], whose: str = "the") -> None:
+    """Put every attached object, the RNGs, the counters, the hyperparameters and the data
+    position back as ``payload`` has them (checked first)."""
+    check_fits(loop, payload, whose)
+    state = payload["state"]
+    for name, obj in loop.objects.items():
+        obj.load_state_dict(state[name])
+    loop.step, loop.day = int(payload["step"]), int(payload["day"])
+    loop.hp.clear()
+    loop.hp.update(payload["hp"])
+    loop.guard.forget()
+    not_restored = ckpt.restore_rng(payload["rng"])
+    if not_restored:
+        loop.mark_not_reproducible(f"RNG states missing from the checkpoint: {not_restored}")
+    loop.position.restore(payload)
+
+
+def restore_to(loop: LoopState, payload: dict[str, Any], *, kind: str, source: str,
+               detail: dict[str, Any], command: CommandRecord | None = None,
+               overrides: Mapping[str, Any] | None = None, keep_step: bool = False,
+               whose: str = "the") -> None:
+    """The one restore path of rollback, exploit and the guard's rollback.
+
+    Restores ``payload``, applies ``overrides`` on top, and records the jump as a ``kind``
+    event. A rollback (``keep_step=False``) always starts a new branch from the checkpoint's
+    step; an exploit keeps the run's own step counter unless the run is already past the
+    checkpoint's step, in which case what it did since is superseded, as in a rollback.
+    """
+    from_step, from_day, from_branch = loop.step, loop.day, loop.branch
+    user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
+    restore(loop, payload, whose)
+    rewound = not keep_step or loop.step < from_step
+    if rewound:
+        loop.branch = from_branch + 1
+    else:
+        loop.step, loop.day = from_step, from_day
+    loop.paused = user_paused
+    loop.status = "paused" if user_paused else "running"
+    changes = set_hp(loop, overrides) if overrides else {}
+    records: list[Record] = [Supersede(loop.run_id, loop.step)] if rewound else []
+    if kind == "exploit":
+        detail = {**detail, "explore": changes}
+    records += [loop.event(kind, source, detail), RunUpdate(loop.run_id, {
+        "branch": loop.branch, "step": loop.step, "day": loop.day, "hp": dict(loop.hp),
+        "status": loop.status})]
+    if changes and kind != "exploit":
+        records.append(loop.event("nudge", source, changes))
+    if command is not None:
+        loop.outbox.rewind(CommandOutcome(command.id, "applied", loop.step, None, tuple(records)))
+    else:
+        loop.outbox.rewind(*records)
+    loop.traced = {}
+    loop.trace_hp()
+    loop.arm_day()
+
+
+def roll_back(loop: LoopState, record: CheckpointRecord, overrides: Mapping[str, Any],
+              command: CommandRecord | None, source: str, reason: str | None = None) -> None:
+    payload = load(loop, record)
+    detail: dict[str, Any] = {"to_day": record.day, "to_step": record.step,
+                              "from_step": loop.step, "from_branch": loop.branch}
+    if reason:
+        detail["reason"] = reason
+    restore_to(loop, payload, kind="rollback", source=source, detail=detail, command=command,
+               overrides=overrides)
+
+
+def rollback(loop: LoopState, command: CommandRecord) -> None:
+    day = _whole_number("day", command.args.get("day"))
+    overrides = dict(command.args.get("hp") or {})
+    record = loop.store.checkpoint(loop.run_id, day)
+    if record is None:
+        raise InvalidValue(f"run {loop.run_id} has no checkpoint for day {day}")
+    if overrides:   # validated before anything changes
+        check_updates(overrides, dict(record.hp), strict=loop.strict,
+                      optimizer_keys=knobs.optimizer_keys(loop.optimizers))
+    roll_back(loop, record, overrides, command, command.source)
+
+
+def exploit(loop: LoopState, command: CommandRecord) -> None:
+    """Copy another run's (the donor's) day checkpoint into this run (PBT's exploit), with hp
+    overrides (its explore)."""
+    args = command.args
+    donor = args.get("donor", args.get("run"))      # "run": commands stored before v3
+    day, reason = args.get("day"), args.get("reason")
+    if isinstance(donor, bool) or not isinstance(donor, int) or donor == loop.run_id:
+        raise InvalidValue(f"exploit needs the id of another run, got {donor!r}")
+    _whole_number("day", day)
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidValue(f"reason must be text, got {reason!r}")
+    record = loop.store.checkpoint(donor, day)
+    if record is None:
+        raise InvalidValue(f"run {donor} has no checkpoint for day {day}")
+    overrides = dict(args.get("hp") or {})
+    clean = check_updates(overrides, dict(record.hp), strict=loop.strict,
+                          optimizer_keys=knobs.optimizer_keys(loop.optimizers)) if overrides else {}
+    payload = load(loop, record)
+    detail: dict[str, Any] = {
+        "from_run": record.run_id, "from_day": record.day, "from_step": record.step,
+        "old": dict(loop.hp), "new": {**payload.get("hp", {}), **clean},
+        "rewound_from_step": loop.step if record.step < loop.step else None}
+    if reason:
+        detail["reason"] = reason
+    decision = args.get("decision")
+    if isinstance(decision, int) and not isinstance(decision, bool):
+        detail["decision"] = decision
+    restore_to(loop, payload, kind="exploit", source=command.source, detail=detail,
+               command=command, overrides=clean, keep_step=True, whose=f"run {donor}'s")
+
+
+_HANDLERS: dict[str, Callable[[LoopState, CommandRecord], None]] = {
+    "nudge": nudge, "pause": pause, "resume": resume, "stop": stop, "rollback": rollback,
+    "exploit": exploit,
+}
+
+
+# ------------------------------------------------------------------------------ the guard
+def on_diverged(loop: LoopState, name: str, value: float) -> None:
+    """The guard tripped: record it, then roll back (policy "rollback") or pause."""
+    guard = loop.guard
+    step = loop.step
+    loop.outbox.put(loop.event("diverged", "guard", {"metric": name, "value": value, "step": step}),
+                    RunUpdate(loop.run_id, {"status": "diverged"}))
+    if guard.may_roll_back() and "lr" in loop.hp:
+        record = last_good_day(loop)
+        if record is not None:
+            guard.rollbacks += 1
+            try:
+                roll_back(loop, record, {"lr": loop.current("lr") * guard.lr_factor}, None,
+                          "guard", reason=f"{name} was {value} at step {step}")
+                return
+            except (CheckpointError, InvalidValue) as exc:
+                print(f"babysit: run {loop.run_id}: the guard could not roll back: {exc}",
+                      file=sys.stderr)
+    loop.paused, loop.status = True, "diverged"
+    print(f"babysit: run {loop.run_id} diverged ({name}={value} at step {step}, day "
+          f"{loop.day + 1}); paused: roll back or nudge, then resume", file=sys.stderr)
+
+
+def last_good_day(loop: LoopState) -> CheckpointRecord | None:
+    """The newest listed checkpoint that passes its checks; corrupt ones are reported."""
+    for record in reversed(loop.store.checkpoint_records(loop.run_id)):
+        try:
+            ckpt.verify(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+            return record
+        except CheckpointError as exc:
+            loop.outbox.put(loop.event("checkpoint_corrupt", "trainer",
+                                       {"day": record.day, "error": str(exc)}))
+    return None

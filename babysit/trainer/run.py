@@ -1,0 +1,414 @@
+"""The training side: a user's own PyTorch loop gains live metrics, day checkpoints and commands.
+
+    run = babysit.init(project="digits", config={"lr": 0.1}, day="200 steps")
+    run.attach(model=model, optimizer=opt, scheduler=sched)
+    for batch in run.loop(loader, epochs=20):
+        ...
+        run.log(loss=loss.item())
+    run.finish()
+
+Three threads. The loop thread (the user's) runs the steps; between two steps, at the step
+boundary, it applies commands and ends the day when due. ``run.log`` only appends to the outbox
+(``outbox.py``), whose writer thread writes to the store in batches and polls for commands; at a
+day's end the loop thread snapshots the state and the saver thread (``saver.py``) writes the
+file. So logging, nudges, pauses and day ends never wait on the store or the disk, with three
+exceptions where the loop thread does wait: a day's end waits for the previous day's file (the
+saver is never more than a day behind), a rollback or exploit reads its checkpoint from disk and
+the checkpoint list from the store (``commands.py``), and a restarted or forked process loads
+its checkpoint before its first step (``resume.py``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import types
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import psutil
+import torch
+
+from babysit import checkpoint as ckpt
+from babysit.day import DaySpec
+from babysit.errors import BabysitError, InvalidValue
+from babysit.store import CheckpointRow, RunUpdate, Store
+from babysit.trainer import commands, knobs, resume
+from babysit.trainer.guard import Guard
+from babysit.trainer.outbox import Outbox
+from babysit.trainer.saver import SaveJob, Saver, snapshot
+from babysit.trainer.state import LoopState
+
+
+class Run:
+    """A babysat training run, seen from inside the training process. Create with ``init()``."""
+
+    def __init__(self, store: Store, run_id: int, *, guard: Guard | None = None,
+                 poll_interval: float = 0.05, flush_interval: float = 0.25,
+                 heartbeat_interval: float = 1.0):
+        record = store.get_run(run_id)
+        self.id = record.id
+        self.project, self.name = record.project, record.name
+        self.day_spec = DaySpec.parse(record.day_spec)
+        folder = ckpt.run_dir(store.root, self.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._guard = guard or Guard()
+        state = LoopState(run_id=self.id, store=store, folder=folder, hp=dict(record.hp),
+                          day_spec=self.day_spec, strict=record.strict,
+                          reproducible=record.reproducible, branch=record.branch,
+                          guard=self._guard)
+        state.outbox = Outbox(store, self.id, state.where, folder, poll_s=poll_interval,
+                              flush_s=flush_interval, heartbeat_s=heartbeat_interval)
+        state.saver = Saver(self.id, state.outbox.wake.set)
+        self._state = state
+        self._log_row = state.outbox.queue.append      # the hot path of run.log
+        #: the current hyperparameters, read-only: change them with nudges
+        self.hp: Mapping[str, Any] = types.MappingProxyType(state.hp)
+        self._day_callbacks: list[Callable[[int], Any]] = []
+        self._max_days = record.max_days     # a study's trial ends by itself after this day
+        self._days_done = False
+        self._start_from = record.start_from
+        self._started_from_checkpoint = False
+        self._start_event: tuple[str, dict[str, Any]] = ("restarted", {})
+        self._closed = False
+        self._in_loop = False
+
+    # ------------------------------------------------------------------ public properties
+    @property
+    def step(self) -> int:
+        """Steps completed so far (inside the loop body: the index of the current step)."""
+        return self._state.step
+
+    @property
+    def day(self) -> int:
+        """The day in progress (1-based); ``day - 1`` is the last checkpointed day."""
+        return self._state.day + 1
+
+    @property
+    def epoch(self) -> int:
+        return self._state.position.epoch
+
+    @property
+    def status(self) -> str:
+        return self._state.status
+
+    @property
+    def store(self) -> Store:
+        return self._state.store
+
+    def __repr__(self) -> str:
+        return f"<babysit.Run {self.id} {self.name!r} step={self.step} status={self.status}>"
+
+    # ------------------------------------------------------------------ lifecycle
+    def _start(self, start_event: tuple[str, dict[str, Any]] | None) -> None:
+        state = self._state
+        resume.clean_leftovers(state.store, self.id, state.folder, self._start_from)
+        pid = os.getpid()
+        try:
+            pid_start = psutil.Process(pid).create_time()
+        except psutil.Error:
+            pid_start = None
+        records: list[Any] = [RunUpdate(self.id, {
+            "status": "running", "pid": pid, "pid_start": pid_start, "host": socket.gethostname(),
+            "heartbeat": time.time(), "error": None, "ended": None})]
+        # A restarted or forked process records its start once it knows the checkpoint's step.
+        if start_event is not None:
+            self._start_event = start_event
+        if not self._start_from:
+            records.append(state.event("started", "trainer",
+                                       {"hp": dict(state.hp), "day": str(self.day_spec)}))
+        state.store.apply(records)
+        state.outbox.start()
+        state.saver.start()
+        atexit.register(self._atexit)
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # Stop at the next step boundary; a second SIGTERM ends the process at once.
+        if self._state.stopping:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        self._state.stopping = True
+        if not self._in_loop:
+            raise KeyboardInterrupt("SIGTERM")
+
+    def attach(self, model: Any = None, optimizer: Any = None, scheduler: Any = None,
+               **objects: Any) -> Run:
+        """Register what each day's checkpoint holds: anything with ``state_dict()``.
+
+        Optimizers receive nudges of lr / momentum / weight_decay; schedulers are rescaled by lr
+        nudges so they never overwrite them. On a restart, fork or rollback the state is loaded
+        here, so call ``attach`` before ``loop``.
+
+        >>> run.attach(model=model, optimizer=opt, scheduler=sched, scaler=scaler)
+        """
+        state = self._state
+        named = {"model": model, "optimizer": optimizer, "scheduler": scheduler, **objects}
+        for name, obj in named.items():
+            if obj is None:
+                continue
+            if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+                raise InvalidValue(f"{name} has no state_dict()/load_state_dict(), got {type(obj).__name__}")
+            state.objects[name] = obj
+            if knobs.is_optimizer(obj):
+                state.optimizers.append(obj)
+            elif knobs.is_scheduler(obj):
+                state.schedulers.append(obj)
+        if state.optimizers:
+            self._sync_hp_from_optimizer()
+        self._start_from_checkpoint()
+        return self
+
+    def _sync_hp_from_optimizer(self) -> None:
+        """The optimizer is the truth for lr/momentum/weight_decay: show what it really uses."""
+        state = self._state
+        changed = False
+        for key, value in knobs.optimizer_values(state.optimizers).items():
+            if state.hp.get(key) != value:
+                if key in state.hp and not self._start_from:
+                    warnings.warn(f"babysit: config {key}={state.hp[key]!r} but the optimizer "
+                                  f"uses {value!r}; showing the optimizer's value", stacklevel=4)
+                state.hp[key] = value
+                changed = True
+        values: dict[str, Any] = {"optimizer_keys": knobs.optimizer_keys(state.optimizers)}
+        if changed and not self._start_from:
+            values["hp"] = dict(state.hp)
+        state.outbox.put(RunUpdate(self.id, values))
+
+    def _start_from_checkpoint(self) -> None:
+        """A restarted or forked process: load the checkpoint the run row names, once."""
+        if not self._start_from or self._started_from_checkpoint:
+            return
+        self._started_from_checkpoint = True
+        if resume.start_from_checkpoint(self._state, self._start_from, self._start_event):
+            self._save_day()   # a fork keeps its own copy of its first day, to roll back to
+
+    def on_day_end(self, fn: Callable[[int], Any]) -> Callable[[int], Any]:
+        """Call ``fn(day)`` at each day's end, before its checkpoint (e.g. to log validation).
+
+        >>> @run.on_day_end
+        ... def validate(day): run.log(val_loss=evaluate(model))
+        """
+        self._day_callbacks.append(fn)
+        return fn
+
+    def finish(self, status: str | None = None) -> None:
+        """Flush everything and mark the run finished (or stopped); safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close(status or self._end_status(), None)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if exc_type is None:
+            self._close(self._end_status(), None)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self._close("stopped", "interrupted")
+        else:
+            self._close("crashed", "".join(traceback.format_exception(exc_type, exc, tb))[-4000:])
+
+    def _end_status(self) -> str:
+        """How a loop that ended without an error ends: stopped by a command, or finished (all
+        its epochs/steps, or its ``max_days``)."""
+        return "stopped" if self._state.stopping and not self._days_done else "finished"
+
+    def _atexit(self) -> None:
+        if not self._closed:
+            self._closed = True
+            info = sys.exc_info()
+            if getattr(sys, "last_value", None) is not None or info[0] is not None:
+                self._close("crashed", "the process ended with an exception")
+            else:
+                self._close(self._end_status(), None)
+
+    def _close(self, status: str, error: str | None) -> None:
+        """End the run: finish the checkpoints queued, write everything logged (or save it to
+        a file), record the final status, release the store."""
+        state = self._state
+        state.status = status
+        state.saver.close()
+        state.outbox.put(
+            RunUpdate(self.id, {"status": status, "ended": time.time(), "error": error,
+                                "step": state.step, "heartbeat": time.time()}),
+            state.event(status, "trainer", {"error": error} if error else {}))
+        state.outbox.close()
+        with contextlib.suppress(BabysitError):
+            state.store.cancel_pending(self.id, f"run {self.id} is {status}")
+        atexit.unregister(self._atexit)
+
+    # ------------------------------------------------------------------ logging (hot path)
+    def log(self, **metrics: float) -> None:
+        """Record scalars at the current step, e.g. ``run.log(loss=loss.item(), acc=acc)``.
+
+        Costs well under a microsecond per value: rows go to a queue that a background thread
+        writes in batches, so a slow or locked store never stalls training.
+        """
+        state = self._state
+        step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
+        put, guard = self._log_row, self._guard
+        for name, value in metrics.items():
+            if type(value) is not float:
+                value = float(value)
+            put((step, day, name, value, now, branch))
+            if name == guard.metric:
+                guard.observe(value)
+
+    # ------------------------------------------------------------------ the loop
+    def loop(self, loader: Iterable[Any] | None = None, *, epochs: int | None = None,
+             steps: int | None = None) -> Iterator[Any]:
+        """Iterate batches of ``loader`` for ``epochs`` (or until ``steps``), or step numbers.
+
+        At each step boundary the run applies commands (nudge, pause, rollback, stop) and ends
+        the day when it is due. Restarts, forks and rollbacks resume at the exact batch.
+
+        >>> for batch in run.loop(loader, epochs=20): ...
+        >>> for step in run.loop(steps=5000): ...
+        """
+        if loader is None and steps is None:
+            raise InvalidValue("loop() needs a loader (with epochs or steps) or steps=N")
+        for name, value in (("epochs", epochs), ("steps", steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidValue(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.day_spec.unit == "epochs" and loader is None:
+            raise InvalidValue(f"day is {self.day_spec} but loop() has no loader: use a day of steps or time")
+        if loader is not None and epochs is None and steps is None:
+            epochs = 1
+        return self._loop(loader, epochs, steps)
+
+    def _loop(self, loader: Iterable[Any] | None, epochs: int | None, steps: int | None
+              ) -> Iterator[Any]:
+        state = self._state
+        position = state.position
+        self._in_loop = True
+        try:
+            self._begin()
+            if loader is None:
+                while state.step < steps and not state.stopping:  # type: ignore[operator]
+                    yield state.step
+                    self._after_step()
+                return
+            while not state.stopping:
+                if (epochs is not None and position.epoch >= epochs) or \
+                        (steps is not None and state.step >= steps):
+                    return
+                exhausted = True
+                for batch in position.open_epoch(loader, state.mark_not_reproducible):
+                    yield batch
+                    position.batch += 1
+                    self._after_step()
+                    if position.reposition or state.stopping or \
+                            (steps is not None and state.step >= steps):
+                        exhausted = False
+                        break
+                if position.reposition:     # a rollback or exploit: reopen at its position
+                    continue
+                if not exhausted:
+                    return
+                position.end_epoch()
+                if self.day_spec.unit == "epochs" and \
+                        position.epoch % int(self.day_spec.amount) == 0:
+                    self._end_day()
+                self._boundary()
+        finally:
+            self._in_loop = False
+
+    def _begin(self) -> None:
+        state = self._state
+        self._start_from_checkpoint()
+        if not self._started_from_checkpoint and state.store.checkpoint(self.id, 0) is None:
+            self._save_day()        # day 0: the very start, so a user can always go back to it
+        state.arm_day()
+        state.trace_hp()
+
+    def _after_step(self) -> None:
+        """The step boundary: count the step, end the day when due, apply commands."""
+        state = self._state
+        state.step += 1
+        if state.step >= state.next_day_step or (
+                state.day_deadline is not math.inf and time.monotonic() >= state.day_deadline):
+            self._end_day()
+        if state.outbox.commands or state.paused or self._guard.tripped is not None:
+            self._boundary()
+        if state.optimizers:
+            group = state.optimizers[0].param_groups[0]
+            if group["lr"] != state.traced.get("lr"):
+                state.trace_hp()
+
+    def _boundary(self) -> None:
+        """Apply commands, handle divergence, and wait while paused. Runs between steps."""
+        state = self._state
+        tripped = self._guard.take()
+        if tripped is not None:
+            commands.on_diverged(state, *tripped)
+        inbox = state.outbox.commands
+        while True:
+            while inbox:
+                commands.apply(state, inbox.popleft())
+                if state.stopping:
+                    return
+            if not state.paused or state.stopping:
+                return
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------ days and checkpoints
+    def _end_day(self) -> None:
+        state = self._state
+        if self._guard.tripped is not None:
+            self._boundary()   # never checkpoint a diverged state
+            if state.position.reposition or state.stopping:
+                return
+        for callback in self._day_callbacks:
+            callback(state.day + 1)
+        if not self._weights_finite():
+            self._guard.trip("weights", math.nan)
+            self._boundary()
+            return
+        state.day += 1
+        self._save_day()
+        state.arm_day()
+        if self._max_days is not None and state.day >= self._max_days:
+            self._days_done = True      # end the loop as a stop would, but as finished
+            state.stopping = True
+
+    def _weights_finite(self) -> bool:
+        for obj in self._state.objects.values():
+            if isinstance(obj, torch.nn.Module):
+                for param in obj.parameters():
+                    if not bool(torch.isfinite(param).all()):
+                        return False
+        return True
+
+    def _save_day(self) -> None:
+        """Snapshot the state as the checkpoint of the day just done; the saver writes it."""
+        state = self._state
+        state.saver.wait_idle()      # the previous day's file first: never more than a day behind
+        day, step, branch = state.day, state.step, state.branch
+        payload = {
+            "format": ckpt.FORMAT, "run_id": self.id, "day": day, "step": step, "branch": branch,
+            **state.position.state(), "hp": dict(state.hp), "rng": ckpt.capture_rng(),
+            "time": time.time(),
+            "state": {name: snapshot(obj.state_dict()) for name, obj in state.objects.items()},
+        }
+        path = state.folder / ckpt.checkpoint_name(day, branch)
+        job = SaveJob(path, payload)
+        state.outbox.day_end(job, CheckpointRow(
+            self.id, day, step, branch, time.time(), str(path.relative_to(state.store.root)),
+            0, "", dict(state.hp), {}))
+        state.saver.submit(job)
