@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from babysit import checkpoint as ckpt
 from babysit.errors import (
     CheckpointError,
     CommandRejected,
@@ -31,6 +30,7 @@ from babysit.errors import (
 )
 from babysit.hparams import check_key, check_updates
 from babysit.launcher import Launcher, LocalLauncher, terminate
+from babysit.storage import open_storage
 from babysit.store import (
     LIVE,
     STATUSES,
@@ -343,7 +343,7 @@ class Client(StudyCommands):
     def _check_intact(self, target: CheckpointRecord) -> None:
         """Refuse a day whose checkpoint file is missing, truncated or corrupted."""
         try:
-            ckpt.verify(ckpt.safe_path(self.store.root, target.path), target.sha256)
+            open_storage(root=self.store.root).verify(target.path, target.sha256)
         except CheckpointError as exc:
             raise CheckpointError(f"day {target.day} of run {target.run_id} cannot be used: "
                                   f"{exc}; choose another day") from None

@@ -94,6 +94,18 @@ def _stop_process(proc: subprocess.Popen, sig: int, grace_s: float) -> None:
         proc.wait(10)
 
 
+def _temp_dir(kind: str) -> Path:
+    """A new temporary folder for a server, named after this process; folders that a killed
+    session left behind (their process is gone) are removed first."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{kind}-*-*"):
+        owner = old.name.split("-")[-2]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    # Short: Ray puts unix sockets under it, and a socket path has at most 107 bytes.
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=base))
+
+
 def _session_pids(sid: int) -> list[int]:
     """Processes in session ``sid`` (one this module created with start_new_session)."""
     pids = []
@@ -148,7 +160,7 @@ class Postgres(Server):
     @classmethod
     def start(cls, bin_dir: Path, *, durable: bool = False) -> Postgres:
         t0 = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix="bs-pg-"))
+        tmp = _temp_dir("bspg")
         shutil.chown(tmp, "postgres", "postgres")
         server = cls(name="postgresql", tmp=tmp, port=free_port())
         data, log = tmp / "data", tmp / "server.log"
@@ -221,7 +233,7 @@ class S3(Server):
         moto_server = Path(sys.executable).with_name("moto_server")
         if not moto_server.exists():
             missing("moto's server is not installed (pip install 'moto[server]')")
-        tmp = Path(tempfile.mkdtemp(prefix="bs-s3-"))
+        tmp = _temp_dir("bss3")
         port = free_port()
         server = cls(name="s3 (moto)", tmp=tmp, endpoint=f"http://127.0.0.1:{port}")
         log = tmp / "server.log"
@@ -279,8 +291,7 @@ class RayHead(Server):
         ray = Path(sys.executable).with_name("ray")
         if not ray.exists():
             missing("ray is not installed (pip install 'ray[default]')")
-        # Short: Ray puts unix sockets under it, and a socket path has at most 107 bytes.
-        tmp = Path(tempfile.mkdtemp(prefix="bsray-", dir="/tmp"))
+        tmp = _temp_dir("bsray")
         port, dash = free_port(), free_port()
         server = cls(name="ray head", tmp=tmp, address=f"127.0.0.1:{port}",
                      dashboard=f"http://127.0.0.1:{dash}")

@@ -213,3 +213,48 @@ def test_local_storage_keeps_todays_files(tmp_path):
                                "runs/1/day0002.b0.pt"]
     with pytest.raises(CheckpointError):
         storage.load("../outside.pt")
+
+
+def test_a_trainer_keeps_its_days_in_s3(s3, s3_env, location, trainers, monkeypatch):
+    """A real trainer with BABYSIT_CHECKPOINTS=s3://...: its days are objects (manifest
+    included) and nothing lands on local disk; a rollback reads a day back from S3; after a
+    SIGKILL, the restarted process removes the leftovers (an object without manifest, an
+    unfinished upload) before it writes anything."""
+    monkeypatch.setenv("BABYSIT_CHECKPOINTS", location)
+    prefix = location.removeprefix(f"s3://{s3.bucket}/")
+    proc, run_id = trainers.start("--pace", "0.02", "--day", "20 steps")
+    client = trainers.client
+    wait = lambda what, fn, timeout=120: _wait_for(fn, timeout, what)   # noqa: E731
+    wait("two days listed", lambda: len(client.store.checkpoint_records(run_id)) >= 2)
+    records = client.store.checkpoint_records(run_id)
+    keys = _keys(s3, prefix)
+    for record in records:
+        assert f"{prefix}/{record.path}" in keys
+        assert f"{prefix}/{record.path[:-3]}.json" in keys
+    assert not list((trainers.root / "runs" / str(run_id)).glob("day*"))   # nothing local
+
+    result = client.rollback(run_id, day=1, timeout=120)
+    assert result.status == "applied"
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    s3_client = s3.client()
+    leftover = f"{prefix}/runs/{run_id}/day0099.b0.pt"
+    s3_client.put_object(Bucket=s3.bucket, Key=leftover, Body=b"half a checkpoint")
+    upload = s3_client.create_multipart_upload(Bucket=s3.bucket,
+                                               Key=f"{prefix}/runs/{run_id}/day0098.b0.pt")
+    wait("the run to be seen crashed", lambda: client.run(run_id).status == "crashed", 60)
+    client.restart(run_id)
+    wait("the leftover to go", lambda: leftover not in _keys(s3, prefix))
+    assert upload["UploadId"] not in {u["UploadId"] for u in _uploads(s3, prefix)}
+    step = client.store.get_run(run_id).step
+    wait("the restarted run to step on", lambda: client.store.get_run(run_id).step > step + 5)
+    client.stop(run_id, timeout=60)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.1)
+    return value
