@@ -166,7 +166,6 @@ def test_driver_errors_are_babysit_errors(store_url, tmp_path):
 _OPENER = textwrap.dedent("""
     import sys, time
     from babysit.store import Store
-from babysit.store.outbox import CheckpointRow, CommandOutcome, RunUpdate
     url, at = sys.argv[1], float(sys.argv[2])
     time.sleep(max(0.0, at - time.time()))
     Store.open(sys.argv[3], url=url).close()
@@ -245,7 +244,6 @@ def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path, r
 _WRITER = textwrap.dedent("""
     import sys, time
     from babysit.store import Store
-from babysit.store.outbox import CheckpointRow, CommandOutcome, RunUpdate
     url, run, batches, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     store = Store.open(sys.argv[5], url=url)
     for b in range(batches):
