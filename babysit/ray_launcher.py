@@ -66,6 +66,11 @@ class RayJob:
         return cls(run_id=int(data["run_id"]), address=str(data["address"]), job=str(data["job"]))
 
 
+def _as_job(job: RayJob | dict[str, Any]) -> RayJob:
+    """A job, given as itself or as the JSON the store keeps (``runs.launcher``)."""
+    return job if isinstance(job, RayJob) else RayJob.from_json(job)
+
+
 def ray_address(address: str | None = None) -> str:
     """The Jobs API address: ``address``, else ``$BABYSIT_RAY_ADDRESS``, as an http URL."""
     address = (address or os.environ.get("BABYSIT_RAY_ADDRESS") or "").strip()
@@ -176,7 +181,9 @@ class RayLauncher:
         try:
             self._client().submit_job(
                 entrypoint=entrypoint, submission_id=job_id,
-                runtime_env={"env_vars": self.env(run_id, launch, root, store_url)},
+                # BABYSIT_LAUNCH_ID: the launch token init() will check against the run row
+                runtime_env={"env_vars": {**self.env(run_id, launch, root, store_url),
+                                          "BABYSIT_LAUNCH_ID": job_id}},
                 metadata={"babysit_run_id": str(int(run_id))}, **kwargs)
         except LaunchError:
             raise
@@ -186,8 +193,9 @@ class RayLauncher:
         return RayJob(run_id=int(run_id), address=self.address, job=job_id)
 
     # ------------------------------------------------------------------ watch and stop
-    def status(self, job: RayJob) -> str:
+    def status(self, job: RayJob | dict[str, Any]) -> str:
         """PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED, or UNKNOWN (the cluster forgot it)."""
+        job = _as_job(job)
         try:
             return str(self._client(job.address).get_job_status(job.job).value)
         except LaunchError:
@@ -198,26 +206,36 @@ class RayLauncher:
             raise LaunchError(f"cannot ask the Ray cluster at {job.address} about "
                               f"{job.job}: {exc}") from exc
 
-    def alive(self, job: RayJob) -> bool:
+    def alive(self, job: RayJob | dict[str, Any]) -> bool:
         """True while the job waits for resources or runs."""
         return self.status(job) in _ALIVE
 
-    def stop(self, job: RayJob, grace_s: float | None = None) -> str:
+    def stop(self, job: RayJob | dict[str, Any], grace_s: float | None = None) -> str:
         """Ask Ray to stop the job (SIGTERM, then SIGKILL after Ray's own grace) and wait for
-        it to end, at most ``grace_s``; returns the final status. Safe to call twice."""
-        if self.status(job) not in _ALIVE:
-            return self.status(job)
+        it to end, at most ``grace_s``; returns the final status. Safe to call twice.
+
+        A job still PENDING (waiting for resources) stays PENDING: Ray queues the stop and
+        ends the job the moment it is placed (or fails it after its start timeout). That is
+        returned after a short wait; the run must not accept such a late start (see
+        docs/cluster.md, launch tokens).
+        """
+        job = _as_job(job)
+        status = self.status(job)
+        if status not in _ALIVE:
+            return status
         try:
             self._client(job.address).stop_job(job.job)
         except Exception as exc:  # noqa: BLE001
             raise LaunchError(f"could not stop {job.job} on {job.address}: {exc}") from exc
-        deadline = time.monotonic() + (self.stop_grace_s if grace_s is None else grace_s)
+        grace = self.stop_grace_s if grace_s is None else grace_s
+        deadline = time.monotonic() + (min(grace, 2.0) if status == "PENDING" else grace)
         while (status := self.status(job)) in _ALIVE and time.monotonic() < deadline:
             time.sleep(0.2)
         return status
 
-    def logs(self, job: RayJob, *, tail_chars: int = 100_000) -> str:
+    def logs(self, job: RayJob | dict[str, Any], *, tail_chars: int = 100_000) -> str:
         """The job's console output (stdout and stderr), its last ``tail_chars`` characters."""
+        job = _as_job(job)
         try:
             text = str(self._client(job.address).get_job_logs(job.job))
         except LaunchError:
