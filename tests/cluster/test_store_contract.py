@@ -37,12 +37,6 @@ def _pg(url: str) -> bool:
     return url.startswith("postgresql")
 
 
-def _xfail_on_pg(request: pytest.FixtureRequest, url: str, reason: str, strict: bool = True
-                 ) -> None:
-    if _pg(url):
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=strict))
-
-
 def _run(store: Store, name: str = "r") -> int:
     return store.create_run(project="p", name=name, config={"lr": 0.1}, hp={"lr": 0.1},
                             strict=False, day_spec="10 steps")
@@ -96,10 +90,30 @@ def test_runs_metrics_events_and_commands_round_trip(store_url, tmp_path):
         store.close()
 
 
-def test_ids_beyond_32_bits_work(store_url, tmp_path, request):
+def test_the_command_feed_hands_each_pending_command_over_once(store_url, tmp_path):
+    store = _open(store_url, tmp_path)
+    try:
+        run, other = _run(store, "r"), _run(store, "other")
+        feed = store.command_feed(run)
+        assert feed.poll() == []
+        first = store.post_command(run, "pause", {}, "ui")
+        store.post_command(other, "pause", {}, "ui")
+        assert [c.id for c in feed.poll()] == [first]
+        assert feed.poll() == []                         # still pending: not again
+        second = store.post_command(run, "resume", {}, "cli")
+        third = store.post_command(run, "stop", {}, "cli")
+        assert [c.id for c in feed.poll()] == [second, third]
+        store.apply([CommandOutcome(first, "applied", 3), CommandOutcome(second, "applied", 4)])
+        assert feed.poll() == []
+        assert [c.id for c in store.command_feed(run).poll()] == [third]   # a new process
+        feed.close()
+        feed.close()
+    finally:
+        store.close()
+
+
+def test_ids_beyond_32_bits_work(store_url, tmp_path):
     """metrics.id reaches 2**31 after 2.1e9 rows: a long-lived store must keep going."""
-    _xfail_on_pg(request, store_url, "metrics.id is a 32-bit SERIAL on PostgreSQL: "
-                 "BigInteger keys are needed")
     store = _open(store_url, tmp_path)
     try:
         run = _run(store)
@@ -119,11 +133,8 @@ def test_ids_beyond_32_bits_work(store_url, tmp_path, request):
         store.close()
 
 
-def test_checkpoints_over_2_gib_are_recorded(store_url, tmp_path, request):
-    """checkpoints.size is an Integer: a 3 GB checkpoint (a 1.5B-parameter model in fp16)
-    overflows PostgreSQL's 32-bit INTEGER; SQLite's integers are 64-bit."""
-    _xfail_on_pg(request, store_url, "checkpoints.size is a 32-bit INTEGER on PostgreSQL: "
-                 "BigInteger needed")
+def test_checkpoints_over_2_gib_are_recorded(store_url, tmp_path):
+    """A 3 GB checkpoint (a 1.5B-parameter model in fp16) would overflow a 32-bit size."""
     store = _open(store_url, tmp_path)
     try:
         run = _run(store)
@@ -174,8 +185,7 @@ _OPENER = textwrap.dedent("""
 
 
 def test_processes_creating_the_schema_at_once_all_succeed(store_url, tmp_path, request):
-    _xfail_on_pg(request, store_url, "no lock around schema creation on PostgreSQL: two "
-                 "CREATE TABLEs race (pg_advisory_xact_lock needed)", strict=False)
+    """Without a lock two CREATE TABLEs race on PostgreSQL (UniqueViolation on pg_type)."""
     for attempt in range(2 if _pg(store_url) else 1):   # SQLite's lock makes one enough
         url = store_url if attempt == 0 or not _pg(store_url) else \
             request.getfixturevalue("pg_server").create_database()
@@ -190,11 +200,10 @@ def test_processes_creating_the_schema_at_once_all_succeed(store_url, tmp_path, 
         assert not failed, f"attempt {attempt}: {len(failed)} of 6 failed:\n{failed[0][-1500:]}"
 
 
-def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path, request):
-    """Two posters: A's INSERT gets the lower id but commits after B's. The trainer's poll
-    (pending commands with id > the last id it saw) must still deliver A's command."""
-    _xfail_on_pg(request, store_url, "commands are polled by id > last_seen; PostgreSQL ids "
-                 "commit out of order, so a command that commits late is skipped forever")
+def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path):
+    """Two posters: A's INSERT gets the lower id but commits after B's. The trainer's feed
+    (``Store.command_feed``, what its outbox polls) must still hand A's command over, once.
+    Polling "id > the last id seen" fails this on PostgreSQL."""
     store = _open(store_url, tmp_path)
     try:
         run = _run(store)
@@ -216,13 +225,10 @@ def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path, r
         poster_a.start()
         assert inserted.wait(30)
         delivered: list[int] = []
-        seen = 0
+        feed = store.command_feed(run)
 
         def poll() -> None:
-            nonlocal seen
-            for command in store.pending_commands(run, seen):
-                seen = max(seen, command.id)
-                delivered.append(command.id)
+            delivered.extend(command.id for command in feed.poll())
 
         poster_b = threading.Thread(target=lambda: delivered.append(
             -store.post_command(run, "nudge", {"hp": {"lr": 0.2}}, "cli")))
@@ -235,7 +241,8 @@ def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path, r
         for _ in range(5):
             poll()
         posted = sorted([a_id[0], *(-d for d in delivered if d < 0)])
-        assert sorted(d for d in delivered if d > 0) == posted
+        assert sorted(d for d in delivered if d > 0) == posted     # each exactly once
+        feed.close()
         engine.dispose()
     finally:
         store.close()
@@ -288,8 +295,8 @@ def test_a_write_that_deadlocks_is_retried(store_url, tmp_path):
     """Another transaction holds run two and then wants run one, while the store's batch holds
     run one and wants run two: PostgreSQL aborts one of them (the store's: it waited first).
     The store retries its batch, which lands whole after the other commits."""
-    # On PostgreSQL this holds by accident today: Store._write retries errors whose text says
-    # "locked", and a deadlock's DETAIL says "blocked by process". See docs/cluster.md.
+    # (Before the SQLSTATE check this held by accident: the retry matched "locked" in the
+    # text, and a deadlock's DETAIL says "blocked by process".)
     store = _open(store_url, tmp_path)
     engine = _engine(store_url)
     try:
