@@ -454,7 +454,7 @@ class RunClient:
     def _check_intact(self, target: CheckpointRecord) -> None:
         """Refuse a day whose checkpoint file is missing, truncated or corrupted."""
         try:
-            ckpt.verify(ckpt.safe_path(self.store.root, target.path), target.sha256)
+            open_storage(root=self.store.root).verify(target.path, target.sha256)
         except CheckpointError as exc:
             raise CheckpointError(f"day {target.day} of run {target.run_id} cannot be used: "
                                   f"{exc}; choose another day") from None

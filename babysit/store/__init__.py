@@ -20,6 +20,7 @@ from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
 from babysit.store import fastpaths, history, series
 from babysit.store import schema as S
 from babysit.store.fastpaths import CommandProbe
+from babysit.store.feed import CommandFeed
 from babysit.store.outbox import (
     JSON_RUN_COLUMNS,
     CheckpointRow,
@@ -47,7 +48,8 @@ from babysit.store.records import (
 )
 
 __all__ = [
-    "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandOutcome", "CommandProbe",
+    "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandFeed", "CommandOutcome",
+    "CommandProbe",
     "CommandRecord", "DecisionRecord", "EventRow", "MetricRows", "Record", "Refused",
     "RunRecord", "RunUpdate", "Store", "StudyRecord", "Supersede",
 ]
@@ -65,6 +67,23 @@ DB_NAME = "babysit.db"
 def _pk(result: Any) -> int:
     """The id an INSERT created."""
     return int(result.inserted_primary_key[0])
+
+
+#: the PostgreSQL advisory lock held while a store's schema is created or migrated ("baby")
+_SCHEMA_LOCK = 0x62616279
+#: SQLSTATEs worth a retry: serialization failure, deadlock, lock not available, connection lost
+_RETRY_SQLSTATES = ("40001", "40P01", "55P03")
+
+
+def _retryable(exc: sa.exc.OperationalError) -> bool:
+    """Will the same transaction likely succeed if tried again? PostgreSQL says so with its
+    SQLSTATE (a deadlock victim, a serialization failure, a dropped connection); SQLite only
+    in its message (locked, busy)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    if code:
+        return code in _RETRY_SQLSTATES or code.startswith("08")
+    text = str(exc.orig)
+    return "locked" in text or "busy" in text
 
 
 class Store:
@@ -140,6 +159,12 @@ class Store:
                         f"understands ({S.SCHEMA_VERSION}); upgrade babysit to open it")
                 return
             with self._write_engine.begin() as conn:
+                if not self._sqlite:
+                    # Two processes opening a new store at once would both CREATE TABLE (and
+                    # one fail): the first takes this lock, the second then finds the tables.
+                    # SQLite's BEGIN IMMEDIATE serialises them already. Released at commit.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": _SCHEMA_LOCK})
                 inspector = sa.inspect(conn)
                 if not inspector.has_table("meta"):
                     if not create:
@@ -181,8 +206,7 @@ class Store:
                 with self._write_engine.begin() as conn:
                     return fn(conn)
             except sa.exc.OperationalError as exc:
-                locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
-                if not locked or attempt == attempts - 1:
+                if not _retryable(exc) or attempt == attempts - 1:
                     raise StoreError(f"store write failed: {exc.orig}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -388,6 +412,12 @@ class Store:
         query = sa.select(S.commands).where(
             c_.run_id == run_id, c_.status == "pending", c_.id > after_id).order_by(c_.id)
         return self.read(lambda c: [record(CommandRecord, r) for r in c.execute(query)])
+
+    def command_feed(self, run_id: int) -> CommandFeed:
+        """The trainer's poll: each pending command of the run once, whatever order their ids
+        commit in (PostgreSQL commits ids out of order; see store/feed.py)."""
+        return CommandFeed(self._read_engine, self._sqlite, run_id,
+                           lambda: self.pending_commands(run_id))
 
     def command_probe(self, run_id: int) -> CommandProbe:
         """A cheap check for the trainer's poll: is a command newer than some id pending?"""

@@ -31,7 +31,7 @@ Protocol (the loop thread on the left, the writer thread on the right):
   writer saves the queued metric rows to the unwritten file instead of holding them, so a dead
   store never stalls training for long nor fills memory; the count is reported at close.
 
-The writer also polls for commands (a cheap probe on a time budget) and appends them to
+The writer also polls for commands (a cheap feed on a time budget) and appends them to
 ``commands``, which the loop thread reads at step boundaries.
 """
 
@@ -55,6 +55,7 @@ import pandas as pd
 from babysit.errors import StoreError
 from babysit.store import (
     CheckpointRow,
+    CommandFeed,
     CommandRecord,
     EventRow,
     MetricRows,
@@ -128,7 +129,6 @@ class Outbox:
         self._throttle_reported_at = -math.inf
         self._unwritten_path: Path | None = None
         self._closing = False
-        self._seen_command = 0
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._held: deque[tuple[DayEnd, dict[str, float]]] = deque()
@@ -205,13 +205,13 @@ class Outbox:
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
-        probe = self.store.command_probe(self.run_id)
+        feed = self.store.command_feed(self.run_id)
         try:
             next_poll = next_flush = next_beat = time.monotonic()
             while True:
                 now = time.monotonic()
                 if now >= next_poll and not self._closing:
-                    self._poll(probe)
+                    self._poll(feed)
                     next_poll = now + self.poll_s
                 if now >= next_beat:
                     self.queue.append(Heartbeat(self.where()[0]))
@@ -238,24 +238,20 @@ class Outbox:
                 timeout = max(0.0, min(next_poll, next_beat) - time.monotonic())
                 self.wake.wait(0.05 if self._closing else timeout)
         finally:
-            probe.close()
+            feed.close()
 
     def _warn(self, message: str) -> None:
         if time.monotonic() - self._last_warning > 60:
             self._last_warning = time.monotonic()
             print(f"babysit: {message} (training goes on; will retry)", file=sys.stderr)
 
-    def _poll(self, probe: Callable[[int], bool]) -> None:
+    def _poll(self, feed: CommandFeed) -> None:
         try:
-            if not probe(self._seen_command):
-                return
-            commands = self.store.pending_commands(self.run_id, self._seen_command)
+            commands = feed.poll()      # each pending command once, whatever its id's order
         except StoreError as exc:      # a store hiccup never reaches the training loop
             self._warn(f"could not read commands: {exc}")
             return
-        for command in commands:
-            self._seen_command = max(self._seen_command, command.id)
-            self.commands.append(command)
+        self.commands.extend(commands)
 
     def _releasable(self) -> bool:
         return bool(self._held) and self._held[0][0].job.done.is_set()

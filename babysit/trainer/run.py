@@ -41,6 +41,7 @@ import torch
 from babysit import checkpoint as ckpt
 from babysit.day import DaySpec
 from babysit.errors import BabysitError, InvalidValue
+from babysit.storage import open_storage
 from babysit.store import CheckpointRow, RunUpdate, Store
 from babysit.trainer import commands, knobs, resume
 from babysit.trainer.guard import Guard
@@ -63,12 +64,13 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self._guard = guard or Guard()
         state = LoopState(run_id=self.id, store=store, folder=folder, hp=dict(record.hp),
+                          checkpoints=open_storage(root=store.root),
                           day_spec=self.day_spec, strict=record.strict,
                           reproducible=record.reproducible, branch=record.branch,
                           guard=self._guard)
         state.outbox = Outbox(store, self.id, state.where, folder, poll_s=poll_interval,
                               flush_s=flush_interval, heartbeat_s=heartbeat_interval)
-        state.saver = Saver(self.id, state.outbox.wake.set)
+        state.saver = Saver(self.id, state.outbox.wake.set, state.checkpoints, store.root)
         self._state = state
         self._log_row = state.outbox.queue.append      # the hot path of run.log
         self._queued = state.outbox.queue.__len__
@@ -113,7 +115,7 @@ class Run:
     # ------------------------------------------------------------------ lifecycle
     def _start(self, start_event: tuple[str, dict[str, Any]] | None) -> None:
         state = self._state
-        resume.clean_leftovers(state.store, self.id, state.folder, self._start_from)
+        resume.clean_leftovers(state.store, state.checkpoints, self.id, self._start_from)
         pid = os.getpid()
         try:
             pid_start = psutil.Process(pid).create_time()
