@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babysit import checkpoint as ckpt
 from babysit import monitor
 from babysit.errors import (
     CheckpointError,
@@ -48,6 +47,7 @@ from babysit.launcher import (
     resolve_executable,
     terminate,
 )
+from babysit.storage import open_storage
 from babysit.store import (
     LIVE,
     STATUSES,
