@@ -76,6 +76,11 @@ def _checkpoints(root: str, url: str | None, run_id: int) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=1, show_spinner=False)
+def _effective(root: str, url: str | None, run_id: int) -> dict:
+    return dict(_client(root, url).store.get_run(run_id).effective or {})
+
+
+@st.cache_data(ttl=1, show_spinner=False)
 def _latest_loss(root: str, url: str | None, run_id: int) -> float | None:
     return _client(root, url).store.latest_metric(run_id, "loss")
 
@@ -104,11 +109,16 @@ def checkpoints(run_id: int) -> pd.DataFrame:
     return _checkpoints(*store_location(), int(run_id))
 
 
+def effective(run_id: int) -> dict:
+    """What the trainer reports its optimizer uses now: {"lr", "momentum", "step", ...}."""
+    return _effective(*store_location(), int(run_id))
+
+
 def latest_loss(run_id: int) -> float | None:
     return _latest_loss(*store_location(), int(run_id))
 
 
 def refresh() -> None:
     """Forget cached query results: called after an action, so its effect shows at once."""
-    for fn in (_runs, _metrics, _events, _checkpoints, _latest_loss):
+    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _latest_loss):
         fn.clear()

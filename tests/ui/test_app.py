@@ -151,7 +151,7 @@ def commands(trainers) -> int:
 
 @pytest.mark.slow
 def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
-    proc, run_id = trainers.start("--pace", "0.01")
+    proc, run_id = trainers.start("--pace", "0.01", "--day", "20 steps")
     monkeypatch.setenv("BABYSIT_ROOT", str(trainers.root))
     at = AppTest.from_string(page_script("run"), default_timeout=30)
     at.query_params["run"] = str(run_id)
@@ -186,6 +186,31 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
     at.button(key="run_resume").click().run()
     assert not at.error, texts(at, "error")
     wait_for(lambda: trainers.client.run(run_id).status == "running", 15, "resume")
+    # a rollback unticks its confirmation: the next one needs a new tick
+    wait_for(lambda: len(trainers.client.checkpoints(run_id)) >= 2, 60, "two days")
+    at.run()
+    assert "1" in at.selectbox(key="rollback_day").options
+    at.selectbox(key="rollback_day").select(1)
+    at.checkbox(key="rollback_confirm").check()
+    at.button(key="run_rollback").click().run()
+    assert not at.error, texts(at, "error")
+    assert "rollback" in trainers.client.events(run_id).kind.tolist()
+    assert at.checkbox(key="rollback_confirm").value is False
+
     at.button(key="run_stop").click().run()
     assert not at.error, texts(at, "error")
     wait_for(lambda: trainers.client.run(run_id).status == "stopped", 15, "stop")
+
+
+def test_run_header_shows_effective_values_and_days(store_with_runs):
+    client = babysit.Client(store_with_runs)
+    # what the trainer reports its optimizer uses, not the configured value
+    client.store.update_run(1, effective={"step": 299, "lr": 0.025, "momentum": 0.9})
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    no_exceptions(at)
+    header = {m.label: m.value.replace("\\", "") for m in at.metric}   # markdown-escaped
+    assert header["lr"] == "0.025 · schedule ×0.25 of 0.1"
+    assert header["day"] == "3 saved"           # finished: 300 steps of 100-step days
+    assert "now 0.025 · schedule ×0.25 of 0.1" in texts(at, "markdown").replace("\\", "")

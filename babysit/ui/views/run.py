@@ -8,8 +8,10 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from babysit.errors import BabysitError
+from babysit.hparams import describe_lr
 from babysit.store import LIVE
 from babysit.ui import actions, auth, state
 from babysit.ui.figures import run_figure
@@ -17,6 +19,7 @@ from babysit.ui.text import md
 from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
+_ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
 _FIXED_KEYS = ("lr", "momentum")   # have their own buttons; the rest get an exact entry each
 
 
@@ -30,28 +33,80 @@ def _run_row(runs: pd.DataFrame, run_id: int) -> dict[str, Any]:
     return runs[runs["id"] == run_id].iloc[0].to_dict()
 
 
+def _now(row: dict[str, Any], run_id: int) -> dict[str, Any]:
+    """What the trainer reports its optimizer uses (``effective``), else the configured hp."""
+    effective = row.get("effective")
+    if not isinstance(effective, dict):
+        try:
+            effective = state.effective(run_id)
+        except BabysitError:
+            effective = {}
+    return effective or {}
+
+
+def _lr_text(row: dict[str, Any], now: dict[str, Any]) -> str:
+    """"lr 0.0125 · schedule ×0.25 of 0.05": the live lr beside the configured one."""
+    hp = row.get("hp") or {}
+    return describe_lr(now.get("lr"), hp.get("lr")).removeprefix("lr").strip() or "–"
+
+
+def _momentum_now(row: dict[str, Any], now: dict[str, Any]) -> Any:
+    return now.get("momentum", (row.get("hp") or {}).get("momentum"))
+
+
 @st.fragment(run_every=state.REFRESH_S)
-def live_view(run_id: int) -> None:
-    """Status line, curves and audit log; redraws every couple of seconds on its own."""
+def live_header(run_id: int) -> None:
+    """Status, day, step, effective lr / momentum and heartbeat; refreshes on its own."""
     try:
         row = _run_row(state.runs(), run_id)
+    except (BabysitError, IndexError) as exc:
+        st.error(f"Cannot read run {run_id}: {md(exc)}")
+        return
+    now = _now(row, run_id)
+    age = row.get("heartbeat_age")
+    cols = st.columns([1.3, 0.9, 0.8, 2.2, 0.9, 1])
+    cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
+    cols[1].metric("day", md(day_text(row.get("day"), str(row.get("status")))),
+                   help=md(days_saved(row.get("day"))))
+    cols[2].metric("step", row.get("step"))
+    cols[3].metric("lr", md(_lr_text(row, now)))
+    cols[4].metric("momentum", md(_fmt(_momentum_now(row, now))))
+    cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
+    if row.get("status") in ("crashed", "diverged") and row.get("error"):
+        st.error(f"Run {run_id} {md(row['status'])}: {md(row['error'])}")
+
+
+def day_text(day: Any, status: str) -> str:
+    """The header's day: "3 in progress" while the run trains (day = days saved), else "2 saved".
+
+    >>> day_text(2, "running"), day_text(2, "finished")
+    ('3 in progress', '2 saved')
+    """
+    try:
+        n = int(day)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{n + 1} in progress" if status in LIVE else f"{n} saved"
+
+
+def days_saved(day: Any) -> str:
+    try:
+        n = int(day)
+    except (TypeError, ValueError):
+        return "no day saved yet"
+    return f"{n} day{'s' if n != 1 else ''} saved"
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def live_view(run_id: int) -> None:
+    """Curves and audit log; redraws every couple of seconds on its own."""
+    try:
         metrics = state.metrics(run_id)
         events = state.events(run_id)
         checkpoints = state.checkpoints(run_id)
     except BabysitError as exc:
         st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
-    hp = row.get("hp") or {}
-    age = row.get("heartbeat_age")
-    cols = st.columns([1.6, 0.8, 1, 1, 1, 1.1])
-    cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
-    cols[1].metric("day", row.get("day"))
-    cols[2].metric("step", row.get("step"))
-    cols[3].metric("lr", md(_fmt(hp.get("lr"))))
-    cols[4].metric("momentum", md(_fmt(hp.get("momentum"))))
-    cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
-    if row.get("status") in ("crashed", "diverged") and row.get("error"):
-        st.error(f"Run {run_id} {md(row['status'])}: {md(row['error'])}")
     figure = run_figure(metrics, events, checkpoints,
                         x=st.session_state.get("run_x", "step"),
                         log_y=bool(st.session_state.get("run_log_y", False)),
@@ -76,18 +131,23 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
         where.error(md(exc))
         return None
     state.refresh()
-    # rerun so every "now" value on the page shows the change; the message survives the rerun
+    # rerun the controls fragment only: its "now" values and day lists show the change at once,
+    # the chart and the header refresh on their own; the message survives the rerun
     st.session_state[_FLASH] = message
-    st.rerun()
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:      # a click that came with a full run (AppTest does that)
+        st.rerun()
     return message
 
 
 def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback: Any) -> None:
     hp = row.get("hp") or {}
+    now = _now(row, run_id)
     off = not enabled
     c1, c2, c3 = st.columns(3)
     with c1:
-        st.markdown(f"**Learning rate** · now {md(_fmt(hp.get('lr')))}")
+        st.markdown(f"**Learning rate** · now {md(_lr_text(row, now))}")
         b1, b2 = st.columns(2)
         if b1.button("lr ×0.5", key="lr_half", disabled=off, width="stretch"):
             _act(feedback, "halving lr", lambda: actions.lr_times(client, run_id, 0.5))
@@ -97,7 +157,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         if st.button("Set lr", key="lr_set", disabled=off):
             _act(feedback, "setting lr", lambda: actions.set_value(client, run_id, "lr", text))
     with c2:
-        st.markdown(f"**Momentum** · now {md(_fmt(hp.get('momentum')))}")
+        st.markdown(f"**Momentum** · now {md(_fmt(_momentum_now(row, now)))}")
         b1, b2 = st.columns(2)
         if b1.button("More momentum", key="momentum_more", disabled=off, width="stretch",
                      help="halves 1-β: 0.9 → 0.95"):
@@ -170,11 +230,16 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
         day = st.selectbox("day to roll back to", days, index=len(days) - 1, key="rollback_day")
         over = st.text_input("overrides (key=value …)", key="rollback_overrides",
                              placeholder="lr=0.05", disabled=not enabled)
+        if st.session_state.pop(_ROLLED_BACK, False):
+            st.session_state["rollback_confirm"] = False     # one tick, one rollback
         sure = st.checkbox("Yes, roll back (later days stay in the store, superseded)",
                            key="rollback_confirm", disabled=not enabled)
         if st.button("Roll back", key="run_rollback", disabled=not enabled or not live):
-            _act(feedback, "rolling back", lambda: actions.rollback(
-                client, run_id, day, confirmed=sure, overrides=over))
+            def do_rollback() -> str:
+                message = actions.rollback(client, run_id, day, confirmed=sure, overrides=over)
+                st.session_state[_ROLLED_BACK] = True
+                return message
+            _act(feedback, "rolling back", do_rollback)
     with c2:
         st.markdown("**Fork** a new run from a day")
         fday = st.selectbox("day to fork from", days, index=len(days) - 1, key="fork_day")
@@ -220,8 +285,23 @@ def render() -> None:
     v2.toggle("log y", key="run_log_y")
     v3.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
 
-    chart = st.container()
+    live_header(run_id)
+    live_view(run_id)
     st.divider()
+    controls(run_id)
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def controls(run_id: int) -> None:
+    """The knobs, the Days table and the rollback / fork day lists, refreshed on their own.
+
+    A click reruns this fragment only: the chart above keeps drawing, the page does not move.
+    """
+    try:
+        row = _run_row(state.runs(), run_id)
+    except (BabysitError, IndexError) as exc:
+        st.error(f"Cannot read run {run_id}: {md(exc)}")
+        return
     allowed, why = control_access()
     if not allowed:
         st.info(why)
@@ -241,6 +321,3 @@ def render() -> None:
     steerable = allowed and row.get("status") in LIVE
     _knobs(client, run_id, row, steerable, feedback)
     _days(client, run_id, row, allowed, feedback)
-    with chart:
-        live_view(run_id)
-

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from babysit.errors import BabysitError
 from babysit.store import STATUSES
 from babysit.ui import actions, state
+from babysit.ui.text import md
 from babysit.ui.views import compare_runs, load_runs, open_run
 
 
@@ -18,10 +20,21 @@ def render() -> None:
     projects = sorted({p for p in df["project"] if p})
     chosen_projects = c1.multiselect("Project", projects, key="runs_projects")
     chosen_status = c2.multiselect("Status", list(STATUSES), key="runs_status")
-    if chosen_projects:
-        df = df[df["project"].isin(chosen_projects)]
-    if chosen_status:
-        df = df[df["status"].isin(chosen_status)]
+    live_table(list(chosen_projects), list(chosen_status))
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def live_table(projects: list[str], statuses: list[str]) -> None:
+    """The runs table and its buttons; step, status and heartbeat refresh on their own."""
+    try:
+        df = state.runs()
+    except BabysitError as exc:
+        st.error(f"Cannot read the runs: {md(exc)}")
+        return
+    if projects:
+        df = df[df["project"].isin(projects)]
+    if statuses:
+        df = df[df["status"].isin(statuses)]
     df = df.sort_values("id", ascending=False)
     ids = [int(i) for i in df["id"]]
     latest = {i: state.latest_loss(i) for i in ids}
