@@ -73,21 +73,33 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         assert c.run(run_id).step > step_before
         page.screenshot(path=str(ARTIFACTS / "e2e-2-after-nudge.png"), full_page=True)
 
-        # roll back to day 1 via the UI
-        wait_for(lambda: len(c.checkpoints(run_id)) >= 3, 60, "day 2")
-        page.reload()
-        expect(page.get_by_role("button", name="Roll back")).to_be_visible(timeout=60_000)
-        page.get_by_role("combobox", name="day to roll back to").click()
-        page.keyboard.type("1")         # filters the days; the first match is day 1
-        page.keyboard.press("Enter")
+        # the Days list is live: a day saved after the page was drawn can be chosen, no reload
+        days_drawn = int(c.checkpoints(run_id).day.max())
+        wait_for(lambda: int(c.checkpoints(run_id).day.max()) > days_drawn, 60, "a new day")
+        new_day = int(c.checkpoints(run_id).day.max())
+        assert new_day > days_drawn
+        days = page.get_by_role("combobox", name="day to roll back to")
+
+        def offered() -> bool:
+            days.click()
+            page.keyboard.type(str(new_day))      # filters the (virtualised) list of days
+            found = page.get_by_role("option", name=str(new_day), exact=True).count() > 0
+            if not found:
+                page.keyboard.press("Escape")
+            return found
+        wait_for(offered, 30, f"day {new_day} in the rollback list without a reload")
+        page.get_by_role("option", name=str(new_day), exact=True).click()
         page.get_by_text("Yes, roll back").click()
         page.get_by_role("button", name="Roll back").click()
         wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the UI rollback")
         rollback = c.events(run_id).query("kind == 'rollback'").iloc[-1]
-        assert rollback.detail["to_day"] == 1 and rollback.source == "ui"
-        trainers.wait_step(run_id, 25)
+        assert rollback.detail["to_day"] == new_day and rollback.source == "ui"
+        # the confirmation unticks after its action: a second rollback needs a new tick
+        expect(page.get_by_role("checkbox", name="Yes, roll back")).not_to_be_checked(
+            timeout=30_000)
+        trainers.wait_step(run_id, 20 * new_day + 5)
         live = c.metrics(run_id, ["loss"])
-        assert live.step.is_unique and (live.step >= 20).any()
+        assert live.step.is_unique and (live.step > 20 * new_day).any()
         page.screenshot(path=str(ARTIFACTS / "e2e-3-after-rollback.png"), full_page=True)
 
         # fork via the UI
