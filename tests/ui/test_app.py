@@ -214,3 +214,30 @@ def test_run_header_shows_effective_values_and_days(store_with_runs):
     assert header["lr"] == "0.025 · schedule ×0.25 of 0.1"
     assert header["day"] == "3 saved"           # finished: 300 steps of 100-step days
     assert "now 0.025 · schedule ×0.25 of 0.1" in texts(at, "markdown").replace("\\", "")
+
+
+def test_run_page_panels_picker_log_and_memory(store_with_runs):
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    no_exceptions(at)
+    picker = at.multiselect(key="run_panels")
+    assert picker.options == ["loss", "val_loss"]
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert '"loss"' in figure and '"val_loss"' in figure
+    picker.set_value(["val_loss"]).run()
+    no_exceptions(at)
+    from babysit.ui import prefs
+    assert prefs.load_panels(store_with_runs, "t") == ["val_loss"]
+    at.multiselect(key="run_log_panels").set_value(["val_loss"]).run()
+    at.toggle(key="run_superseded").set_value(True).run()
+    no_exceptions(at)
+    import json
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [a["text"] for a in spec["layout"]["annotations"]][0] == "val_loss"
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    # a fresh session of the same project starts from the remembered choice
+    again = AppTest.from_string(page_script("run"), default_timeout=30)
+    again.query_params["run"] = "2"
+    again.run()
+    assert again.multiselect(key="run_panels").value == ["val_loss"]

@@ -13,14 +13,15 @@ from streamlit.errors import StreamlitAPIException
 from babysit.errors import BabysitError
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
-from babysit.ui import actions, auth, state
-from babysit.ui.figures import run_figure
+from babysit.ui import actions, auth, prefs, state
+from babysit.ui.panels import group_panels, panels_figure
 from babysit.ui.text import md
 from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
 _ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
-_FIXED_KEYS = ("lr", "momentum")   # have their own buttons; the rest get an exact entry each
+_FIXED_KEYS = ("lr", "momentum")
+_PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
 
 
 def _fmt(value: Any) -> str:
@@ -107,10 +108,12 @@ def live_view(run_id: int) -> None:
     except BabysitError as exc:
         st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
-    figure = run_figure(metrics, events, checkpoints,
-                        x=st.session_state.get("run_x", "step"),
-                        log_y=bool(st.session_state.get("run_log_y", False)),
-                        smoothing=float(st.session_state.get("run_smoothing", 0.0)))
+    panels = st.session_state.get(_PANELS) or None
+    figure = panels_figure(metrics, events, checkpoints, panels=panels,
+                           log_y=set(st.session_state.get("run_log_panels") or ()),
+                           x=st.session_state.get("run_x", "step"),
+                           show_superseded=bool(st.session_state.get("run_superseded", False)),
+                           smoothing=float(st.session_state.get("run_smoothing", 0.0)))
     st.plotly_chart(figure, key="run_figure", width="stretch")
     with st.expander(f"Events ({len(events)})", expanded=False):
         st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
@@ -257,6 +260,35 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
             open_run(child)
 
 
+def _view_controls(run_id: int, project: str) -> None:
+    """x axis, smoothing, rolled-back branches, and the panel picker remembered per project."""
+    v1, v2, v3 = st.columns([2, 2, 1.4])
+    v1.radio("x axis", ["step", "day", "time"], key="run_x", horizontal=True)
+    v2.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
+    v3.toggle("show rolled-back branches", key="run_superseded",
+              help="after a rollback the x range fits the live branch; this brings back the "
+                   "abandoned one")
+    try:
+        present = [str(n) for n in state.metrics(run_id)["name"].unique()
+                   if not str(n).startswith("hp/")]
+    except BabysitError:
+        present = []
+    names = [n for _, group in group_panels(n for n in present if not n.startswith("sys/"))
+             for n in group] + sorted(n for n in present if n.startswith("sys/"))
+    root = state.store_location()[0]
+    if st.session_state.get("run_panels_project") != project:
+        saved = prefs.load_panels(root, project) or []
+        st.session_state[_PANELS] = [n for n in saved if n in names]
+        st.session_state["run_panels_project"] = project
+    st.session_state[_PANELS] = [n for n in st.session_state.get(_PANELS) or [] if n in names]
+    p1, p2 = st.columns([3, 2])
+    chosen = p1.multiselect("panels (in this order; empty = all)", names, key=_PANELS,
+                            help="remembered for this project")
+    p2.multiselect("log y", names, key="run_log_panels")
+    if list(chosen) != (prefs.load_panels(root, project) or []):
+        prefs.save_panels(root, project, list(chosen))
+
+
 def render() -> None:
     runs = load_runs()
     if runs is None:
@@ -280,10 +312,7 @@ def render() -> None:
     if row.get("parent_id") is not None and not pd.isna(row.get("parent_id")):
         st.caption(f"forked from run #{int(row['parent_id'])} at day {int(row['parent_day'])}")
 
-    v1, v2, v3 = st.columns([2, 1, 2])
-    v1.radio("x axis", ["step", "day", "time"], key="run_x", horizontal=True)
-    v2.toggle("log y", key="run_log_y")
-    v3.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
+    _view_controls(run_id, str(row.get("project") or ""))
 
     live_header(run_id)
     live_view(run_id)
