@@ -241,3 +241,17 @@ def test_run_page_panels_picker_log_and_memory(store_with_runs):
     again.query_params["run"] = "2"
     again.run()
     assert again.multiselect(key="run_panels").value == ["val_loss"]
+
+
+def test_run_page_console_tail(store_with_runs):
+    from babysit.ui import console
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    assert "No console output saved" in texts(at, "caption")
+    path = console.log_path(store_with_runs, 1)
+    path.write_text("".join(f"line {i}\n" for i in range(500)) + "Traceback: boom\n")
+    at.run()
+    no_exceptions(at)
+    shown = at.code[0].value
+    assert shown.endswith("Traceback: boom") and "line 499" in shown and "line 100\n" not in shown

@@ -13,7 +13,7 @@ from streamlit.errors import StreamlitAPIException
 from babysit.errors import BabysitError
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
-from babysit.ui import actions, auth, prefs, state
+from babysit.ui import actions, auth, console, prefs, state
 from babysit.ui.panels import group_panels, panels_figure
 from babysit.ui.text import md
 from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
@@ -21,6 +21,7 @@ from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, sele
 _FLASH = "run_flash"              # session_state key: the last action's success line
 _ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
 _FIXED_KEYS = ("lr", "momentum")
+_CONSOLE_LINES = 200
 _PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
 
 
@@ -118,6 +119,18 @@ def live_view(run_id: int) -> None:
     with st.expander(f"Events ({len(events)})", expanded=False):
         st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
                      key="run_events")
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def live_console(run_id: int) -> None:
+    """The tail of the run's console output (its process log), live."""
+    text = console.tail(state.store_location()[0], run_id, lines=int(_CONSOLE_LINES))
+    with st.expander("Console output", expanded=bool(text)):
+        if text is None:
+            st.caption("No console output saved for this run: runs started with "
+                       "`babysit run`, restarts and forks save it in runs/<id>/process.log.")
+        else:
+            st.code(text or "(nothing printed yet)", language=None, height=260)
 
 
 def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
@@ -316,6 +329,7 @@ def render() -> None:
 
     live_header(run_id)
     live_view(run_id)
+    live_console(run_id)
     st.divider()
     controls(run_id)
 
