@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -86,3 +87,86 @@ def compare_figure(
     })
 
 
+
+
+def compare_panels_figure(
+    metrics_by_run: Mapping[Any, pd.DataFrame],
+    names: Sequence[str],
+    runs: pd.DataFrame | None = None,
+    *,
+    align: str = "step",
+    log_y: Collection[str] = (),
+    smoothing: float = 0.0,
+    max_points: int | None = 1500,
+) -> go.Figure:
+    """Several metrics of several runs: one panel per metric, one colour per run, shared x.
+
+    ``align`` is "step" or "fork" (steps since the run's first step: a fork's curve starts at
+    0 beside its parent's). The legend names each run ("#3 baseline"); the hover carries its
+    full hyperparameters.
+
+    >>> df = pd.DataFrame({"step": [0, 1, 0, 1], "name": ["loss"] * 2 + ["val_acc"] * 2,
+    ...                    "value": [2.0, 1.0, 0.5, 0.6], "superseded": False})
+    >>> runs = pd.DataFrame({"id": [3], "name": ["base"], "status": ["running"], "hp": [{"lr": 0.05}]})
+    >>> fig = compare_panels_figure({3: df}, ["loss", "val_acc"], runs)
+    >>> [t.name for t in fig.data], [a.text for a in fig.layout.annotations]
+    (['#3 base', '#3 base'], ['loss', 'val_acc'])
+    """
+    if align not in ("step", "fork"):
+        raise ValueError(f"align must be 'step' or 'fork', got {align!r}")
+    weight = _check_smoothing(smoothing)
+    by_id = _runs_by_id(runs)
+    names = list(dict.fromkeys(names))
+    if not names:
+        return empty_figure("Pick a metric")
+    axis = _XMapper("step", [], [])
+    rows = len(names)
+    height, gap = 1.0 / rows, (0.3 / rows if rows > 1 else 0.0)
+    layout: dict[str, Any] = {
+        "height": 60 + 220 * rows, "hovermode": "closest", "uirevision": "compare",
+        "margin": {"l": 70, "r": 20, "t": 30, "b": 40}, "annotations": [],
+        "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.0},
+        "xaxis": {"anchor": f"y{rows}" if rows > 1 else "y",
+                  "title": {"text": "steps since the fork point" if align == "fork" else "step"}},
+    }
+    traces: list[go.Scatter] = []
+    for i, metric in enumerate(names):
+        yname = "y" if i == 0 else f"y{i + 1}"
+        top = 1.0 - i * height
+        domain = [max(0.0, top - height + gap / 2), top - gap / 2]
+        layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = {
+            "domain": domain, "anchor": "x", "type": "log" if metric in log_y else "linear"}
+        layout["annotations"].append({
+            "text": plot(metric), "x": 0.0, "xref": "paper", "y": domain[1], "yref": "paper",
+            "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+            "font": {"size": 12, "color": "#444444"}})
+        for j, (key, df) in enumerate(metrics_by_run.items()):
+            table = _MetricTable.of(df)
+            if table is None or metric not in table.groups:
+                continue
+            live_all = ~table.superseded
+            pos = table.groups[metric]
+            sel = table.sorted(pos[live_all[pos]])
+            if not len(sel):
+                continue
+            run_id = _as_run_id(key)
+            run = by_id.get(run_id) if run_id is not None else None
+            name = plot(f"#{run_id} {run.get('name') or ''}".strip()) if run is not None \
+                else plot(key)
+            hp = plot(run_label(run, max_hps=50).partition(" ")[2]) if run is not None else ""
+            steps, values, times = table.columns(sel)
+            if align == "fork":
+                start = float(np.nanmin(table.step[live_all])) if live_all.any() else 0.0
+                steps = steps - start
+            if weight > 0:
+                values = smooth(values, weight)
+            xs, ys = _points(steps, values, times, axis, max_points)
+            color = _RUN_COLORS[j % len(_RUN_COLORS)]
+            traces.append(go.Scatter(
+                x=xs, y=ys, xaxis="x", yaxis=yname, name=name, legendgroup=name,
+                showlegend=i == 0, mode="lines", line={"color": color, "width": 1.6},
+                hovertemplate=f"{name}<br>{hp}<br>{plot(metric)} %{{y:.4g}}<br>step %{{x}}"
+                              "<extra></extra>"))
+    if not traces:
+        return empty_figure("No such metrics yet")
+    return go.Figure(data=traces, layout=layout)

@@ -111,3 +111,61 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         page.screenshot(path=str(ARTIFACTS / "e2e-4-after-fork.png"), full_page=True)
         browser.close()
     c.stop(child)
+
+
+DOCS = REPO / "docs"
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_panels_console_and_pages(trainers, server):
+    """One panel per metric, the console tail of a launched run, and the README screenshots."""
+    from playwright.sync_api import expect, sync_playwright
+
+    c = trainers.client
+    script = str(REPO / "tests" / "e2e" / "metrics_trainer.py")
+    ids = [c.launch([sys.executable, script, "--lr", str(lr)], cwd=str(trainers.root.parent))
+           for lr in (0.05, 0.2)]
+    for run_id in ids:
+        wait_for(lambda r=run_id: len(c.metrics(r, ["val_acc"])) >= 3, 90, "val_acc rows")
+    run_id = ids[0]
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")
+        chart = page.locator(".js-plotly-plot").first
+        expect(chart).to_be_visible(timeout=60_000)
+        for name in ("loss", "val_loss", "val_acc", "lr", "1 − momentum"):
+            expect(chart.locator(".annotation-text", has_text=name).first).to_be_visible(
+                timeout=30_000)
+        # one y axis per metric panel (+ lr, momentum), not one shared axis
+        assert chart.locator(".yaxislayer-above .ytick").count() > 0
+        axes = page.evaluate("() => Object.keys(document.querySelector('.js-plotly-plot')"
+                             ".layout).filter(k => k.startsWith('yaxis')).length")
+        assert axes >= 6          # 5 panels + the overlay of days and events
+        # the console tail shows what the trainer printed, and keeps up
+        expect(page.get_by_text(f"metrics trainer: started run {run_id}")).to_be_visible(
+            timeout=30_000)
+        step_line = page.get_by_text("metrics trainer: step").last
+        expect(step_line).to_be_visible(timeout=30_000)
+        DOCS.mkdir(exist_ok=True)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(DOCS / "run.png"), full_page=False)
+
+        page.goto(f"{server}/runs?token={TOKEN}")
+        expect(page.get_by_role("button", name="Open run")).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(DOCS / "runs.png"), full_page=False)
+
+        page.goto(f"{server}/compare?token={TOKEN}")
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(DOCS / "compare.png"), full_page=False)
+        browser.close()
+    for run_id in ids:
+        c.stop(run_id)

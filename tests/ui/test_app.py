@@ -255,3 +255,22 @@ def test_run_page_console_tail(store_with_runs):
     no_exceptions(at)
     shown = at.code[0].value
     assert shown.endswith("Traceback: boom") and "line 499" in shown and "line 100\n" not in shown
+
+
+def test_compare_page_several_metrics_aligned_by_fork(store_with_runs):
+    import json
+    at = render("compare")
+    no_exceptions(at)
+    assert at.multiselect(key="compare_metrics").value == ["loss", "val_loss"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["loss", "val_loss"]
+    legend = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+    assert len(legend) == 2 and all(n.startswith(("#1", "#2")) for n in legend)
+    assert any("lr=0.1" in t["hovertemplate"] and "m=0.9" in t["hovertemplate"]
+               for t in spec["data"])
+    at.radio(key="compare_align").set_value("fork").run()
+    at.multiselect(key="compare_log_panels").set_value(["loss"]).run()
+    no_exceptions(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "steps since the fork point"
+    assert spec["layout"]["yaxis"]["type"] == "log"
