@@ -334,8 +334,9 @@ def _hp_axis_type(values: list[np.ndarray], *, lr: bool) -> str:
     return "log" if lr or v.max() / v.min() >= 100 else "linear"
 
 
-def _event_traces(events: pd.DataFrame | None, axis: _XMapper) -> list[go.Scatter]:
-    """One marker trace per event kind, along the bottom of the top row."""
+def _event_traces(events: pd.DataFrame | None, axis: _XMapper, yaxis: str = "y4") -> list[go.Scatter]:
+    """One marker trace per event kind, along the bottom of the top row (``yaxis``: its
+    invisible [0, 1] overlay)."""
     if events is None or len(events) == 0 or "kind" not in events.columns:
         return []
     n = len(events)
@@ -367,7 +368,7 @@ def _event_traces(events: pd.DataFrame | None, axis: _XMapper) -> list[go.Scatte
             text = f"{line}<br>{', '.join(where)}" if where else line
             texts.append(f"(rolled back) {text}" if superseded[j] else text)
         traces.append(go.Scatter(
-            x=xs_all[idx], y=np.full(len(idx), 0.03 + 0.04 * (i % 4)), yaxis="y4", xaxis="x",
+            x=xs_all[idx], y=np.full(len(idx), 0.03 + 0.04 * (i % 4)), yaxis=yaxis, xaxis="x",
             mode="markers", name=plot(kind), legendgroup=f"event:{kind}",
             marker={
                 "symbol": symbol, "color": color, "size": 11,

@@ -285,3 +285,22 @@ def _bools(df: pd.DataFrame, column: str, n: int) -> np.ndarray:
         return col.to_numpy()
     return col.eq(True).fillna(False).to_numpy(dtype=bool)
 
+
+
+def metrics_csv(df: pd.DataFrame | None, names: Sequence[str] | None = None, *,
+                superseded: bool = False) -> bytes:
+    """The metric rows shown (``names``, live branch unless ``superseded``) as CSV bytes.
+
+    >>> df = pd.DataFrame({"step": [0, 1], "name": "loss", "value": [2.0, 1.0]})
+    >>> metrics_csv(df).decode().splitlines()
+    ['step,name,value', '0,loss,2.0', '1,loss,1.0']
+    """
+    if df is None or len(df) == 0:
+        return b"step,name,value\n"
+    if names:
+        df = df[df["name"].isin(list(names))]
+    if not superseded and "superseded" in df.columns:
+        df = df[~df["superseded"].eq(True)]
+    columns = [c for c in ("step", "day", "time", "name", "value", "branch", "superseded")
+               if c in df.columns]
+    return df[columns].sort_values(["name", "step"], kind="stable").to_csv(index=False).encode()

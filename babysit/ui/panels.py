@@ -172,16 +172,18 @@ def panels_figure(
             "xanchor": "left", "yanchor": "bottom", "showarrow": False,
             "font": {"size": 12, "color": "#444444"},
         })
-    over = rows + 1                      # a [0, 1] axis over every row: days, events, nan marks
-    layout[f"yaxis{over}"] = {"domain": [0.0, 1.0], "range": [0, 1], "visible": False,
-                              "fixedrange": True, "anchor": "x"}
+    # events, nan/inf marks and day labels on a [0, 1] axis over the top panel; an axis over
+    # every row would be a subplot of its own whose background hides the curves
+    over = rows + 1
+    layout[f"yaxis{over}"] = {"overlaying": "y", "range": [0, 1], "visible": False,
+                              "fixedrange": True}
     oy = f"y{over}"
     if marks.x:
         traces.append(marks.trace(top=0.995, yaxis=oy))
-    for t in _event_traces(events, axis):
-        t.update(yaxis=oy, y=[0.004] * len(t.x))
-        traces.append(t)
-    traces += _day_lines(axis, oy)
+    traces += _event_traces(events, axis, yaxis=oy)
+    lines, labels = _day_lines(axis, oy)
+    traces += labels
+    layout["shapes"] = lines
     layout["xaxis"] = {"anchor": f"y{rows}" if rows > 1 else "y", "title": {"text": axis.title},
                        **({"type": "date"} if x == "time" else {})}
     return go.Figure(data=traces, layout=layout)
@@ -253,23 +255,19 @@ def _nudges(events: pd.DataFrame | None, key: str, axis: _XMapper
     return xs, ys, text
 
 
-def _day_lines(axis: _XMapper, yaxis: str) -> list[go.Scatter]:
-    """Day lines across every panel and labels along the top, both thinned out."""
+def _day_lines(axis: _XMapper, yaxis: str) -> tuple[list[dict[str, Any]], list[go.Scatter]]:
+    """Day lines across every panel (shapes, at most ``_MAX_DAY_LINES``) and their labels
+    along the top (at most ``_MAX_DAY_LABELS``): thinned so 70 days never read as a hatch."""
     days = axis.day_ends
     if not days:
-        return []
-    line_x: list[Any] = []
-    line_y: list[float | None] = []
-    for _, xpos in thin_days(days, _MAX_DAY_LINES):
-        line_x += [xpos, xpos, None]
-        line_y += [0.0, 1.0, None]
+        return [], []
+    line = {"color": _DAY_LINE_COLOR, "width": 1, "dash": "dot"}
+    shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": xpos, "x1": xpos,
+               "y0": 0, "y1": 1, "line": line, "layer": "below"}
+              for _, xpos in thin_days(days, _MAX_DAY_LINES)]
     labelled = thin_days(days, _MAX_DAY_LABELS)
-    return [
-        go.Scatter(x=line_x, y=line_y, xaxis="x", yaxis=yaxis, mode="lines", name="days",
-                   legendgroup="days", hoverinfo="skip",
-                   line={"color": _DAY_LINE_COLOR, "width": 1, "dash": "dot"}),
-        go.Scatter(x=[p for _, p in labelled], y=[1.0] * len(labelled), xaxis="x", yaxis=yaxis,
-                   mode="text", text=[f"day {d}" for d, _ in labelled], textposition="top left",
-                   textfont={"size": 10, "color": "#888888"}, cliponaxis=False,
-                   legendgroup="days", showlegend=False, hoverinfo="skip"),
-    ]
+    return shapes, [go.Scatter(
+        x=[p for _, p in labelled], y=[1.0] * len(labelled), xaxis="x", yaxis=yaxis,
+        mode="text", text=[f"day {d}" for d, _ in labelled], textposition="top left",
+        textfont={"size": 10, "color": "#888888"}, cliponaxis=False, name="days",
+        hoverinfo="skip")]

@@ -154,17 +154,20 @@ def test_panels_console_and_pages(trainers, server):
         step_line = page.get_by_text("metrics trainer: step").last
         expect(step_line).to_be_visible(timeout=30_000)
         DOCS.mkdir(exist_ok=True)
-        page.wait_for_timeout(1500)
+        page.set_viewport_size({"width": 1400, "height": 1900})
+        page.wait_for_timeout(2500)
         page.screenshot(path=str(DOCS / "run.png"), full_page=False)
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
-        page.goto(f"{server}/runs?token={TOKEN}")
+        page.goto(f"{server}/?token={TOKEN}")               # Runs is the default page
         expect(page.get_by_role("button", name="Open run")).to_be_visible(timeout=60_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(DOCS / "runs.png"), full_page=False)
 
         page.goto(f"{server}/compare?token={TOKEN}")
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
-        page.wait_for_timeout(1500)
+        page.set_viewport_size({"width": 1400, "height": 1300})
+        page.wait_for_timeout(2500)
         page.screenshot(path=str(DOCS / "compare.png"), full_page=False)
         browser.close()
     for run_id in ids:

@@ -212,7 +212,7 @@ def test_run_header_shows_effective_values_and_days(store_with_runs):
     no_exceptions(at)
     header = {m.label: m.value.replace("\\", "") for m in at.metric}   # markdown-escaped
     assert header["lr"] == "0.025 · schedule ×0.25 of 0.1"
-    assert header["day"] == "3 saved"           # finished: 300 steps of 100-step days
+    assert header["days saved"] == "3"           # finished: 300 steps of 100-step days
     assert "now 0.025 · schedule ×0.25 of 0.1" in texts(at, "markdown").replace("\\", "")
 
 
@@ -274,3 +274,17 @@ def test_compare_page_several_metrics_aligned_by_fork(store_with_runs):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["xaxis"]["title"]["text"] == "steps since the fork point"
     assert spec["layout"]["yaxis"]["type"] == "log"
+
+
+def test_run_page_downloads_shown_metrics(store_with_runs):
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    at.multiselect(key="run_panels").set_value(["val_loss"]).run()
+    no_exceptions(at)
+    from babysit.ui import state
+    from babysit.ui.frames import metrics_csv
+    csv = metrics_csv(state.metrics(1), ["val_loss"]).decode().splitlines()
+    assert csv[0].startswith("step,") and len(csv) == 301
+    assert all(",val_loss," in line for line in csv[1:])
+    assert at.get("download_button")[0].proto.label == "Download shown metrics (CSV)"

@@ -14,6 +14,7 @@ from babysit.errors import BabysitError
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
 from babysit.ui import actions, auth, console, prefs, state
+from babysit.ui.frames import metrics_csv
 from babysit.ui.panels import group_panels, panels_figure
 from babysit.ui.text import md
 from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
@@ -66,9 +67,11 @@ def live_header(run_id: int) -> None:
         return
     now = _now(row, run_id)
     age = row.get("heartbeat_age")
-    cols = st.columns([1.3, 0.9, 0.8, 2.2, 0.9, 1])
+    cols = st.columns([1.9, 0.9, 1, 2.4, 1.1, 1.1])
     cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
-    cols[1].metric("day", md(day_text(row.get("day"), str(row.get("status")))),
+    live = str(row.get("status")) in LIVE
+    cols[1].metric("day" if live else "days saved",
+                   md(day_text(row.get("day"), str(row.get("status"))).split(" ")[0]),
                    help=md(days_saved(row.get("day"))))
     cols[2].metric("step", row.get("step"))
     cols[3].metric("lr", md(_lr_text(row, now)))
@@ -92,11 +95,12 @@ def day_text(day: Any, status: str) -> str:
 
 
 def days_saved(day: Any) -> str:
+    """The header's hover: "day 3 in progress, 2 days saved"."""
     try:
         n = int(day)
     except (TypeError, ValueError):
         return "no day saved yet"
-    return f"{n} day{'s' if n != 1 else ''} saved"
+    return f"day {n + 1} in progress, {n} day{'s' if n != 1 else ''} saved"
 
 
 @st.fragment(run_every=state.REFRESH_S)
@@ -273,6 +277,19 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
             open_run(child)
 
 
+def _download(run_id: int) -> None:
+    try:
+        metrics = state.metrics(run_id)
+    except BabysitError:
+        return
+    panels = st.session_state.get(_PANELS) or None
+    st.download_button(
+        "Download shown metrics (CSV)", key="run_csv", mime="text/csv",
+        file_name=f"run-{run_id}-metrics.csv",
+        data=metrics_csv(metrics, panels,
+                         superseded=bool(st.session_state.get("run_superseded", False))))
+
+
 def _view_controls(run_id: int, project: str) -> None:
     """x axis, smoothing, rolled-back branches, and the panel picker remembered per project."""
     v1, v2, v3 = st.columns([2, 2, 1.4])
@@ -329,6 +346,7 @@ def render() -> None:
 
     live_header(run_id)
     live_view(run_id)
+    _download(run_id)
     live_console(run_id)
     st.divider()
     controls(run_id)
