@@ -304,3 +304,37 @@ def metrics_csv(df: pd.DataFrame | None, names: Sequence[str] | None = None, *,
     columns = [c for c in ("step", "day", "time", "name", "value", "branch", "superseded")
                if c in df.columns]
     return df[columns].sort_values(["name", "step"], kind="stable").to_csv(index=False).encode()
+
+
+def filter_runs(df: pd.DataFrame, text: str = "", *, hp: str | None = None,
+                low: float | None = None, high: float | None = None) -> pd.DataFrame:
+    """Runs whose name, project or tags contain ``text`` (any word, case-insensitive) and
+    whose hyperparameter ``hp`` lies in [low, high] (runs without it are left out).
+
+    >>> df = pd.DataFrame({"name": ["base", "warm"], "project": "p", "hp": [{"lr": 0.1}, {"lr": 0.01}]})
+    >>> list(filter_runs(df, "WARM")["name"]), list(filter_runs(df, hp="lr", low=0.05)["name"])
+    (['warm'], ['base'])
+    """
+    keep = np.ones(len(df), dtype=bool)
+    words = [w for w in str(text or "").lower().split() if w]
+    if words:
+        tags = df["tags"] if "tags" in df.columns else pd.Series([[]] * len(df), index=df.index)
+        hay = [" ".join([str(n), str(p), *map(str, t if isinstance(t, list) else [])]).lower()
+               for n, p, t in zip(df["name"], df["project"], tags, strict=True)]
+        keep &= np.array([all(w in h for w in words) for h in hay], dtype=bool)
+    if hp:
+        values = np.array([_hp_number(h, hp) for h in df["hp"]], dtype=np.float64)
+        inside = np.isfinite(values)
+        if low is not None:
+            inside &= values >= low
+        if high is not None:
+            inside &= values <= high
+        keep &= inside
+    return df[keep]
+
+
+def _hp_number(hp: Any, key: str) -> float:
+    value = hp.get(key) if isinstance(hp, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)

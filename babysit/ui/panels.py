@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from babysit.ui.figures import _event_traces, _metric_traces
+from babysit.ui.figures import _event_traces, _log_ticks, _metric_traces
 from babysit.ui.fmt import _fmt, _parse_detail
 from babysit.ui.frames import (
     XAxis,
@@ -225,9 +225,15 @@ def _hp_row(
             hovertext=text, hoverinfo="text",
         ))
     positive = shown[np.isfinite(shown)]
-    log = key.endswith("lr") or one_minus
-    settings: dict[str, Any] = {"type": "log" if log and len(positive) and (positive > 0).all()
-                                else "linear"}
+    log = (key.endswith("lr") or one_minus) and len(positive) and bool((positive > 0).all())
+    settings: dict[str, Any] = {"type": "log" if log else "linear"}
+    if log:
+        # plotly labels the digits between decades "2 5"; say 0.02, 0.05 instead
+        lo = math.log10(float(positive.min())) - 0.35
+        hi = math.log10(float(positive.max())) + 0.35
+        ticks = _log_ticks(lo, hi)
+        settings.update(range=[lo, hi], tickvals=[10.0**t for t in ticks],
+                        ticktext=[_fmt(round(10.0**t, 12)) for t in ticks])
     title = f"1 − {key}" if one_minus else key
     return traces, settings, title
 

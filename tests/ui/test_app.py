@@ -288,3 +288,15 @@ def test_run_page_downloads_shown_metrics(store_with_runs):
     assert csv[0].startswith("step,") and len(csv) == 301
     assert all(",val_loss," in line for line in csv[1:])
     assert at.get("download_button")[0].proto.label == "Download shown metrics (CSV)"
+
+
+def test_runs_page_search_and_hp_range(store_with_runs):
+    at = render("runs")
+    at.selectbox(key="runs_hp").select("lr").run()
+    at.number_input(key="runs_hp_low").set_value(0.08).run()
+    no_exceptions(at)
+    assert list(at.dataframe[0].value["id"]) == [1]          # lr 0.1 only
+    at.number_input(key="runs_hp_low").set_value(None).run()
+    at.text_input(key="runs_search").input("t-2").run()
+    no_exceptions(at)
+    assert list(at.dataframe[0].value["name"]) == ["t-2"]

@@ -7,6 +7,7 @@ import streamlit as st
 from babysit.errors import BabysitError
 from babysit.store import STATUSES
 from babysit.ui import actions, state
+from babysit.ui.frames import filter_runs
 from babysit.ui.text import md
 from babysit.ui.views import compare_runs, load_runs, open_run
 
@@ -20,11 +21,22 @@ def render() -> None:
     projects = sorted({p for p in df["project"] if p})
     chosen_projects = c1.multiselect("Project", projects, key="runs_projects")
     chosen_status = c2.multiselect("Status", list(STATUSES), key="runs_status")
-    live_table(list(chosen_projects), list(chosen_status))
+    f1, f2, f3, f4 = st.columns([3, 1.4, 1, 1])
+    search = f1.text_input("Search name, project or tag", key="runs_search",
+                           placeholder="e.g. warmup baseline")
+    keys = sorted({k for hp in df["hp"] if isinstance(hp, dict) for k, v in hp.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)})
+    hp = f2.selectbox("hyperparameter", [None, *keys], key="runs_hp",
+                      format_func=lambda k: "–" if k is None else k)
+    low = f3.number_input("from", value=None, format="%g", key="runs_hp_low", disabled=hp is None)
+    high = f4.number_input("to", value=None, format="%g", key="runs_hp_high", disabled=hp is None)
+    live_table(list(chosen_projects), list(chosen_status), str(search or ""), hp, low, high)
 
 
 @st.fragment(run_every=state.REFRESH_S)
-def live_table(projects: list[str], statuses: list[str]) -> None:
+def live_table(projects: list[str], statuses: list[str], search: str = "",
+               hp: str | None = None, low: float | None = None,
+               high: float | None = None) -> None:
     """The runs table and its buttons; step, status and heartbeat refresh on their own."""
     try:
         df = state.runs()
@@ -35,6 +47,7 @@ def live_table(projects: list[str], statuses: list[str]) -> None:
         df = df[df["project"].isin(projects)]
     if statuses:
         df = df[df["status"].isin(statuses)]
+    df = filter_runs(df, search, hp=hp, low=low, high=high)
     df = df.sort_values("id", ascending=False)
     ids = [int(i) for i in df["id"]]
     latest = {i: state.latest_loss(i) for i in ids}
