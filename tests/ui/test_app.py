@@ -300,3 +300,14 @@ def test_runs_page_search_and_hp_range(store_with_runs):
     at.text_input(key="runs_search").input("t-2").run()
     no_exceptions(at)
     assert list(at.dataframe[0].value["name"]) == ["t-2"]
+
+
+def test_empty_run_page_title_first_and_a_way_back(tmp_path, monkeypatch, store_with_runs):
+    at = render("run")
+    assert at.get("page_link")[0].proto.label == "← All runs"
+    monkeypatch.setenv("BABYSIT_ROOT", str(tmp_path / "nothing"))
+    at = render("run")
+    no_exceptions(at)
+    assert at.title[0].value == "Run" and "No runs yet" in texts(at, "info")
+    first = at.main.children[0]          # the title's container comes before the message
+    assert [type(e).__name__ for e in first.children.values()] == ["Title"]

@@ -17,7 +17,14 @@ from babysit.ui import actions, auth, console, prefs, state
 from babysit.ui.frames import metrics_csv
 from babysit.ui.panels import group_panels, panels_figure
 from babysit.ui.text import md
-from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
+from babysit.ui.views import (
+    OPEN_RUN,
+    control_access,
+    load_runs,
+    open_run,
+    page,
+    selected_run,
+)
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
 _ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
@@ -320,10 +327,12 @@ def _view_controls(run_id: int, project: str) -> None:
 
 
 def render() -> None:
+    top = st.container()          # the title goes above whatever load_runs says
     runs = load_runs()
     if runs is None:
-        st.title("Run")
+        top.title("Run")
         return
+    top.page_link(page("runs"), label="← All runs", icon=None)
     ids = sorted((int(i) for i in runs["id"]), reverse=True)
     live_ids = [int(i) for i, s in zip(runs["id"], runs["status"], strict=False) if s in LIVE]
     current = selected_run(ids, live_ids)
