@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,10 @@ def _check_launch_hp(hp: object) -> dict[str, Any]:
         clean[key] = value
     return clean
 
+MAX_NOTE = 10_000
+MAX_TAGS = 32
+TAG_RE = re.compile(r"[\w.:-]{1,40}")
+
 
 class Client(StudyCommands):
     """Steer and inspect runs from another process.
@@ -143,6 +148,39 @@ class Client(StudyCommands):
         """One run, with its status brought up to date (a dead process shows as crashed)."""
         return self._refresh(self.store.get_run(run))
 
+    def set_note(self, run: int | str, text: str) -> None:
+        """Replace the run's free-text note ("" clears it).
+
+        >>> c.set_note(3, "lr too high after day 2; forked #4 with lr=0.02")
+        """
+        if not isinstance(text, str):
+            raise InvalidValue(f"a note must be text, got {type(text).__name__}")
+        if len(text) > MAX_NOTE:
+            raise InvalidValue(f"a note must be at most {MAX_NOTE} characters, got {len(text)}")
+        if any(ord(ch) < 32 and ch not in "\n\t" for ch in text):
+            raise InvalidValue(f"a note must not contain control characters, got {text[:40]!r}")
+        self.store.set_note(self.store.get_run(run).id, text)
+
+    def set_tags(self, run: int | str, tags: Iterable[str]) -> list[str]:
+        """Replace the run's tags; returns them (order kept, duplicates dropped).
+
+        >>> c.set_tags(3, ["baseline", "sgd"])
+        ['baseline', 'sgd']
+        """
+        if isinstance(tags, str):
+            raise InvalidValue(f"tags must be a list of words, got the text {tags!r}")
+        clean: list[str] = []
+        for tag in tags:
+            if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
+                raise InvalidValue(f"a tag is 1-40 letters, digits or . _ : - (no spaces), "
+                                   f"got {tag!r}")
+            if tag not in clean:
+                clean.append(tag)
+        if len(clean) > MAX_TAGS:
+            raise InvalidValue(f"at most {MAX_TAGS} tags per run, got {len(clean)}")
+        self.store.set_tags(self.store.get_run(run).id, clean)
+        return clean
+
     def runs(self, project: str | None = None, status: str | None = None) -> pd.DataFrame:
         """All runs as a DataFrame: id, project, name, status, day, step, hp, parent, ..."""
         if status is not None and status not in STATUSES:
@@ -157,11 +195,12 @@ class Client(StudyCommands):
             "parent_day": r.parent_day, "branch": r.branch,
             "heartbeat_age": (now - r.heartbeat) if r.heartbeat else None,
             "created": r.created, "study_id": r.study_id, "reproducible": r.reproducible,
-            "error": r.error,
+            "error": r.error, "effective": dict(r.effective or {}), "note": r.note or "",
+            "tags": list(r.tags or []),
         } for r in records]
         columns = ["id", "project", "name", "status", "day", "step", "hp", "parent_id",
                    "parent_day", "branch", "heartbeat_age", "created", "study_id",
-                   "reproducible", "error"]
+                   "reproducible", "error", "effective", "note", "tags"]
         return pd.DataFrame(rows, columns=columns)
 
     def metrics(self, run: int | str, names: list[str] | None = None, *,

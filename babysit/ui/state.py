@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from babysit.client import Client
-from babysit.store import DB_NAME
+from babysit.store import DB_NAME, RunRecord
 from babysit.ui.curves import CurveCache
 
 #: how often the live parts of a page redraw, in seconds
@@ -109,6 +109,16 @@ def checkpoints(run_id: int) -> pd.DataFrame:
     return _checkpoints(*store_location(), int(run_id))
 
 
+@st.cache_data(ttl=1, show_spinner=False)
+def _record(root: str, url: str | None, run_id: int) -> RunRecord:
+    return _client(root, url).store.get_run(run_id)
+
+
+def record(run_id: int) -> RunRecord:
+    """One run's full record (config, launch, note, tags), at most a second old."""
+    return _record(*store_location(), int(run_id))
+
+
 def effective(run_id: int) -> dict:
     """What the trainer reports its optimizer uses now: {"lr", "momentum", "step", ...}."""
     return _effective(*store_location(), int(run_id))
@@ -120,5 +130,5 @@ def latest_loss(run_id: int) -> float | None:
 
 def refresh() -> None:
     """Forget cached query results: called after an action, so its effect shows at once."""
-    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _latest_loss):
+    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _record, _latest_loss):
         fn.clear()

@@ -311,3 +311,42 @@ def test_empty_run_page_title_first_and_a_way_back(tmp_path, monkeypatch, store_
     assert at.title[0].value == "Run" and "No runs yet" in texts(at, "info")
     first = at.main.children[0]          # the title's container comes before the message
     assert [type(e).__name__ for e in first.children.values()] == ["Title"]
+
+
+def test_run_page_note_tags_config_and_search_by_tag(store_with_runs):
+    client = babysit.Client(store_with_runs)
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.query_params["token"] = TOKEN
+    at.run()
+    no_exceptions(at)
+    at.text_area(key="run_note_1").input("too timid after day 2").run()
+    at.text_input(key="run_tags_1").input("baseline sgd baseline").run()
+    at.button(key="run_note_save").click().run()
+    no_exceptions(at)
+    assert not at.error, texts(at, "error")
+    record = client.run(1)
+    assert record.note == "too timid after day 2" and record.tags == ["baseline", "sgd"]
+    assert '"lr"' in at.json[0].proto.body            # the full config is shown
+    at.text_input(key="run_tags_1").input("bad\u0007tag").run()
+    at.button(key="run_note_save").click().run()
+    assert "tag" in texts(at, "error") and client.run(1).tags == ["baseline", "sgd"]
+
+    runs = render("runs")
+    runs.text_input(key="runs_search").input("sgd").run()
+    assert list(runs.dataframe[0].value["id"]) == [1]
+
+
+def test_client_note_and_tags_validation(store_with_runs):
+    from babysit.errors import InvalidValue
+    client = babysit.Client(store_with_runs)
+    assert client.set_tags(2, ["a", "b:c", "a"]) == ["a", "b:c"]
+    for bad in ("one string", ["has space"], [""], ["x" * 41], [3]):
+        with pytest.raises(InvalidValue):
+            client.set_tags(2, bad)
+    with pytest.raises(InvalidValue):
+        client.set_note(2, "\x1b[31mred")
+    with pytest.raises(InvalidValue):
+        client.set_note(2, "x" * 10_001)
+    client.set_note(2, "line one\nline two")
+    assert client.run(2).note == "line one\nline two" and client.run(2).tags == ["a", "b:c"]

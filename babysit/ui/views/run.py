@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
@@ -297,6 +298,43 @@ def _download(run_id: int) -> None:
                          superseded=bool(st.session_state.get("run_superseded", False))))
 
 
+def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
+    """The run's note and tags (editable), its full config and the command that launched it."""
+    tags = row.get("tags") if isinstance(row.get("tags"), list) else []
+    note = str(row.get("note") or "")
+    title = "Note, tags, config and launch command"
+    if tags:
+        title += " · " + " ".join(f"#{t}" for t in tags)
+    with st.expander(md(title), expanded=False):
+        where = st.container()
+        a, b = st.columns([3, 2])
+        new_note = a.text_area("note", value=note, key=f"run_note_{run_id}", height=90,
+                               disabled=not enabled)
+        new_tags = b.text_input("tags (space separated)", value=" ".join(tags),
+                                key=f"run_tags_{run_id}", disabled=not enabled)
+        if b.button("Save note and tags", key="run_note_save", disabled=not enabled):
+            def save() -> str:
+                client.set_note(run_id, new_note)
+                saved = client.set_tags(run_id, str(new_tags).split())
+                return f"saved the note and {len(saved)} tag(s) of run {run_id}"
+            _act(where, "saving", save)
+        try:
+            record = state.record(run_id)
+        except BabysitError as exc:
+            st.error(md(exc))
+            return
+        c1, c2 = st.columns(2)
+        c1.markdown("**config**")
+        c1.json(dict(record.config or {}), expanded=True)
+        c2.markdown("**launch command**")
+        launch = record.launch or {}
+        argv = [str(launch.get("executable") or ""), *map(str, launch.get("argv") or [])]
+        c2.code(shlex.join(a for a in argv if a) if launch.get("argv") else
+                "(started from an interactive session)", language=None)
+        if launch.get("cwd"):
+            c2.caption(f"in {md(launch['cwd'])}")
+
+
 def _view_controls(run_id: int, project: str) -> None:
     """x axis, smoothing, rolled-back branches, and the panel picker remembered per project."""
     v1, v2, v3 = st.columns([2, 2, 1.4])
@@ -391,3 +429,4 @@ def controls(run_id: int) -> None:
     steerable = allowed and row.get("status") in LIVE
     _knobs(client, run_id, row, steerable, feedback)
     _days(client, run_id, row, allowed, feedback)
+    _about(client, run_id, row, allowed)
