@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from babysit.ui.server import streamlit_argv
 from tests.conftest import REPO, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -28,10 +29,9 @@ def server(trainers):
     port = _free_port()
     env = dict(trainers.env(), BABYSIT_TOKEN=TOKEN)
     log = open(trainers.root.parent / "streamlit.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    # the command line `babysit ui` runs: Streamlit started by babysit.ui.warm
+    proc = subprocess.Popen(streamlit_argv("127.0.0.1", port, app=REPO / "app.py"), env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
 
     def up() -> bool:
         with socket.socket() as s:

@@ -350,3 +350,17 @@ def test_client_note_and_tags_validation(store_with_runs):
         client.set_note(2, "x" * 10_001)
     client.set_note(2, "line one\nline two")
     assert client.run(2).note == "line one\nline two" and client.run(2).tags == ["a", "b:c"]
+
+
+def test_cli_note_and_tag(store_with_runs):
+    import subprocess
+    import sys
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO))
+    def cli(*argv: str) -> str:
+        return subprocess.run([sys.executable, "-m", "babysit", "--root", str(store_with_runs),
+                               *argv], env=env, capture_output=True, text=True, check=True).stdout
+    assert "tags a b" in cli("tag", "1", "+a", "b")
+    assert "tags b c" in cli("tag", "1", "-a", "+c")
+    assert "saved" in cli("note", "1", "plateau", "after", "day", "2")
+    record = babysit.Client(store_with_runs).run(1)
+    assert record.tags == ["b", "c"] and record.note == "plateau after day 2"
