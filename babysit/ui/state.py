@@ -128,7 +128,26 @@ def latest_loss(run_id: int) -> float | None:
     return _latest_loss(*store_location(), int(run_id))
 
 
+@st.cache_data(ttl=1, show_spinner=False)
+def _runs_summary(root: str, url: str | None, ids: tuple[int, ...]
+                  ) -> tuple[dict[int, float], dict[int, pd.DataFrame]]:
+    store = _client(root, url).store
+    latest = store.latest_metric_of(ids, "loss")
+    by_run: dict[int, list[dict]] = {}
+    for k in store.checkpoints_of(ids):
+        by_run.setdefault(int(k.run_id), []).append({"day": k.day, "metrics": k.metrics})
+    frames = {i: pd.DataFrame(rows, columns=["day", "metrics"]) for i, rows in by_run.items()}
+    return latest, frames
+
+
+def runs_summary(ids: list[int]) -> tuple[dict[int, float], dict[int, pd.DataFrame]]:
+    """(latest loss by run, live day checkpoints by run) for the Runs page: two queries for
+    every run together, whatever their number."""
+    return _runs_summary(*store_location(), tuple(sorted(int(i) for i in ids)))
+
+
 def refresh() -> None:
     """Forget cached query results: called after an action, so its effect shows at once."""
-    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _record, _latest_loss):
+    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _record, _latest_loss,
+               _runs_summary):
         fn.clear()

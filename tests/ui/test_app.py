@@ -364,3 +364,30 @@ def test_cli_note_and_tag(store_with_runs):
     assert "saved" in cli("note", "1", "plateau", "after", "day", "2")
     record = babysit.Client(store_with_runs).run(1)
     assert record.tags == ["b", "c"] and record.note == "plateau after day 2"
+
+
+def test_runs_page_asks_the_store_for_all_runs_at_once(store_with_runs):
+    import sqlalchemy as sa
+
+    from babysit.ui import state
+    client = babysit.Client(store_with_runs)
+    assert client.store.latest_metric_of([1, 2, 99], "loss") == {
+        1: pytest.approx(1 / 300), 2: pytest.approx(1 / 300)}
+    render("runs")                                  # opens the dashboard's client
+
+    def statements() -> int:
+        import streamlit as st
+        st.cache_data.clear()
+        seen = []
+        engine = state.client().store._read_engine
+        listener = lambda *a: seen.append(1)       # noqa: E731
+        sa.event.listen(engine, "before_cursor_execute", listener)
+        at = render("runs")
+        sa.event.remove(engine, "before_cursor_execute", listener)
+        no_exceptions(at)
+        return len(seen)
+    few = statements()
+    for i in range(6):
+        client.store.create_run(project="t", name=f"more-{i}", config={}, hp={"lr": 0.1},
+                                strict=False, day_spec="", status="finished")
+    assert statements() == few                       # not one query per run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from babysit.errors import BabysitError
@@ -50,8 +51,9 @@ def live_table(projects: list[str], statuses: list[str], search: str = "",
     df = filter_runs(df, search, hp=hp, low=low, high=high)
     df = df.sort_values("id", ascending=False)
     ids = [int(i) for i in df["id"]]
-    latest = {i: state.latest_loss(i) for i in ids}
-    best = {i: actions.best_val(state.checkpoints(i)) for i in ids}
+    latest, checkpoints = state.runs_summary(ids)      # two queries for all runs
+    empty = pd.DataFrame(columns=["day", "metrics"])
+    best = {i: actions.best_val(checkpoints.get(i, empty)) for i in ids}
     table = actions.runs_table(df, latest, best)
 
     bad = table["status"].str.contains("crashed|diverged")
