@@ -51,6 +51,7 @@ from babysit.store import (
     RunUpdate,
     Store,
 )
+from babysit.trainer import system
 from babysit.trainer.saver import SaveJob
 
 Where = Callable[[], tuple[int, int, int]]     # the loop's (step, day in progress, branch)
@@ -96,6 +97,7 @@ class Outbox:
         self._retry: list[Record] = []     # a batch whose write failed, retried before anything
         self._failures = 0
         self._last_warning = 0.0
+        self._sampler: system.SystemSampler | None = None
         self._thread = threading.Thread(target=self._run, name=f"babysit-writer-{run_id}",
                                         daemon=True)
 
@@ -130,8 +132,12 @@ class Outbox:
         probe = self.store.command_probe(self.run_id)
         try:
             next_poll = next_flush = next_beat = time.monotonic()
+            next_sample = next_poll + 1.0
             while True:
                 now = time.monotonic()
+                if now >= next_sample and not self._closing:
+                    self._sample_system()
+                    next_sample = now + system.INTERVAL_S
                 if now >= next_poll and not self._closing:
                     self._poll(probe)
                     next_poll = now + self.poll_s
@@ -154,6 +160,15 @@ class Outbox:
                 self.wake.wait(0.05 if self._closing else timeout)
         finally:
             probe.close()
+
+    def _sample_system(self) -> None:
+        """Queue this process's CPU / memory (/ GPU) as sys/* rows at the loop's step."""
+        if self._sampler is None:
+            self._sampler = system.SystemSampler()
+        step, day, branch = self.where()
+        now = time.time()
+        self.queue.extend((step, day, name, value, now, branch)
+                          for name, value in self._sampler.sample().items())
 
     def _warn(self, message: str) -> None:
         if time.monotonic() - self._last_warning > 60:
@@ -199,7 +214,7 @@ class Outbox:
                 rows.append(item)
                 name, value = item[2], item[3]
                 if value == value and value not in (math.inf, -math.inf) and \
-                        not name.startswith("hp/"):
+                        not name.startswith(("hp/", "sys/")):
                     sums[name] = sums.get(name, 0.0) + value
                     counts[name] = counts.get(name, 0) + 1
                 queue.popleft()

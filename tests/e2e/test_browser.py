@@ -140,14 +140,20 @@ def test_panels_console_and_pages(trainers, server):
         page.goto(f"{server}/run?run={run_id}&token={TOKEN}")
         chart = page.locator(".js-plotly-plot").first
         expect(chart).to_be_visible(timeout=60_000)
-        for name in ("loss", "val_loss", "val_acc", "lr", "1 − momentum"):
+        # the trainer samples its own CPU and memory every 5 s: panels of their own
+        wait_for(lambda: len(c.metrics(run_id, ["sys/rss_mb"])) >= 1, 60, "sys/rss_mb rows")
+        page.reload()
+        chart = page.locator(".js-plotly-plot").first
+        expect(chart).to_be_visible(timeout=60_000)
+        for name in ("loss", "val_loss", "val_acc", "sys/cpu_percent", "sys/rss_mb", "lr",
+                     "1 − momentum"):
             expect(chart.locator(".annotation-text", has_text=name).first).to_be_visible(
                 timeout=30_000)
         # one y axis per metric panel (+ lr, momentum), not one shared axis
         assert chart.locator(".yaxislayer-above .ytick").count() > 0
         axes = page.evaluate("() => Object.keys(document.querySelector('.js-plotly-plot')"
                              ".layout).filter(k => k.startsWith('yaxis')).length")
-        assert axes >= 6          # 5 panels + the overlay of days and events
+        assert axes >= 8          # 7 panels + the overlay of days and events
         # the console tail shows what the trainer printed, and keeps up
         expect(page.get_by_text(f"metrics trainer: started run {run_id}")).to_be_visible(
             timeout=30_000)
