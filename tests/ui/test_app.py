@@ -188,8 +188,8 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
     wait_for(lambda: trainers.client.run(run_id).status == "running", 15, "resume")
     # a rollback unticks its confirmation: the next one needs a new tick
     wait_for(lambda: len(trainers.client.checkpoints(run_id)) >= 2, 60, "two days")
-    at.run()
-    assert "1" in at.selectbox(key="rollback_day").options
+    # the page's queries are cached for a second: the new day shows on a later run
+    wait_for(lambda: "1" in at.run().selectbox(key="rollback_day").options, 30, "day 1 listed")
     at.selectbox(key="rollback_day").select(1)
     at.checkbox(key="rollback_confirm").check()
     at.button(key="run_rollback").click().run()
