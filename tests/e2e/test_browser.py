@@ -142,7 +142,7 @@ def test_panels_console_and_pages(trainers, server):
         expect(chart).to_be_visible(timeout=60_000)
         # the trainer samples its own CPU and memory every 5 s: panels of their own
         wait_for(lambda: len(c.metrics(run_id, ["sys/rss_mb"])) >= 1, 60, "sys/rss_mb rows")
-        page.reload()
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the picker lists them now
         chart = page.locator(".js-plotly-plot").first
         expect(chart).to_be_visible(timeout=60_000)
         for name in ("loss", "val_loss", "val_acc", "sys/cpu_percent", "sys/rss_mb", "lr",
@@ -151,9 +151,12 @@ def test_panels_console_and_pages(trainers, server):
                 timeout=30_000)
         # one y axis per metric panel (+ lr, momentum), not one shared axis
         assert chart.locator(".yaxislayer-above .ytick").count() > 0
-        axes = page.evaluate("() => Object.keys(document.querySelector('.js-plotly-plot')"
-                             ".layout).filter(k => k.startsWith('yaxis')).length")
-        assert axes >= 8          # 7 panels + the overlay of days and events
+        # 7 panels (loss, val_loss, val_acc, sys/cpu_percent, sys/rss_mb, lr, 1 − momentum) and
+        # the overlay of days and events: one y axis each, not one shared axis
+        page.wait_for_function(
+            "() => { const p = document.querySelector('.js-plotly-plot');"
+            " return p && p.layout && Object.keys(p.layout)"
+            ".filter(k => k.startsWith('yaxis')).length >= 8 }", timeout=30_000)
         # the console tail shows what the trainer printed, and keeps up
         expect(page.get_by_text(f"metrics trainer: started run {run_id}")).to_be_visible(
             timeout=30_000)
