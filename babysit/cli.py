@@ -166,6 +166,27 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_note(args: argparse.Namespace) -> int:
+    client = _client(args)
+    client.set_note(args.run, " ".join(args.text))
+    print(f"run {client.run(args.run).id}: note {'cleared' if not args.text else 'saved'}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    client = _client(args)
+    record = client.run(args.run)
+    tags = list(record.tags)
+    for change in args.changes:
+        if change.startswith("-"):
+            tags = [t for t in tags if t != change[1:]]
+        else:
+            tags.append(change.removeprefix("+"))
+    tags = client.set_tags(record.id, tags)
+    print(f"run {record.id}: tags {' '.join(tags) if tags else '(none)'}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     argv = list(args.command)
     if argv and argv[0] == "--":
@@ -456,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("restart", cmd_restart, "new process for a crashed or stopped run")
     p.add_argument("run")
     p.add_argument("--day", type=int, default=None, help="day to start from (default: latest)")
+
+    p = verb("note", cmd_note, "set a run's free-text note: note RUN some text (none clears it)")
+    p.add_argument("run")
+    p.add_argument("text", nargs="*")
+
+    p = verb("tag", cmd_tag, "add or remove tags of a run: tag RUN +baseline -old")
+    p.add_argument("run")
+    p.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
 
     p = verb("metrics", cmd_metrics, "print a run's metric rows")
     p.add_argument("run")

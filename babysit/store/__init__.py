@@ -300,6 +300,16 @@ class Store:
             query = query.where(S.runs.c.status.in_(list(only_if_status)))
         return self._write(lambda c: c.execute(query).rowcount > 0)
 
+    def set_note(self, run_id: int, note: str) -> None:
+        """Replace a run's free-text note (validated by the Client)."""
+        if not self.update_run(int(run_id), note=str(note)):
+            raise UnknownRun(f"no run {run_id}")
+
+    def set_tags(self, run_id: int, tags: Sequence[str]) -> None:
+        """Replace a run's tags (validated by the Client)."""
+        if not self.update_run(int(run_id), tags=[str(t) for t in tags]):
+            raise UnknownRun(f"no run {run_id}")
+
     # --------------------------------------------------------------- metrics
     def insert_metrics(self, run_id: int, rows: Sequence[tuple[int, int, str, float, float, int]]
                        ) -> None:
@@ -381,6 +391,12 @@ class Store:
             raise StoreError(f"WAL checkpoint failed: {exc}") from exc
         finally:
             raw.close()
+
+    def latest_metric_of(self, run_ids: Sequence[int], name: str) -> dict[int, float]:
+        """``name`` at the latest live step of each of several runs, in a fixed number of
+        queries (the Runs page: 500 runs, not 500 queries). Runs that never logged it are
+        absent; NaN kept."""
+        return self.read(lambda c: history.latest_of(c, run_ids, name))
 
     # ---------------------------------------------------------------- events
     def add_event(self, run_id: int, step: int, day: int, kind: str, source: str,

@@ -64,6 +64,7 @@ from babysit.store import (
     RunUpdate,
     Store,
 )
+from babysit.trainer import system
 from babysit.trainer.saver import SaveJob
 
 Where = Callable[[], tuple[int, int, int]]     # the loop's (step, day in progress, branch)
@@ -135,6 +136,7 @@ class Outbox:
         self._retry: list[Record] = []     # a batch whose write failed, retried before anything
         self._failures = 0
         self._last_warning = 0.0
+        self._sampler: system.SystemSampler | None = None
         self._thread = threading.Thread(target=self._run, name=f"babysit-writer-{run_id}",
                                         daemon=True)
 
@@ -208,8 +210,12 @@ class Outbox:
         feed = self.store.command_feed(self.run_id)
         try:
             next_poll = next_flush = next_beat = time.monotonic()
+            next_sample = next_poll + 1.0
             while True:
                 now = time.monotonic()
+                if now >= next_sample and not self._closing:
+                    self._sample_system()
+                    next_sample = now + system.INTERVAL_S
                 if now >= next_poll and not self._closing:
                     self._poll(feed)
                     next_poll = now + self.poll_s
@@ -239,6 +245,15 @@ class Outbox:
                 self.wake.wait(0.05 if self._closing else timeout)
         finally:
             feed.close()
+
+    def _sample_system(self) -> None:
+        """Queue this process's CPU / memory (/ GPU) as sys/* rows at the loop's step."""
+        if self._sampler is None:
+            self._sampler = system.SystemSampler()
+        step, day, branch = self.where()
+        now = time.time()
+        self.queue.extend((step, day, name, value, now, branch)
+                          for name, value in self._sampler.sample().items())
 
     def _warn(self, message: str) -> None:
         if time.monotonic() - self._last_warning > 60:
@@ -331,7 +346,7 @@ class Outbox:
         sums = np.bincount(codes[finite], weights=values[finite], minlength=len(names))
         counts = np.bincount(codes[finite], minlength=len(names))
         for i, name in enumerate(names):
-            if counts[i] and not name.startswith("hp/"):
+            if counts[i] and not name.startswith(("hp/", "sys/")):
                 self._sums[name] = self._sums.get(name, 0.0) + float(sums[i])
                 self._counts[name] = self._counts.get(name, 0) + int(counts[i])
 

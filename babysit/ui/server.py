@@ -42,8 +42,9 @@ def link(address: str, port: int, token: str, *, tls: bool = False) -> str:
 
 def streamlit_argv(address: str, port: int, *, app: Path = APP, ssl_cert: str | None = None,
                    ssl_key: str | None = None) -> list[str]:
-    """``python -m streamlit run app.py`` with babysit's server options; no secret in it."""
-    argv = [sys.executable, "-m", "streamlit", "run", str(app),
+    """``python -m babysit.ui.warm run app.py`` (Streamlit, warmed) with babysit's options."""
+    # babysit.ui.warm: streamlit run, after importing what the pages need (a fast first chart)
+    argv = [sys.executable, "-m", "babysit.ui.warm", "run", str(app),
             "--server.address", address, "--server.port", str(int(port)),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",

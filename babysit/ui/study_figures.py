@@ -26,7 +26,9 @@ from plotly.colors import sample_colorscale
 
 from babysit.study.space import Param, Space, check_direction
 from babysit.ui.downsample import downsample_indices
-from babysit.ui.figures import _fmt, _log_ticks, _parse_detail, empty_figure
+from babysit.ui.figures import _log_ticks
+from babysit.ui.fmt import _fmt, _parse_detail
+from babysit.ui.plotting import empty_figure
 from babysit.ui.text import plot, shorten
 
 __all__ = [
