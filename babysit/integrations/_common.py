@@ -175,6 +175,8 @@ class FrameworkRun:
         self._bound = False
         self._effective: tuple[Any, ...] | None = None
         self._effective_due = 0.0
+        self._first: Any = None         # the first optimizer, unwrapped: its group 0 is traced
+        self._others: tuple[Any, ...] | None = None     # group 0's momentum/betas, weight decay
         self._clean_folders()
 
     # ------------------------------------------------------------------ setup
@@ -202,6 +204,8 @@ class FrameworkRun:
             self._bound = True
             self.run._sync_hp_from_optimizer()
             loop.trace_hp()
+        self._first = knobs.unwrap(loop.optimizers[0]) if loop.optimizers else None
+        self._others = None
         self._effective = None
 
     def start(self) -> Restore | None:
@@ -281,11 +285,26 @@ class FrameworkRun:
         return _GO_ON
 
     def _trace(self, now: bool = False) -> None:
-        loop = self.loop
-        if not loop.optimizers:
+        """Trace what a schedule moved, at every step: cheap, since it runs at every step.
+
+        A schedule moves group 0's lr (HF's at every step): that one row is queued here. Only
+        when something else moved (a command, a restore, a schedule of momentum) does the
+        whole ``trace_hp`` walk every key and group.
+        """
+        first = self._first
+        if first is None:
             return
-        if loop.optimizers[0].param_groups[0]["lr"] != loop.traced.get("lr"):
+        loop = self.loop
+        group = first.param_groups[0]
+        lr = group["lr"]
+        others = (group.get("betas") or group.get("momentum"), group.get("weight_decay"))
+        if now or others != self._others or type(lr) is not float:
+            self._others = others
             loop.trace_hp()
+        elif lr != loop.traced.get("lr"):
+            loop.traced["lr"] = lr
+            step, day, branch = loop.where()
+            loop.outbox.queue.append((step, day, "hp/lr", lr, time.time(), branch))
         self._report_effective(now)
 
     def _report_effective(self, now: bool) -> None:
@@ -295,12 +314,21 @@ class FrameworkRun:
         clock = time.monotonic()
         if not now and clock < self._effective_due:
             return
+        # (due again in half a second whether or not it changed: comparing the fingerprint of
+        # every group at every step once half a second had passed was most of the hook's cost)
+        self._effective_due = clock + 0.5
         fingerprint = knobs.fingerprint(loop.optimizers)
         if fingerprint == self._effective:
             return
-        self._effective, self._effective_due = fingerprint, clock + 0.5
-        loop.outbox.put(RunUpdate(loop.run_id, {
-            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}}))
+        self._effective = fingerprint
+        update = RunUpdate(loop.run_id, {
+            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}})
+        if now:
+            loop.outbox.put(update)
+        else:
+            # no wake-up: the writer's next flush (a quarter second) carries it; waking it at
+            # each change of a schedule cost the loop thread a thread switch twice a second
+            loop.outbox.queue.append(update)
 
     def commands(self) -> Boundary:
         """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
