@@ -113,7 +113,7 @@ def _whole_number(name: str, value: object) -> int:
 
 def load(loop: LoopState, record: CheckpointRecord) -> dict[str, Any]:
     """Read and verify a listed checkpoint (on the loop thread: it waits on the disk)."""
-    return ckpt.load(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+    return loop.checkpoints.load(record.path, record.sha256)
 
 
 def check_fits(loop: LoopState, payload: dict[str, Any], whose: str) -> None:
@@ -288,7 +288,7 @@ def last_good_day(loop: LoopState) -> CheckpointRecord | None:
     """The newest listed checkpoint that passes its checks; corrupt ones are reported."""
     for record in reversed(loop.store.checkpoint_records(loop.run_id)):
         try:
-            ckpt.verify(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+            loop.checkpoints.verify(record.path, record.sha256)
             return record
         except CheckpointError as exc:
             loop.outbox.put(loop.event("checkpoint_corrupt", "trainer",

@@ -4,32 +4,35 @@ fork), after removing what an earlier, killed process of the run left half-writt
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-from babysit import checkpoint as ckpt
 from babysit.errors import BabysitError, CheckpointError
+from babysit.storage import CheckpointStorage
 from babysit.store import RunUpdate, Store, Supersede
 from babysit.trainer import commands
 from babysit.trainer.state import LoopState
 
 
-def clean_leftovers(store: Store, run_id: int, folder: Path,
+def clean_leftovers(store: Store, checkpoints: CheckpointStorage, run_id: int,
                     start_from: dict[str, Any] | None) -> None:
-    """Remove what a killed process of this run left half-written: temporary files and
-    checkpoint files the store does not list. Runs before this process writes anything."""
+    """Remove what a killed process of this run left half-written: temporary files, unfinished
+    uploads and checkpoint files the store does not list. Runs before this process writes."""
     try:
         records = store.checkpoint_records(run_id, include_superseded=True)
     except BabysitError:
         return      # without the list nothing is provably stale: keep everything
-    keep = [store.root / r.path for r in records]
+    keep = [r.path for r in records]
     if start_from and isinstance(start_from.get("path"), str):
-        keep.append(store.root / start_from["path"])
-    removed = ckpt.clean_run_dir(folder, keep)
+        keep.append(start_from["path"])
+    try:
+        removed = checkpoints.clean_run(run_id, keep)
+    except BabysitError as exc:   # shared storage unreachable: leftovers wait for next time
+        print(f"babysit: run {run_id}: could not clean up unfinished checkpoints: {exc}",
+              file=sys.stderr)
+        return
     if removed:
         print(f"babysit: run {run_id}: removed {len(removed)} unfinished checkpoint "
-              f"file(s) left by an earlier process: {', '.join(p.name for p in removed)}",
-              file=sys.stderr)
+              f"file(s) left by an earlier process: {', '.join(removed)}", file=sys.stderr)
 
 
 def load_start(loop: LoopState, start_from: dict[str, Any]
@@ -41,8 +44,7 @@ def load_start(loop: LoopState, start_from: dict[str, Any]
     """
     store = loop.store
     try:
-        path = ckpt.safe_path(store.root, start_from["path"])
-        return ckpt.load(path, start_from.get("sha256")), []
+        return loop.checkpoints.load(start_from["path"], start_from.get("sha256")), []
     except CheckpointError as exc:
         if not start_from.get("supersede"):
             raise
@@ -52,7 +54,7 @@ def load_start(loop: LoopState, start_from: dict[str, Any]
         if record.path == start_from["path"] or (isinstance(limit, int) and record.day >= limit):
             continue
         try:
-            payload = ckpt.load(ckpt.safe_path(store.root, record.path), record.sha256)
+            payload = loop.checkpoints.load(record.path, record.sha256)
         except CheckpointError as exc:
             corrupt.append({"day": record.day, "path": record.path, "error": str(exc)})
             continue

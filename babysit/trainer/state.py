@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from babysit.day import DaySpec
+from babysit.storage import CheckpointStorage
 from babysit.store import EventRow, RunUpdate, Store
 from babysit.trainer import knobs
 from babysit.trainer.guard import Guard
@@ -31,6 +32,7 @@ class LoopState:
     reproducible: bool
     branch: int
     guard: Guard
+    checkpoints: CheckpointStorage     # where day checkpoints live ($BABYSIT_CHECKPOINTS)
     outbox: Outbox = field(init=False)
     saver: Saver = field(init=False)
     position: DataPosition = field(default_factory=DataPosition)

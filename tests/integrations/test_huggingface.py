@@ -137,7 +137,9 @@ def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
     trainers.wait_step(run_id, 24)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    wait_for(lambda: c.run(run_id).status == "crashed", 30, "the run to show as crashed")
+    # the monitor step (reading never writes) marks the dead run crashed
+    wait_for(lambda: c.check_runs(run_id) or c.run(run_id).status == "crashed", 30,
+             "the run to show as crashed")
     c.restart(run_id)
     wait_for(lambda: c.run(run_id).status in ("finished", "crashed"), 180, "the restart to end")
     record = c.run(run_id)
