@@ -20,6 +20,7 @@ from typing import Any
 
 from babysit.day import DaySpec
 from babysit.errors import BabysitError, InvalidValue
+from babysit.names import check_name
 from babysit.store import Store
 from babysit.trainer.guard import Guard
 from babysit.trainer.run import Run
@@ -55,10 +56,12 @@ def init(project: str = "default", config: Mapping[str, Any] | None = None, *,
     """
     if not isinstance(project, str) or not project.strip():
         raise InvalidValue(f"project must be a non-empty string, got {project!r}")
+    check_name("project", project)
+    if name is not None:
+        check_name("run name", name)
     config = dict(config or {})
     for key in config:
-        if not isinstance(key, str):
-            raise InvalidValue(f"config keys must be strings, got {key!r}")
+        check_name("config key", key)
     spec = DaySpec.parse(day)
     store = Store.open(root, url=store_url)
     env_id = os.environ.get("BABYSIT_RUN_ID")

@@ -41,6 +41,7 @@ import torch
 from babysit import checkpoint as ckpt
 from babysit.day import DaySpec
 from babysit.errors import BabysitError, InvalidValue
+from babysit.names import check_name
 from babysit.store import CheckpointRow, RunUpdate, Store
 from babysit.trainer import commands, knobs, resume
 from babysit.trainer.guard import Guard
@@ -74,6 +75,7 @@ class Run:
         #: the current hyperparameters, read-only: change them with nudges
         self.hp: Mapping[str, Any] = types.MappingProxyType(state.hp)
         self._day_callbacks: list[Callable[[int], Any]] = []
+        self._metric_names: set[str] = set()
         self._max_days = record.max_days     # a study's trial ends by itself after this day
         self._days_done = False
         self._start_from = record.start_from
@@ -262,8 +264,10 @@ class Run:
         """
         state = self._state
         step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
-        put, guard = self._log_row, self._guard
+        put, guard, known = self._log_row, self._guard, self._metric_names
         for name, value in metrics.items():
+            if name not in known:       # checked once per name: log() stays a set lookup
+                known.add(check_name("metric name", name))
             if type(value) is not float:
                 value = float(value)
             put((step, day, name, value, now, branch))
