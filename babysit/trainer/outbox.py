@@ -88,6 +88,7 @@ class Outbox:
         self.commands: deque[CommandRecord] = deque()
         self.wake = threading.Event()
         self.unwritten = 0                 # metric rows saved to a file at close
+        self.lost: str | None = None       # why the store can no longer be written (see _check)
         self._closing = False
         self._seen_command = 0
         self._sums: dict[str, float] = {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dis
 import math
 import os
 import signal
@@ -83,6 +84,8 @@ class Run:
         self._start_event: tuple[str, dict[str, Any]] = ("restarted", {})
         self._closed = False
         self._in_loop = False
+        self._left_loop_by_exception = False
+        self._sigterm_before: Any = None
 
     # ------------------------------------------------------------------ public properties
     @property
@@ -134,7 +137,7 @@ class Run:
         atexit.register(self._atexit)
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, self._on_sigterm)
+                self._sigterm_before = signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # Stop at the next step boundary; a second SIGTERM ends the process at once.
@@ -219,12 +222,28 @@ class Run:
         if self._closed:
             return
         self._closed = True
-        if exc_type is None:
-            self._close(self._end_status(), None)
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self._close("stopped", "interrupted")
-        else:
-            self._close("crashed", "".join(traceback.format_exception(exc_type, exc, tb))[-4000:])
+        self._close(*self._ending(exc))
+
+    def _ending(self, exc: BaseException | None) -> tuple[str, str | None, str | None]:
+        """(status, error, reason) of a run whose process ends with ``exc`` (None: normally).
+
+        Ctrl-C (KeyboardInterrupt, also SIGTERM outside the loop) is a stop, "interrupted";
+        ``sys.exit(0)`` ends as a normal end would; any other exit code or exception is a crash
+        whose error says what happened (the exit code, or the traceback).
+        """
+        if exc is None:
+            return self._end_status(), None, None
+        if isinstance(exc, KeyboardInterrupt):
+            return "stopped", "interrupted", "interrupted"
+        if isinstance(exc, SystemExit):
+            code = exc.code
+            if code is None or code == 0:
+                return self._end_status(), None, None
+            number = code if isinstance(code, int) else 1     # sys.exit("message") exits 1
+            return ("crashed", f"the process exited with code {number} (sys.exit({code!r})) at "
+                               f"step {self._state.step}", None)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return "crashed", text[-4000:], None
 
     def _end_status(self) -> str:
         """How a loop that ended without an error ends: stopped by a command, or finished (all
@@ -232,28 +251,46 @@ class Run:
         return "stopped" if self._state.stopping and not self._days_done else "finished"
 
     def _atexit(self) -> None:
-        if not self._closed:
-            self._closed = True
-            info = sys.exc_info()
-            if getattr(sys, "last_value", None) is not None or info[0] is not None:
-                self._close("crashed", "the process ended with an exception")
-            else:
-                self._close(self._end_status(), None)
+        """The process ends without finish() or ``with run:``. An uncaught exception is in
+        ``sys.last_value`` by now; a ``sys.exit()`` leaves no trace there, so a loop that an
+        exception left (see ``_loop``) with nothing else to go on ends as a crash whose exit
+        code only ``with run:`` (or ``babysit run``, which waits for the process) can tell."""
+        if self._closed:
+            return
+        self._closed = True
+        last = getattr(sys, "last_value", None)
+        if last is not None:
+            self._close(*self._ending(last))
+        elif self._left_loop_by_exception and not self._state.stopping:
+            self._close("crashed", f"the process exited from inside the training loop at step "
+                                   f"{self._state.step} (sys.exit, or an exception caught "
+                                   "outside the loop); use `with run:` to record the exit code",
+                        None)
+        else:
+            self._close(self._end_status(), None, None)
 
-    def _close(self, status: str, error: str | None) -> None:
+    def _close(self, status: str, error: str | None, reason: str | None = None) -> None:
         """End the run: finish the checkpoints queued, write everything logged (or save it to
-        a file), record the final status, release the store."""
+        a file), record the final status, release the store, its threads and connections."""
         state = self._state
         state.status = status
         state.saver.close()
+        detail: dict[str, Any] = {"reason": reason} if reason else {"error": error} if error else {}
         state.outbox.put(
             RunUpdate(self.id, {"status": status, "ended": time.time(), "error": error,
                                 "step": state.step, "heartbeat": time.time()}),
-            state.event(status, "trainer", {"error": error} if error else {}))
+            state.event(status, "trainer", detail))
         state.outbox.close()
-        with contextlib.suppress(BabysitError):
-            state.store.cancel_pending(self.id, f"run {self.id} is {status}")
+        if not state.outbox.lost:
+            with contextlib.suppress(BabysitError):
+                state.store.cancel_pending(self.id, f"run {self.id} is {status}")
+        state.store.close()
         atexit.unregister(self._atexit)
+        if self._sigterm_before is not None and \
+                threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGTERM, self._sigterm_before)
+            self._sigterm_before = None
 
     # ------------------------------------------------------------------ logging (hot path)
     def log(self, **metrics: float) -> None:
@@ -298,40 +335,52 @@ class Run:
 
     def _loop(self, loader: Iterable[Any] | None, epochs: int | None, steps: int | None
               ) -> Iterator[Any]:
-        state = self._state
-        position = state.position
         self._in_loop = True
         try:
-            self._begin()
-            if loader is None:
-                while state.step < steps and not state.stopping:  # type: ignore[operator]
-                    yield state.step
-                    self._after_step()
-                return
-            while not state.stopping:
-                if (epochs is not None and position.epoch >= epochs) or \
-                        (steps is not None and state.step >= steps):
-                    return
-                exhausted = True
-                for batch in position.open_epoch(loader, state.mark_not_reproducible):
-                    yield batch
-                    position.batch += 1
-                    self._after_step()
-                    if position.reposition or state.stopping or \
-                            (steps is not None and state.step >= steps):
-                        exhausted = False
-                        break
-                if position.reposition:     # a rollback or exploit: reopen at its position
-                    continue
-                if not exhausted:
-                    return
-                position.end_epoch()
-                if self.day_spec.unit == "epochs" and \
-                        position.epoch % int(self.day_spec.amount) == 0:
-                    self._end_day()
-                self._boundary()
+            yield from self._steps(loader, epochs, steps)
+        except GeneratorExit:
+            # The user's code left the loop: a break, or an exception unwinding their frame
+            # (sys.exit leaves no other trace for _atexit).
+            self._left_loop_by_exception = _unwinding(sys._getframe(1))
+            raise
+        except BaseException:
+            self._left_loop_by_exception = True
+            raise
         finally:
             self._in_loop = False
+
+    def _steps(self, loader: Iterable[Any] | None, epochs: int | None, steps: int | None
+               ) -> Iterator[Any]:
+        state = self._state
+        position = state.position
+        self._begin()
+        if loader is None:
+            while state.step < steps and not state.stopping:  # type: ignore[operator]
+                yield state.step
+                self._after_step()
+            return
+        while not state.stopping:
+            if (epochs is not None and position.epoch >= epochs) or \
+                    (steps is not None and state.step >= steps):
+                return
+            exhausted = True
+            for batch in position.open_epoch(loader, state.mark_not_reproducible):
+                yield batch
+                position.batch += 1
+                self._after_step()
+                if position.reposition or state.stopping or \
+                        (steps is not None and state.step >= steps):
+                    exhausted = False
+                    break
+            if position.reposition:     # a rollback or exploit: reopen at its position
+                continue
+            if not exhausted:
+                return
+            position.end_epoch()
+            if self.day_spec.unit == "epochs" and \
+                    position.epoch % int(self.day_spec.amount) == 0:
+                self._end_day()
+            self._boundary()
 
     def _begin(self) -> None:
         state = self._state
@@ -416,3 +465,15 @@ class Run:
             self.id, day, step, branch, time.time(), str(path.relative_to(state.store.root)),
             0, "", dict(state.hp), {}))
         state.saver.submit(job)
+
+
+def _unwinding(frame: types.FrameType | None) -> bool:
+    """Is ``frame`` (the user's, which held the loop) being unwound by an exception, rather
+    than leaving the loop by ``break`` or ``return``? Both close the loop's generator; a break
+    or return does it at the POP_TOP that drops the iterator, an exception wherever it was
+    raised. (CPython bytecode; anything unexpected counts as a normal exit.)"""
+    try:
+        assert frame is not None
+        return dis.opname[frame.f_code.co_code[frame.f_lasti]] != "POP_TOP"
+    except Exception:      # noqa: BLE001 - another interpreter: no opinion
+        return False

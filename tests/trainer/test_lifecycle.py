@@ -47,3 +47,31 @@ def test_a_name_of_200_characters_is_fine(tmp_path):
     record = store.get_run(run.id)
     assert (record.project, record.name, record.hp) == (name, name, {name: 1})
     store.close()
+
+
+def test_finish_releases_every_file_and_thread(tmp_path):
+    """A notebook or a sweep runs hundreds of runs in one process: each finish() gives back
+    its store connections, its threads and its signal handler."""
+    import os
+    import signal
+    import threading
+
+    def cycle(i: int) -> None:
+        run = babysit.init(project="fds", config={"lr": 0.1}, root=tmp_path, day="5 steps")
+        model = torch.nn.Linear(2, 1)
+        run.attach(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+        for _ in run.loop(steps=7):
+            run.log(loss=float(i))
+        run.finish()
+
+    handler = signal.getsignal(signal.SIGTERM)
+    cycle(0)
+    fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+    for i in range(1, 50):
+        cycle(i)
+    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert threading.active_count() <= threads
+    assert signal.getsignal(signal.SIGTERM) == handler
+    store = Store.open(tmp_path)
+    assert (store.list_runs()[-1].status, len(store.list_runs())) == ("finished", 50)
+    store.close()
