@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,12 @@ def sqlite_engine(url: str, begin: str, busy_ms: int) -> sa.Engine:
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None: in memory)."""
+    database = sa.engine.make_url(url).database
+    return Path(database).resolve() if database and database != ":memory:" else None
 
 
 # ------------------------------------------------------------------------- metric rows (write)

@@ -48,7 +48,11 @@ from babysit.trainer import commands, knobs, resume
 from babysit.trainer.guard import Guard
 from babysit.trainer.outbox import Outbox
 from babysit.trainer.saver import SaveJob, Saver, snapshot
-from babysit.trainer.state import LoopState
+from babysit.trainer.state import HpView, LoopState, has_tensor_knob
+
+#: how long a day's end waits for the previous day's row to be written (a healthy store takes
+#: milliseconds; a failing one is not waited for at all)
+DAY_ROW_WAIT_S = 10.0
 
 
 class Run:
@@ -56,30 +60,32 @@ class Run:
 
     def __init__(self, store: Store, run_id: int, *, guard: Guard | None = None,
                  poll_interval: float = 0.05, flush_interval: float = 0.25,
-                 heartbeat_interval: float = 1.0):
+                 heartbeat_interval: float = 1.0, start_from: dict[str, Any] | None = None):
         record = store.get_run(run_id)
         self.id = record.id
         self.project, self.name = record.project, record.name
         self.day_spec = DaySpec.parse(record.day_spec)
-        folder = ckpt.run_dir(store.root, self.id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder, self._previous_owner = resume.claim_folder(store, record)
+        self._record = record
         self._guard = guard or Guard()
         state = LoopState(run_id=self.id, store=store, folder=folder, hp=dict(record.hp),
                           day_spec=self.day_spec, strict=record.strict,
                           reproducible=record.reproducible, branch=record.branch,
                           guard=self._guard)
         state.outbox = Outbox(store, self.id, state.where, folder, poll_s=poll_interval,
-                              flush_s=flush_interval, heartbeat_s=heartbeat_interval)
+                              flush_s=flush_interval, heartbeat_s=heartbeat_interval,
+                              report=state.effective_report)
         state.saver = Saver(self.id, state.outbox.wake.set)
         self._state = state
         self._log_row = state.outbox.queue.append      # the hot path of run.log
-        #: the current hyperparameters, read-only: change them with nudges
-        self.hp: Mapping[str, Any] = types.MappingProxyType(state.hp)
+        #: the configured hyperparameters, read-only (change them with nudges); the loop's
+        #: reads are recorded, so a key it no longer reads shows as such
+        self.hp: Mapping[str, Any] = HpView(state)
         self._day_callbacks: list[Callable[[int], Any]] = []
         self._metric_names: set[str] = set()
         self._max_days = record.max_days     # a study's trial ends by itself after this day
         self._days_done = False
-        self._start_from = record.start_from
+        self._start_from = start_from     # see resume.start_point
         self._started_from_checkpoint = False
         self._start_event: tuple[str, dict[str, Any]] = ("restarted", {})
         self._closed = False
@@ -116,7 +122,8 @@ class Run:
     # ------------------------------------------------------------------ lifecycle
     def _start(self, start_event: tuple[str, dict[str, Any]] | None) -> None:
         state = self._state
-        resume.clean_leftovers(state.store, self.id, state.folder, self._start_from)
+        resume.clean_leftovers(state.store, self._record, state.folder, self._start_from,
+                               self._previous_owner)
         pid = os.getpid()
         try:
             pid_start = psutil.Process(pid).create_time()
@@ -168,6 +175,9 @@ class Run:
             state.objects[name] = obj
             if knobs.is_optimizer(obj):
                 state.optimizers.append(obj)
+                inner = knobs.unwrap(obj)
+                (state.tensor_optimizers if has_tensor_knob(inner)
+                 else state.plain_optimizers).append(inner)
             elif knobs.is_scheduler(obj):
                 state.schedulers.append(obj)
         if state.optimizers:
@@ -176,18 +186,21 @@ class Run:
         return self
 
     def _sync_hp_from_optimizer(self) -> None:
-        """The optimizer is the truth for lr/momentum/weight_decay: show what it really uses."""
+        """The optimizer is the truth for lr/momentum/weight_decay: its configured values
+        (before a schedule's first factor, e.g. a warmup's) become the run's hp, and what it
+        uses now becomes the run's effective values."""
         state = self._state
         changed = False
         for key, value in knobs.optimizer_values(state.optimizers).items():
-            if state.hp.get(key) != value:
-                if key in state.hp and not self._start_from:
+            if state.hp.get(key) != value and not self._start_from:
+                if key in state.hp:
                     warnings.warn(f"babysit: config {key}={state.hp[key]!r} but the optimizer "
-                                  f"uses {value!r}; showing the optimizer's value", stacklevel=4)
+                                  f"was given {value!r}; showing the optimizer's", stacklevel=4)
                 state.hp[key] = value
                 changed = True
-        values: dict[str, Any] = {"optimizer_keys": knobs.optimizer_keys(state.optimizers)}
-        if changed and not self._start_from:
+        values: dict[str, Any] = {"optimizer_keys": knobs.optimizer_keys(state.optimizers),
+                                  "effective": state.effective()}
+        if changed:
             values["hp"] = dict(state.hp)
         state.outbox.put(RunUpdate(self.id, values))
 
@@ -278,7 +291,8 @@ class Run:
         detail: dict[str, Any] = {"reason": reason} if reason else {"error": error} if error else {}
         state.outbox.put(
             RunUpdate(self.id, {"status": status, "ended": time.time(), "error": error,
-                                "step": state.step, "heartbeat": time.time()}),
+                                "step": state.step, "heartbeat": time.time(),
+                                "effective": state.effective()}),
             state.event(status, "trainer", detail))
         state.outbox.close()
         if not state.outbox.lost:
@@ -388,6 +402,7 @@ class Run:
         if not self._started_from_checkpoint and state.store.checkpoint(self.id, 0) is None:
             self._save_day()        # day 0: the very start, so a user can always go back to it
         state.arm_day()
+        state.effective()
         state.trace_hp()
 
     def _after_step(self) -> None:
@@ -397,12 +412,11 @@ class Run:
         if state.step >= state.next_day_step or (
                 state.day_deadline is not math.inf and time.monotonic() >= state.day_deadline):
             self._end_day()
-        if state.outbox.commands or state.paused or self._guard.tripped is not None:
+        if state.outbox.commands or state.paused or self._guard.tripped is not None or \
+                state.outbox.lost:
             self._boundary()
         if state.optimizers:
-            group = state.optimizers[0].param_groups[0]
-            if group["lr"] != state.traced.get("lr"):
-                state.trace_hp()
+            state.knobs_moved()
 
     def _boundary(self) -> None:
         """Apply commands, handle divergence, and wait while paused. Runs between steps."""
@@ -410,6 +424,9 @@ class Run:
         tripped = self._guard.take()
         if tripped is not None:
             commands.on_diverged(state, *tripped)
+        if state.outbox.lost and not state.paused:
+            # the store is gone (the writer said why in the log): wait for a stop, as paused
+            state.paused, state.status = True, "paused"
         inbox = state.outbox.commands
         while True:
             while inbox:
@@ -451,7 +468,9 @@ class Run:
     def _save_day(self) -> None:
         """Snapshot the state as the checkpoint of the day just done; the saver writes it."""
         state = self._state
-        state.saver.wait_idle()      # the previous day's file first: never more than a day behind
+        # The previous day's file, then its row, first: never more than a day behind.
+        state.saver.wait_idle()
+        state.outbox.wait_days_written(DAY_ROW_WAIT_S)
         day, step, branch = state.day, state.step, state.branch
         payload = {
             "format": ckpt.FORMAT, "run_id": self.id, "day": day, "step": step, "branch": branch,
