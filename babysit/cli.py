@@ -1,10 +1,10 @@
 """The ``babysit`` command line: the same Client calls as Python and the dashboard.
 
-    babysit ls | nudge RUN lr=0.05 | pause RUN | resume RUN | stop RUN
+    babysit ls | nudge RUN lr=0.05 lr*=0.5 1-momentum*=0.5 | pause RUN | resume RUN | stop RUN
     babysit rollback RUN DAY [k=v ...] | fork RUN [--day D] [k=v ...] | restart RUN [--day D]
     babysit metrics RUN | events RUN | checkpoints RUN
     babysit run -- python train.py | demo | ui
-    babysit exploit TARGET SOURCE DAY [k=v ...] | retest RUN
+    babysit exploit TARGET DONOR DAY [k=v ...] | retest RUN
     babysit study create NAME ... -- python train.py | launch | run | list | show | best
     babysit study decisions NAME | approve ID | veto ID | autopilot NAME MODE | stop NAME
 """
@@ -15,57 +15,100 @@ import argparse
 import json
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+import sqlalchemy
 
+from babysit import monitor
 from babysit.client import Client
 from babysit.errors import BabysitError
-from babysit.hparams import parse_assignments
-from babysit.launcher import command_line, process_env
+from babysit.format import fmt, fmt_hp, local_time, nudge_summary, terminal_safe
+from babysit.hparams import describe, parse_assignments, parse_nudge
+from babysit.launcher import command_line, process_env, process_start_time
+
+#: epoch-second columns that text output shows as local clock times (--json keeps seconds)
+_TIME_COLUMNS = ("time", "created", "ended", "decided")
 
 
-def _client(args: argparse.Namespace) -> Client:
-    return Client(args.root, store_url=args.store_url, source="cli")
+def _client(args: argparse.Namespace, *, create: bool = False) -> Client:
+    """The Client of ``--root``/``--store-url``, with run statuses brought up to date (the
+    monitor step). Only the verbs that start something may create a store: a read on a
+    missing store says so instead of making an empty one appear."""
+    client = Client(args.root, store_url=args.store_url, source="cli", create=create)
+    client.check_runs()
+    return client
+
+
+def _out(text: str) -> None:
+    """Print a line of CLI text: names typed by anyone cannot steer the terminal."""
+    print(terminal_safe(text, newlines=True))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, Mapping | list | tuple):
+        value = json.dumps(value, sort_keys=True, default=str)
+    return terminal_safe(value) if isinstance(value, str) else value
 
 
 def _show(df: pd.DataFrame, as_json: bool) -> None:
     if as_json:
+        # exact values (epoch seconds); JSON escapes control characters itself
         print(df.to_json(orient="records", default_handler=str))
-    elif df.empty:
+        return
+    if df.empty:
         print("(none)")
-    else:
-        with pd.option_context("display.max_rows", 500, "display.max_columns", 30,
-                               "display.width", 200, "display.max_colwidth", 60):
-            print(df.to_string(index=False))
+        return
+    df = df.copy()
+    for column in _TIME_COLUMNS:
+        if column in df.columns:
+            df[column] = df[column].map(local_time)
+    df = df.map(_cell).rename(columns=lambda c: terminal_safe(c))
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 30,
+                           "display.width", 200, "display.max_colwidth", 60):
+        print(df.to_string(index=False))
 
 
-def _fmt_hp(hp: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+def _at(step: int | None) -> str:
+    return f" at step {step}" if step is not None else ""
+
+
+def _now(hp: Mapping[str, Any], effective: Mapping[str, Any]) -> str:
+    """What the optimizer uses now, with the schedule's part when it differs from hp."""
+    return "  ".join(describe(key, effective.get(key), hp.get(key))
+                     for key in ("lr", "momentum") if key in effective or key in hp)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     df = _client(args).runs(project=args.project, status=args.status)
     if not args.json and not df.empty:
-        df = df.assign(hp=df["hp"].map(_fmt_hp),
+        df = df.assign(now=[_now(h, e) for h, e in zip(df["hp"], df["effective"], strict=True)],
+                       hp=df["hp"].map(fmt_hp),
                        heartbeat_age=df["heartbeat_age"].map(
                            lambda a: "" if a is None or pd.isna(a) else f"{a:.0f}s"),
-                       parent=[f"{p:.0f}@{d:.0f}" if pd.notna(p) else "" for p, d in
+                       parent=[f"{p}@{d}" if p is not None else "" for p, d in
                                zip(df["parent_id"], df["parent_day"], strict=True)])
-        df = df[["id", "name", "project", "status", "day", "step", "hp", "parent",
+        df = df[["id", "name", "project", "status", "day", "step", "now", "hp", "parent",
                  "heartbeat_age"]]
     _show(df, args.json)
     return 0
 
 
 def cmd_nudge(args: argparse.Namespace) -> int:
-    values = parse_assignments(args.values)
-    result = _client(args).nudge(args.run, values, wait=not args.no_wait, timeout=args.timeout)
-    print(f"run {result.run_id}: nudge {result.status}" +
-          (f" at step {result.step}" if result.step is not None else "") + f" ({_fmt_hp(values)})")
+    parts = parse_nudge(args.values)
+    result = _client(args).nudge(args.run, parts["hp"], scale=parts["scale"],
+                                 scale_1m=parts["scale_1m"], group=args.group, new=args.new,
+                                 wait=not args.no_wait, timeout=args.timeout)
+    if result.status == "pending":
+        _out(f"run {result.run_id}: nudge queued (command {result.id})")
+    else:
+        _out(f"run {result.run_id}: {nudge_summary(result.detail, result.step)}")
     return 0
 
 
@@ -73,8 +116,7 @@ def _simple(action: str):
     def handler(args: argparse.Namespace) -> int:
         result = getattr(_client(args), action)(args.run, wait=not args.no_wait,
                                                 timeout=args.timeout)
-        print(f"run {result.run_id}: {action} {result.status}" +
-              (f" at step {result.step}" if result.step is not None else ""))
+        _out(f"run {result.run_id}: {action} {result.status}{_at(result.step)}")
         return 0
     return handler
 
@@ -83,22 +125,22 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).rollback(args.run, args.day, hp=values, wait=not args.no_wait,
                                     timeout=args.timeout)
-    print(f"run {result.run_id}: rolled back to day {args.day} ({result.status})")
+    _out(f"run {result.run_id}: rolled back to day {args.day} ({result.status})")
     return 0
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     child = _client(args).fork(args.run, args.day, hp=values, name=args.name)
-    print(f"run {child}: forked from run {args.run}" +
-          (f" day {args.day}" if args.day is not None else " (latest day)"))
+    _out(f"run {child}: forked from run {args.run}" +
+         (f" day {args.day}" if args.day is not None else " (latest day)"))
     return 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     client = _client(args)
     pid = client.restart(args.run, day=args.day)
-    print(f"run {client.run(args.run).id}: restarted (pid {pid})")
+    _out(f"run {client.run(args.run).id}: restarted (pid {pid})")
     return 0
 
 
@@ -110,11 +152,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    df = _client(args).events(args.run)
-    if not args.json and not df.empty:
-        df = df.assign(time=pd.to_datetime(df["time"], unit="s").dt.strftime("%H:%M:%S"),
-                       detail=df["detail"].map(lambda d: json.dumps(d, sort_keys=True)))
-    _show(df, args.json)
+    _show(_client(args).events(args.run), args.json)
     return 0
 
 
@@ -122,8 +160,8 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     df = _client(args).checkpoints(args.run, include_superseded=args.include_superseded)
     if not args.json and not df.empty:
         df = df.assign(metrics=df["metrics"].map(
-            lambda m: " ".join(f"{k}={v:.4g}" for k, v in m.items()
-                               if isinstance(v, int | float))), hp=df["hp"].map(_fmt_hp))
+            lambda m: " ".join(f"{k}={fmt(v)}" for k, v in m.items()
+                               if isinstance(v, int | float))), hp=df["hp"].map(fmt_hp))
     _show(df, args.json)
     return 0
 
@@ -132,47 +170,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    client = _client(args)
+    client = _client(args, create=True)
     run_id = client.launch(argv, project=args.project, name=args.name, day=args.day,
                            detach=args.detach)
     if args.detach:
-        print(f"run {run_id}: started in the background; log in "
-              f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
+        _out(f"run {run_id}: started in the background; log in "
+             f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
         return 0
     # Supervised in the foreground: the script's output stays on this terminal.
-    record = client.store.get_run(run_id)
-    env = process_env(run_id, record.launch or {}, client.store.root,
-                      client.store.external_url)
+    record = client.run(run_id)
+    env = process_env(run_id, record.launch or {}, client.store.root, client._store_url)
     proc = subprocess.Popen(command_line(record.launch, run_id), env=env)
-    client.store.update_run(run_id, pid=proc.pid)
+    client.store.update_run(run_id, only_if_status=("starting",), pid=proc.pid,
+                            pid_start=process_start_time(proc.pid), host=socket.gethostname())
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
         code = proc.wait()
     except KeyboardInterrupt:
         code = proc.wait()
     after = client.run(run_id)
-    if after.status in ("starting", "running", "paused"):
-        client.store.update_run(run_id, status="crashed", error=f"exit code {code}",
-                                ended=time.time())
+    if after.live:
+        # this process saw the exit code: the crash reason says it
+        monitor.mark_crashed(client.store, after,
+                             monitor.gone_reason(after, exit_code=code))
     return code
 
 
 def cmd_exploit(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
-    result = _client(args).exploit(args.target, args.source, args.day, hp=values,
+    result = _client(args).exploit(args.target, args.donor, args.day, hp=values,
                                    wait=not args.no_wait, timeout=args.timeout, reason=args.reason)
-    print(f"run {result.run_id}: exploit of run {args.source} day {args.day} {result.status}" +
-          (f" at step {result.step}" if result.step is not None else "") +
-          (f" ({_fmt_hp(values)})" if values else ""))
+    _out(f"run {result.run_id}: exploit of run {args.donor} day {args.day} {result.status}"
+         f"{_at(result.step)}" + (f" ({fmt_hp(values)})" if values else ""))
     return 0
 
 
 def _print_retest(report: Any) -> None:
-    print(report.summary)
+    _out(report.summary)
     for probe in report.probes:
         value = "-" if probe.value is None else f"{probe.value:.4g}"
-        what = "control (unchanged)" if probe.control else _fmt_hp(probe.hp)
-        print(f"  run {probe.run_id:>5}  {probe.status:<9} {report.objective}={value:<10} {what}")
+        what = "control (unchanged)" if probe.control else fmt_hp(probe.hp)
+        _out(f"  run {probe.run_id:>5}  {probe.status:<9} {report.objective}={value:<10} {what}")
 
 
 def cmd_retest(args: argparse.Namespace) -> int:
@@ -181,11 +219,12 @@ def cmd_retest(args: argparse.Namespace) -> int:
         retest_id = client.retest(args.run, probes=args.probes, days=args.days,
                                   factor=args.factor, objective=args.objective,
                                   direction=args.direction)
-        print(f"retest {retest_id} of run {args.run}: probes started")
+        _out(f"retest {retest_id} of run {args.run}: probes started")
     report = client.retest_report(args.run)
     deadline = time.monotonic() + args.timeout
     while args.wait and not report.done and time.monotonic() < deadline:
         time.sleep(1.0)
+        client.check_runs()
         report = client.retest_report(args.run)
     _print_retest(report)
     return 0
@@ -218,19 +257,19 @@ def cmd_study_create(args: argparse.Namespace) -> int:
         space = json.loads(space)       # an inline JSON spec
     budget = {k: v for k, v in (("runs", args.runs), ("days", args.days),
                                 ("parallel", args.parallel)) if v is not None}
-    client = _client(args)
+    client = _client(args, create=True)
     study_id = client.create_study(
         args.name, objective=args.objective, direction=args.direction, space=space,
         strategy={"kind": args.strategy, **options}, budget=budget, command=argv,
         stopping=args.stop or [], autopilot=args.autopilot, project=args.project,
         parent=args.parent, seed=args.seed)
-    print(f"study {study_id} ({args.name}) created")
+    _out(f"study {study_id} ({args.name}) created")
     if args.launch:
         pid = client.launch_study(study_id)
-        print(f"study {args.name}: orchestrator started (pid {pid}); log in "
-              f"{client.store.root / 'studies' / str(study_id) / 'orchestrator.log'}")
+        _out(f"study {args.name}: orchestrator started (pid {pid}); log in "
+             f"{client.store.root / 'studies' / str(study_id) / 'orchestrator.log'}")
     else:
-        print(f"start it with: babysit study launch {args.name}")
+        _out(f"start it with: babysit study launch {args.name}")
     return 0
 
 
@@ -240,8 +279,8 @@ def cmd_study_launch(args: argparse.Namespace) -> int:
     if args.foreground:
         return cmd_study_run(args)
     pid = client.launch_study(record.id)
-    print(f"study {record.name}: orchestrator started (pid {pid}); log in "
-          f"{client.store.root / 'studies' / str(record.id) / 'orchestrator.log'}")
+    _out(f"study {record.name}: orchestrator started (pid {pid}); log in "
+         f"{client.store.root / 'studies' / str(record.id) / 'orchestrator.log'}")
     return 0
 
 
@@ -249,7 +288,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     from babysit.study.orchestrator import Orchestrator
 
     status = Orchestrator(_client(args), args.name).run(poll_s=args.poll)
-    print(f"study {args.name}: {status}")
+    _out(f"study {args.name}: {status}")
     return 0
 
 
@@ -281,12 +320,12 @@ def cmd_study_show(args: argparse.Namespace) -> int:
             runs.to_json(orient="records", default_handler=str))}, default=str))
         return 0
     alive = "alive" if client.orchestrator_alive(record) else "not running"
-    print(f"study {record.id} {record.name} ({record.status}; orchestrator {alive})")
-    print(f"  objective: {record.objective} ({record.direction})   project: {record.project}")
-    print(f"  strategy: {json.dumps(record.strategy)}   autopilot: {record.autopilot}")
-    print(f"  budget: {json.dumps(record.budget)}   stopping: {json.dumps(record.stopping)}")
-    print(f"  space: {json.dumps(record.space)}")
-    print(f"  command: {' '.join([record.command['executable'], *record.command['argv']])}")
+    _out(f"study {record.id} {record.name} ({record.status}; orchestrator {alive})")
+    _out(f"  objective: {record.objective} ({record.direction})   project: {record.project}")
+    _out(f"  strategy: {json.dumps(record.strategy)}   autopilot: {record.autopilot}")
+    _out(f"  budget: {json.dumps(record.budget)}   stopping: {json.dumps(record.stopping)}")
+    _out(f"  space: {json.dumps(record.space)}")
+    _out(f"  command: {' '.join([record.command['executable'], *record.command['argv']])}")
     _show(_runs_table(runs), False)
     return 0
 
@@ -298,19 +337,18 @@ def cmd_study_best(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(best, default=str))
     elif best is None:
-        print(f"study {record.name}: no run has a {record.objective} yet")
+        _out(f"study {record.name}: no run has a {record.objective} yet")
     else:
-        print(f"study {record.name}: best run {best['id']} ({best['name']}, {best['status']}): "
-              f"{record.objective} {best['best']:.4g} at day {best['best_day']}; "
-              f"{_fmt_hp(best['hp'])}")
+        _out(f"study {record.name}: best run {best['id']} ({best['name']}, {best['status']}): "
+             f"{record.objective} {best['best']:.4g} at day {best['best_day']}; "
+             f"{fmt_hp(best['hp'])}")
     return 0
 
 
 def cmd_study_decisions(args: argparse.Namespace) -> int:
     df = _client(args).decisions(args.name, status=args.status)
     if not args.json and not df.empty:
-        df = df.assign(created=pd.to_datetime(df["created"], unit="s").dt.strftime("%H:%M:%S"))
-        df = df[["id", "run_id", "kind", "status", "source_run", "source_day", "reason",
+        df = df[["id", "run_id", "kind", "status", "donor", "donor_day", "reason",
                  "created", "decided_by", "error"]]
     _show(df, args.json)
     return 0
@@ -319,26 +357,26 @@ def cmd_study_decisions(args: argparse.Namespace) -> int:
 def _decide(verb: str):
     def handler(args: argparse.Namespace) -> int:
         record = getattr(_client(args), verb)(args.id)
-        print(f"decision {record.id} ({record.kind} of run {record.run_id}): {record.status}")
+        _out(f"decision {record.id} ({record.kind} of run {record.run_id}): {record.status}")
         return 0
     return handler
 
 
 def cmd_study_autopilot(args: argparse.Namespace) -> int:
     _client(args).set_autopilot(args.name, args.mode)
-    print(f"study {args.name}: autopilot {args.mode}")
+    _out(f"study {args.name}: autopilot {args.mode}")
     return 0
 
 
 def cmd_study_stop(args: argparse.Namespace) -> int:
     stopped = _client(args).stop_study(args.name, timeout=args.timeout)
-    print(f"study {args.name}: stopped" +
-          (f" with runs {', '.join(map(str, stopped))}" if stopped else ""))
+    _out(f"study {args.name}: stopped" +
+         (f" with runs {', '.join(map(str, stopped))}" if stopped else ""))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = _client(args, create=True)
     argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace", str(args.pace)]
     run_id = client.launch(argv, project="demo", detach=True)
     print(f"demo run {run_id} started; log: "
@@ -355,21 +393,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, extra_env: dict[str, str]) -> int:
-    from pathlib import Path
+    from babysit.ui.server import serve
 
-    app = Path(__file__).resolve().parent / "ui" / "app.py"
-    env = dict(os.environ, **extra_env)
-    env["BABYSIT_ROOT"] = str(_client(args).store.root)
-    if args.store_url:
-        env["BABYSIT_STORE_URL"] = args.store_url
-    argv = [sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.address", args.address, "--server.port", str(args.port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    print(f"dashboard: http://{args.address}:{args.port}")
-    try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        return 0
+    # the dashboard may be the first thing started in a folder: it opens (creates) the store
+    return serve(_client(args, create=True).store.root, address=args.address, port=args.port,
+                 store_url=args.store_url, extra_env=extra_env, ssl_cert=args.ssl_cert,
+                 ssl_key=args.ssl_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,9 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--json", action="store_true", help="print JSON records")
 
-    p = verb("nudge", cmd_nudge, "change hyperparameters of a running run: nudge RUN lr=0.05")
+    p = verb("nudge", cmd_nudge, "change hyperparameters of a running run: nudge RUN lr=0.05, "
+             "lr*=0.5 (scale what the optimizer uses now), 1-momentum*=0.5 (more momentum)")
     p.add_argument("run")
-    p.add_argument("values", nargs="+", metavar="key=value")
+    p.add_argument("values", nargs="+", metavar="key=value|key*=factor|1-key*=factor")
+    p.add_argument("--group", type=int, default=None,
+                   help="change only this param group (index over all optimizers' groups)")
+    p.add_argument("--new", action="store_true",
+                   help="allow a key that is neither in the run's config nor an optimizer key")
     waiting(p)
     for name in ("pause", "resume", "stop"):
         p = verb(name, _simple(name), f"{name} a run at its next step")
@@ -447,9 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
     p = verb("exploit", cmd_exploit,
-             "copy a day of another run into a running run: exploit TARGET SOURCE DAY [k=v]")
+             "copy a day of another run into a running run: exploit TARGET DONOR DAY [k=v]")
     p.add_argument("target", help="the running run that takes the weights")
-    p.add_argument("source", help="the run whose day checkpoint is copied")
+    p.add_argument("donor", help="the run whose day checkpoint is copied")
     p.add_argument("day", type=int)
     p.add_argument("values", nargs="*", metavar="key=value")
     p.add_argument("--reason", default=None, help="why, for the event log")
@@ -543,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", default="127.0.0.1",
                        help="address to serve on (default 127.0.0.1; others need a password)")
         p.add_argument("--port", type=int, default=8501)
+        p.add_argument("--ssl-cert", default=None, help="TLS certificate file (with --ssl-key)")
+        p.add_argument("--ssl-key", default=None, help="TLS private key file (with --ssl-cert)")
         if name == "demo":
             p.add_argument("--no-ui", action="store_true", help="only start the demo run")
             p.add_argument("--day", default="300 steps", help="demo day length")
@@ -571,9 +607,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.handler(args) or 0)
-    except BabysitError as exc:
-        print(f"babysit: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"babysit: error: {exc}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        # `babysit metrics RUN | head`: the reader has all it wants. Point stdout at devnull
+        # so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (BabysitError, ValueError) as exc:
+        return _fail(exc)
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as exc:
+        # a store error the store did not wrap (a malformed file, a driver fault)
+        return _fail(f"store error: {getattr(exc, 'orig', None) or exc}")
+
+
+def _fail(message: object) -> int:
+    print(terminal_safe(f"babysit: error: {message}", newlines=True), file=sys.stderr)
+    return 2

@@ -1,8 +1,9 @@
-"""Starting run processes. One small interface, so a cluster backend (Ray) can stand in later.
+"""Starting run processes, and telling whether a recorded process still runs.
 
-A launched process is the user's own command (recorded when the run first started) with
-``BABYSIT_RUN_ID`` set: ``babysit.init()`` in it then binds to that run and resumes from the
-checkpoint the run row names. Processes start from argument lists, never through a shell.
+One small interface, so a cluster backend (Ray) can stand in later. A launched process is the
+user's own command (recorded when the run first started) with ``BABYSIT_RUN_ID`` set:
+``babysit.init()`` in it then binds to that run and starts from the checkpoint the run row
+names. Processes start from argument lists, never through a shell.
 """
 
 from __future__ import annotations
@@ -10,44 +11,111 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
+
 from babysit.errors import LaunchError
+
+#: a process on another host is taken for gone when its heartbeat is older than this
+REMOTE_HEARTBEAT_TIMEOUT_S = 15.0
+
+
+def process_alive(pid: int | None, pid_start: float | None, host: str | None,
+                  heartbeat: float | None, *,
+                  remote_timeout_s: float = REMOTE_HEARTBEAT_TIMEOUT_S) -> bool:
+    """Whether a process recorded in the store (a run's trainer, a study's orchestrator) runs.
+
+    On this host: the pid exists, is no zombie, and started when recorded (a reused pid is
+    another process). On another host only its heartbeat can tell.
+
+    >>> process_alive(os.getpid(), None, socket.gethostname(), None)
+    True
+    """
+    if pid is None:
+        return False
+    if host and host != socket.gethostname():
+        return heartbeat is not None and time.time() - heartbeat < remote_timeout_s
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return pid_start is None or abs(proc.create_time() - pid_start) < 1.0
+    except psutil.Error:
+        return False
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started (to recognise it later), or None if it is already gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def resolve_executable(executable: str) -> str:
+    """The absolute path of a command's program, so a fork started later from a shell without
+    the same PATH (a venv not activated) runs the same interpreter.
+
+    A bare name (``python``) is looked up on PATH now; a relative path (``./train``) is made
+    absolute; an absolute path stays. Symlinks are kept as they are: a venv's ``bin/python``
+    is a link whose location selects the venv. A program that cannot be found is left as given
+    (starting it fails with a clear LaunchError).
+
+    >>> resolve_executable("/usr/bin/env")
+    '/usr/bin/env'
+    """
+    if not executable or os.path.isabs(executable):
+        return executable
+    if os.sep in executable or (os.altsep and os.altsep in executable):
+        return os.path.abspath(executable)
+    return shutil.which(executable) or executable
 
 
 class Launcher(Protocol):
-    def start(self, run_id: int, launch: dict[str, Any], root: Path, store_url: str | None) -> int:
+    """Starts a run's process. A launcher may also have ``check(run_id, launch)``, raising
+    LaunchError before anything is written when the process could not start (see
+    `LocalLauncher.check`)."""
+
+    def start(self, run_id: int, launch: Mapping[str, Any], root: Path, store_url: str | None
+              ) -> int:
         """Start the run's process; return its pid (or another handle number)."""
 
 
-def process_env(run_id: int, launch: dict[str, Any], root: Path, store_url: str | None
+def process_env(run_id: int, launch: Mapping[str, Any], root: Path, store_url: str | None
                 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in (launch.get("env") or {}).items()})
     env["BABYSIT_RUN_ID"] = str(run_id)
-    env["BABYSIT_ROOT"] = str(root)
-    if store_url:
-        env["BABYSIT_STORE_URL"] = store_url
-    else:
+    env.update(store_env(root, store_url))
+    if not store_url:
         env.pop("BABYSIT_STORE_URL", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def command_line(launch: dict[str, Any] | None, run_id: int) -> list[str]:
+def store_env(root: Path, store_url: str | None) -> dict[str, str]:
+    """What a child process needs to open the same store."""
+    env = {"BABYSIT_ROOT": str(root)}
+    if store_url:
+        env["BABYSIT_STORE_URL"] = store_url
+    return env
+
+
+def command_line(launch: Mapping[str, Any] | None, run_id: int) -> list[str]:
+    """The argument list that starts the run's process again; LaunchError if there is none."""
     if not launch or not launch.get("argv"):
         raise LaunchError(
             f"run {run_id} was started from an interactive session (no script to run again); "
             "start it from a script to fork or restart it")
-    executable = launch.get("executable") or ""
-    if not os.path.isabs(executable):
-        executable = shutil.which(executable) or executable
-    return [executable, *[str(a) for a in launch["argv"]]]
+    return [resolve_executable(launch.get("executable") or ""),
+            *[str(a) for a in launch["argv"]]]
 
 
 def start_detached(argv: list[str], *, cwd: str, env: dict[str, str], log_path: Path,
@@ -70,12 +138,22 @@ def start_detached(argv: list[str], *, cwd: str, env: dict[str, str], log_path: 
 class LocalLauncher:
     """Start detached processes on this machine; their output goes to ``runs/<id>/process.log``."""
 
-    def start(self, run_id: int, launch: dict[str, Any], root: Path, store_url: str | None) -> int:
+    def check(self, run_id: int, launch: Mapping[str, Any] | None) -> None:
         argv = command_line(launch, run_id)
+        assert launch is not None
         cwd = launch.get("cwd") or os.getcwd()
         if not Path(cwd).is_dir():
             raise LaunchError(f"run {run_id} was started in {cwd}, which no longer exists")
-        return start_detached(argv, cwd=cwd, env=process_env(run_id, launch, root, store_url),
+        program = argv[0]
+        if not (os.path.isabs(program) and os.access(program, os.X_OK)):
+            raise LaunchError(f"run {run_id}'s program {program!r} is not an executable file "
+                              "any more")
+
+    def start(self, run_id: int, launch: Mapping[str, Any], root: Path, store_url: str | None
+              ) -> int:
+        self.check(run_id, launch)
+        return start_detached(command_line(launch, run_id), cwd=launch.get("cwd") or os.getcwd(),
+                              env=process_env(run_id, launch, root, store_url),
                               log_path=root / "runs" / str(run_id) / "process.log",
                               what=f"run {run_id}")
 

@@ -7,7 +7,6 @@ reads never hold a transaction open. What comes out is frozen (dataclasses or ne
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,9 +17,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
-from babysit.store import fastpaths
+from babysit.store import fastpaths, history, series
 from babysit.store import schema as S
 from babysit.store.fastpaths import CommandProbe
+from babysit.store.feed import CommandFeed
 from babysit.store.outbox import (
     JSON_RUN_COLUMNS,
     CheckpointRow,
@@ -48,7 +48,8 @@ from babysit.store.records import (
 )
 
 __all__ = [
-    "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandOutcome", "CommandProbe",
+    "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandFeed", "CommandOutcome",
+    "CommandProbe",
     "CommandRecord", "DecisionRecord", "EventRow", "MetricRows", "Record", "Refused",
     "RunRecord", "RunUpdate", "Store", "StudyRecord", "Supersede",
 ]
@@ -77,6 +78,23 @@ def _file_identity(path: Path | None) -> tuple[int, int] | None:
 def _pk(result: Any) -> int:
     """The id an INSERT created."""
     return int(result.inserted_primary_key[0])
+
+
+#: the PostgreSQL advisory lock held while a store's schema is created or migrated ("baby")
+_SCHEMA_LOCK = 0x62616279
+#: SQLSTATEs worth a retry: serialization failure, deadlock, lock not available, connection lost
+_RETRY_SQLSTATES = ("40001", "40P01", "55P03")
+
+
+def _retryable(exc: sa.exc.OperationalError) -> bool:
+    """Will the same transaction likely succeed if tried again? PostgreSQL says so with its
+    SQLSTATE (a deadlock victim, a serialization failure, a dropped connection); SQLite only
+    in its message (locked, busy)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    if code:
+        return code in _RETRY_SQLSTATES or code.startswith("08")
+    text = str(exc.orig)
+    return "locked" in text or "busy" in text
 
 
 class Store:
@@ -154,6 +172,12 @@ class Store:
                         f"understands ({S.SCHEMA_VERSION}); upgrade babysit to open it")
                 return
             with self._write_engine.begin() as conn:
+                if not self._sqlite:
+                    # Two processes opening a new store at once would both CREATE TABLE (and
+                    # one fail): the first takes this lock, the second then finds the tables.
+                    # SQLite's BEGIN IMMEDIATE serialises them already. Released at commit.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": _SCHEMA_LOCK})
                 inspector = sa.inspect(conn)
                 if not inspector.has_table("meta"):
                     if not create:
@@ -216,8 +240,7 @@ class Store:
                 with self._write_engine.begin() as conn:
                     return fn(conn)
             except sa.exc.OperationalError as exc:
-                locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
-                if not locked or attempt == attempts - 1:
+                if not _retryable(exc) or attempt == attempts - 1:
                     raise StoreError(f"store write failed: {exc.orig}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -316,32 +339,82 @@ class Store:
                        ) -> None:
         """Insert (step, day, name, value, time, branch) rows in one transaction."""
         if rows:
-            self._write(lambda c: fastpaths.insert_metric_rows(c, self._sqlite, run_id, rows))
+            self._write(lambda c: history.append(c, self._sqlite, run_id, rows))
+
+    def append_points(self, run_id: int, name: str, steps: Any, values: Any, times: Any = None,
+                      days: Any = None, *, branch: int = 0) -> None:
+        """The bulk path: add whole arrays of points to a run's live curve ``name`` in one
+        transaction, packed and summarised without a Python object per point (imports,
+        benchmarks). ``times`` default to 0, ``days`` to 0.
+
+        >>> store.append_points(run_id, "loss", np.arange(10**6), losses, times)
+        """
+        p = series.Points.of(steps, values, times, days)
+
+        def write(c: sa.Connection) -> None:
+            trace = history.live_trace(c, run_id, name, branch)
+            history.append_points(c, self._sqlite, trace, p)
+        self._write(write)
 
     def metrics(self, run_id: int, names: Iterable[str] | None = None, *,
-                include_superseded: bool = False, since_id: int = 0) -> pd.DataFrame:
-        """A run's metric rows: step, day, name, value (NaN kept), time, branch, superseded."""
-        cols = ["id", "step", "day", "name", "value", "time", "branch", "superseded"]
-        wanted = None if names is None else list(names)
-        rows = self.read(lambda c: fastpaths.read_metrics(c, self._sqlite, run_id, wanted,
-                                                          include_superseded, since_id))
-        df = pd.DataFrame.from_records(rows, columns=cols)
-        df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)  # NULL -> NaN
-        df["superseded"] = df["superseded"].astype(bool)
+                include_superseded: bool = False) -> pd.DataFrame:
+        """Every point of a run's metrics: id (an ordinal), step, day, name, value (NaN kept),
+        time, branch, superseded; by name then step. A whole history, for export and tests:
+        the dashboard reads ``curve`` instead."""
+        df = self.read(lambda c: history.points_frame(
+            c, self._sqlite, run_id, names, include_superseded=include_superseded))
+        df.insert(0, "id", range(1, len(df) + 1))
         return df
 
     def latest_metric(self, run_id: int, name: str, *, include_superseded: bool = False
                       ) -> float | None:
         """The value of ``name`` at the run's latest step (NaN kept), or None if never logged."""
-        m = S.metrics.c
-        query = sa.select(m.value).where(m.run_id == run_id, m.name == name) \
-            .order_by(m.step.desc(), m.id.desc()).limit(1)
-        if not include_superseded:
-            query = query.where(m.superseded == sa.false())
-        row = self.read(lambda c: c.execute(query).first())
-        if row is None:
-            return None
-        return math.nan if row[0] is None else float(row[0])
+        return self.read(lambda c: history.latest(c, self._sqlite, run_id, name,
+                                                  include_superseded=include_superseded))
+
+    def metric_names(self, run_id: int) -> list[str]:
+        """The names the run has logged, sorted."""
+        return self.read(lambda c: history.names(c, run_id))
+
+    def curve(self, run_id: int, names: Iterable[str] | None = None, *,
+              x_range: tuple[float | None, float | None] | None = None, max_points: int = 2000,
+              include_superseded: bool = True) -> pd.DataFrame:
+        """A run's curves as at most ``max_points`` buckets per trace over ``x_range`` (steps,
+        inclusive; None or a None bound: to the curve's end), whatever the history's length.
+
+        One row per bucket, by name, branch, superseded (a trace), then step: ``level`` (0: an
+        exact point; k: a bucket of the steps [b * 2^k, (b + 1) * 2^k)), ``step_lo``/``step_hi``
+        (its first and last logged step), ``count``, ``first``/``last`` (the values there, NaN
+        kept), ``min``/``max`` of its finite values and ``step_min``/``step_max`` where they were
+        first reached (NaN: no finite value), ``nonfinite`` = ``nan`` + ``posinf`` + ``neginf``
+        counts and ``step_nonfinite`` (the first such step, NaN: none), ``time`` and ``day`` of
+        its last point. A trace of at most ``max_points`` points, or a range holding that few,
+        comes back exactly (level 0, one row per point). Buckets at the range's edges come back
+        whole. Cost: one indexed read of at most ``max_points`` rows per trace.
+
+        >>> store.curve(3, ["loss"], x_range=(10_000, 20_000), max_points=1000)
+        """
+        return self.read(lambda c: history.curve(
+            c, self._sqlite, run_id, names, x_range=x_range, max_points=max_points,
+            include_superseded=include_superseded))
+
+    def curve_version(self, run_id: int) -> tuple[int, int, int]:
+        """A token that changes whenever the run's curves change (points added, a rollback):
+        a dashboard re-reads a curve only when it moved. One query over a few rows."""
+        return self.read(lambda c: history.version(c, run_id))
+
+    def wal_checkpoint(self) -> None:
+        """Fold the WAL back into the database file and truncate it (SQLite; elsewhere nothing).
+        The writer calls it after big batches so the WAL stays tens of MB."""
+        if not self._sqlite:
+            return
+        raw = self._write_engine.raw_connection()     # outside a transaction, as it must be
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except Exception as exc:
+            raise StoreError(f"WAL checkpoint failed: {exc}") from exc
+        finally:
+            raw.close()
 
     # ---------------------------------------------------------------- events
     def add_event(self, run_id: int, step: int, day: int, kind: str, source: str,
@@ -373,6 +446,12 @@ class Store:
         query = sa.select(S.commands).where(
             c_.run_id == run_id, c_.status == "pending", c_.id > after_id).order_by(c_.id)
         return self.read(lambda c: [record(CommandRecord, r) for r in c.execute(query)])
+
+    def command_feed(self, run_id: int) -> CommandFeed:
+        """The trainer's poll: each pending command of the run once, whatever order their ids
+        commit in (PostgreSQL commits ids out of order; see store/feed.py)."""
+        return CommandFeed(self._read_engine, self._sqlite, run_id,
+                           lambda: self.pending_commands(run_id))
 
     def command_probe(self, run_id: int) -> CommandProbe:
         """A cheap check for the trainer's poll: is a command newer than some id pending?"""

@@ -9,8 +9,6 @@ curves of 100k rows and more: there, SQLAlchemy's per-row work is most of the co
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,8 @@ from babysit.errors import StoreError
 from babysit.store import schema as S
 
 MetricRow = tuple[int, int, str, float, float, int]    # step, day, name, value, time, branch
+#: what the WAL file is truncated to after a checkpoint
+WAL_LIMIT_BYTES = 64 << 20
 
 
 def sqlite_engine(url: str, begin: str, busy_ms: int) -> sa.Engine:
@@ -38,6 +38,11 @@ def sqlite_engine(url: str, begin: str, busy_ms: int) -> sa.Engine:
         # NORMAL in WAL mode: a killed process loses no committed row; only a power cut can
         # lose the last transactions, and never corrupts the file.
         cur.execute("PRAGMA synchronous=NORMAL")
+        # The WAL is folded back every 1000 pages (the default autocheckpoint) and truncated to
+        # this size after, so it stays tens of MB at any logging rate; the writer also keeps
+        # each transaction bounded (trainer/outbox.py), since one transaction's pages must all
+        # sit in the WAL at once.
+        cur.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         cur.close()
 
     @sa_event.listens_for(engine, "begin")
@@ -51,66 +56,6 @@ def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL (None: in memory)."""
     database = sa.engine.make_url(url).database
     return Path(database).resolve() if database and database != ":memory:" else None
-
-
-# ------------------------------------------------------------------------- metric rows (write)
-_INSERT_METRICS = ("INSERT INTO metrics (run_id, step, day, name, value, time, branch, superseded)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
-
-
-def insert_metric_rows(conn: sa.Connection, sqlite: bool, run_id: int,
-                       rows: Sequence[MetricRow]) -> None:
-    """Insert (step, day, name, value, time, branch) rows; NaN is stored as NULL."""
-    if sqlite:
-        # The trainer's hot write: a plain executemany skips SQLAlchemy's per-row work and
-        # costs about a third as much for a batch of a few hundred rows.
-        conn.exec_driver_sql(_INSERT_METRICS, [
-            (run_id, s, d, n, (v if v == v else None), t, b) for s, d, n, v, t, b in rows])
-    else:
-        conn.execute(sa.insert(S.metrics), [
-            {"run_id": run_id, "step": s, "day": d, "name": n,
-             "value": (v if v == v else None), "time": t, "branch": b, "superseded": False}
-            for s, d, n, v, t, b in rows])
-
-
-# -------------------------------------------------------------------------- metric rows (read)
-def read_metrics(conn: sa.Connection, sqlite: bool, run_id: int, names: list[str] | None,
-                 include_superseded: bool, since_id: int) -> list[tuple]:
-    """Rows (id, step, day, name, value, time, branch, superseded) ordered by name, step, id."""
-    if sqlite:
-        # Curves are read in bulk (100k rows and more): the driver's own cursor returns
-        # plain tuples about 10x faster than SQLAlchemy's result rows.
-        sql = ("SELECT id, step, day, name, value, time, branch, superseded FROM metrics"
-               " WHERE run_id = ?")
-        params: list[Any] = [int(run_id)]
-        if names is not None:
-            sql += f" AND name IN ({', '.join('?' * len(names))})"
-            params += [str(n) for n in names]
-        if not include_superseded:
-            sql += " AND superseded = 0"
-        if since_id:
-            # "+run_id" keeps SQLite off the (run_id, name, step) index, which would scan the
-            # run's whole history; the rowid range reads only the new rows.
-            sql = sql.replace("WHERE run_id = ?", "WHERE id > ? AND +run_id = ?")
-            params.insert(0, int(since_id))
-        sql += " ORDER BY name, step, id"
-        cursor = conn.connection.cursor()
-        try:
-            return cursor.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"store read failed: {exc}") from exc
-        finally:
-            cursor.close()
-    m = S.metrics.c
-    query = sa.select(m.id, m.step, m.day, m.name, m.value, m.time, m.branch,
-                      m.superseded).where(m.run_id == run_id).order_by(m.name, m.step, m.id)
-    if names is not None:
-        query = query.where(m.name.in_(names))
-    if not include_superseded:
-        query = query.where(m.superseded == sa.false())
-    if since_id:
-        query = query.where(m.id > since_id)
-    return [tuple(r) for r in conn.execute(query)]
 
 
 # ------------------------------------------------------------------------------ command probe

@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from babysit.store import fastpaths
+from babysit.store import fastpaths, history
 from babysit.store import schema as S
 from babysit.store.records import clean_json
 
@@ -134,7 +134,7 @@ def write_record(conn: sa.Connection, sqlite: bool, record: Record) -> None:
     """The SQL of one record (inside the caller's transaction)."""
     if isinstance(record, MetricRows):
         if record.rows:
-            fastpaths.insert_metric_rows(conn, sqlite, record.run_id, record.rows)
+            history.append(conn, sqlite, record.run_id, record.rows)
     elif isinstance(record, EventRow):
         conn.execute(sa.insert(S.events).values(**event_values(record)))
     elif isinstance(record, RunUpdate):
@@ -148,7 +148,7 @@ def write_record(conn: sa.Connection, sqlite: bool, record: Record) -> None:
             hp=dict(record.hp), metrics=dict(record.metrics), superseded=False))
         conn.execute(sa.update(S.runs).where(S.runs.c.id == record.run_id).values(day=record.day))
     elif isinstance(record, Supersede):
-        supersede(conn, record.run_id, record.from_step)
+        supersede(conn, sqlite, record.run_id, record.from_step)
     elif isinstance(record, CommandOutcome):
         if close_command(conn, record):
             for effect in record.effects:
@@ -165,11 +165,9 @@ def close_command(conn: sa.Connection, outcome: CommandOutcome) -> bool:
     return conn.execute(query).rowcount > 0
 
 
-def supersede(conn: sa.Connection, run_id: int, from_step: int) -> None:
+def supersede(conn: sa.Connection, sqlite: bool, run_id: int, from_step: int) -> None:
     """Mark what the run logged from ``from_step`` on as an abandoned branch."""
-    conn.execute(sa.update(S.metrics).where(
-        S.metrics.c.run_id == run_id, S.metrics.c.step >= from_step,
-        S.metrics.c.superseded == sa.false()).values(superseded=True))
+    history.supersede(conn, sqlite, run_id, from_step)
     conn.execute(sa.update(S.checkpoints).where(
         S.checkpoints.c.run_id == run_id, S.checkpoints.c.step > from_step,
         S.checkpoints.c.superseded == sa.false()).values(superseded=True))
@@ -224,7 +222,7 @@ def _write_carefully(conn: sa.Connection, sqlite: bool, record: Record,
             for row in record.rows:
                 try:
                     with conn.begin_nested():
-                        fastpaths.insert_metric_rows(conn, sqlite, record.run_id, [row])
+                        history.append(conn, sqlite, record.run_id, [row])
                 except Exception as row_exc:
                     if not is_refusal(row_exc):
                         raise

@@ -11,9 +11,14 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
+
+#: ids and byte sizes: 64-bit on PostgreSQL (an int4 metrics.id overflows at 2.1e9 rows, an int4
+#: size at a 2 GiB checkpoint); INTEGER on SQLite, whose integers are 64-bit already and where
+#: only "INTEGER PRIMARY KEY" is the autoincrementing rowid. SQLite's DDL is unchanged.
+BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 meta = sa.Table(
     "meta", metadata,
@@ -23,7 +28,7 @@ meta = sa.Table(
 
 runs = sa.Table(
     "runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
     sa.Column("project", sa.String(200), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
@@ -34,7 +39,7 @@ runs = sa.Table(
     sa.Column("day", sa.Integer, nullable=False, default=0),
     sa.Column("step", sa.Integer, nullable=False, default=0),
     sa.Column("branch", sa.Integer, nullable=False, default=0),
-    sa.Column("parent_id", sa.Integer, nullable=True),
+    sa.Column("parent_id", BIG, nullable=True),
     sa.Column("parent_day", sa.Integer, nullable=True),
     sa.Column("launch", sa.JSON, nullable=True),       # executable, argv, cwd: forks need nothing else
     sa.Column("start_from", sa.JSON, nullable=True),   # the checkpoint a restart/fork starts from (v3)
@@ -47,7 +52,7 @@ runs = sa.Table(
     sa.Column("ended", sa.Float, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("reproducible", sa.Boolean, nullable=False, default=True),
-    sa.Column("study_id", sa.Integer, nullable=True),
+    sa.Column("study_id", BIG, nullable=True),
     sa.Column("trial", sa.Integer, nullable=True),      # the study's suggestion number (v2)
     sa.Column("max_days", sa.Integer, nullable=True),   # finishes by itself after that day (v2)
     sa.Column("effective", sa.JSON, nullable=True),     # what the optimizer uses now (v3)
@@ -55,8 +60,11 @@ runs = sa.Table(
     sa.Column("tags", sa.JSON, nullable=True),          # list of strings (v3)
 )
 
-metrics = sa.Table(
-    "metrics", metadata,
+#: Until v4 a metric point was a row of ``metrics``; v4 packs them (``metric_*`` below) and
+#: drops it. Kept outside ``metadata`` (new stores never get it) for the migration.
+legacy = sa.MetaData()
+metrics_v3 = sa.Table(
+    "metrics", legacy,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.Integer, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
@@ -71,8 +79,8 @@ metrics = sa.Table(
 
 events = sa.Table(
     "events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BIG, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("day", sa.Integer, nullable=False),
     sa.Column("time", sa.Float, nullable=False),
@@ -86,8 +94,8 @@ events = sa.Table(
 
 commands = sa.Table(
     "commands", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BIG, nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("args", sa.JSON, nullable=False),
     sa.Column("source", sa.String(40), nullable=False),
@@ -101,14 +109,14 @@ commands = sa.Table(
 
 checkpoints = sa.Table(
     "checkpoints", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BIG, nullable=False),
     sa.Column("day", sa.Integer, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("branch", sa.Integer, nullable=False),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("path", sa.Text, nullable=False),         # relative to the store root
-    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("size", BIG, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("hp", sa.JSON, nullable=False),
     sa.Column("metrics", sa.JSON, nullable=False),      # mean of each metric over that day
@@ -118,7 +126,7 @@ checkpoints = sa.Table(
 
 studies = sa.Table(
     "studies", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("project", sa.String(200), nullable=False),
     sa.Column("objective", sa.String(200), nullable=False),   # a metric name, read at day ends
@@ -130,7 +138,7 @@ studies = sa.Table(
     sa.Column("autopilot", sa.String(20), nullable=False),    # auto | supervised | off
     sa.Column("command", sa.JSON, nullable=False),            # a trial's launch record
     sa.Column("status", sa.String(20), nullable=False),       # created | running | done | stopped
-    sa.Column("parent_id", sa.Integer, nullable=True),        # a coarse-to-fine follow-up's parent
+    sa.Column("parent_id", BIG, nullable=True),        # a coarse-to-fine follow-up's parent
     sa.Column("pid", sa.Integer, nullable=True),              # the orchestrator's process
     sa.Column("pid_start", sa.Float, nullable=True),
     sa.Column("host", sa.String(200), nullable=True),
@@ -141,9 +149,9 @@ studies = sa.Table(
 
 decisions = sa.Table(
     "decisions", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("study_id", sa.Integer, nullable=False),
-    sa.Column("run_id", sa.Integer, nullable=False),          # the run the move acts on
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("study_id", BIG, nullable=False),
+    sa.Column("run_id", BIG, nullable=False),          # the run the move acts on
     sa.Column("kind", sa.String(20), nullable=False),         # exploit | explore | stop
     sa.Column("detail", sa.JSON, nullable=False),             # source_run, source_day, hp, reason
     sa.Column("status", sa.String(20), nullable=False),       # proposed | approved | vetoed | applied | failed
@@ -152,6 +160,72 @@ decisions = sa.Table(
     sa.Column("decided_by", sa.String(40), nullable=True),    # api | cli | ui | autopilot
     sa.Column("error", sa.Text, nullable=True),
     sa.Index("ix_decisions_study_status", "study_id", "status"),
+)
+
+
+# ------------------------------------------------------------------ metric histories (v4)
+# A metric's points live packed in blocks (babysit.store.series) with a summary pyramid beside
+# them, so that a curve's read costs what is drawn, not what was logged (docs/history.md).
+# Keys are 64-bit everywhere; SQLite's INTEGER PRIMARY KEY is its 64-bit rowid.
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+metric_traces = sa.Table(
+    "metric_traces", metadata,   # one curve: a metric of a run on one branch, live or superseded
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("branch", sa.Integer, nullable=False),
+    sa.Column("superseded", sa.Boolean, nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),        # points in blocks and tail
+    sa.Column("step_first", sa.BigInteger, nullable=True),
+    sa.Column("step_last", sa.BigInteger, nullable=True),
+    sa.Column("tail", sa.Integer, nullable=False),            # points still in metric_tail
+    sa.Index("ix_metric_traces_run", "run_id", "name", "branch"),
+)
+
+metric_blocks = sa.Table(
+    "metric_blocks", metadata,   # series.BLOCK points of a trace, packed (series.encode_block)
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.BigInteger, nullable=False),
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_last", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Index("ix_metric_blocks_trace", "trace_id", "step_last", "step_first"),
+)
+
+metric_tail = sa.Table(
+    "metric_tail", metadata,     # a trace's newest points, fewer than a block, one row each
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),              # NULL is NaN
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Index("ix_metric_tail_trace", "trace_id", "step"),
+)
+
+metric_buckets = sa.Table(
+    "metric_buckets", metadata,  # the summary pyramid: steps [bucket << level, (bucket+1) << level)
+    sa.Column("trace_id", sa.BigInteger, primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("nan", sa.BigInteger, nullable=False),
+    sa.Column("posinf", sa.BigInteger, nullable=False),
+    sa.Column("neginf", sa.BigInteger, nullable=False),
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_last", sa.BigInteger, nullable=False),
+    sa.Column("first", sa.Float, nullable=True),              # NULL is NaN
+    sa.Column("last", sa.Float, nullable=True),
+    sa.Column("min", sa.Float, nullable=True),                # NULL: no finite value
+    sa.Column("step_min", sa.BigInteger, nullable=True),
+    sa.Column("max", sa.Float, nullable=True),
+    sa.Column("step_max", sa.BigInteger, nullable=True),
+    sa.Column("step_nonfinite", sa.BigInteger, nullable=True),   # first nan/inf, NULL: none
+    sa.Column("time", sa.Float, nullable=False),              # of the last point
+    sa.Column("day", sa.Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 
@@ -181,4 +255,17 @@ def _v2_to_v3(conn: sa.Connection) -> None:
 
 #: MIGRATIONS[v](connection) upgrades a store at version v to v + 1, inside the transaction that
 #: opened the store, so a failed upgrade leaves the store as it was.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(conn: sa.Connection) -> None:
+    """Metric histories: each metric's rows are packed into blocks with a summary pyramid
+    beside them (``babysit.store.history``), and the ``metrics`` table of rows is dropped."""
+    from babysit.store import history  # it builds on these tables
+
+    for table in (metric_traces, metric_blocks, metric_tail, metric_buckets):
+        table.create(conn, checkfirst=True)
+    if sa.inspect(conn).has_table("metrics"):
+        history.build_from_rows(conn, conn.dialect.name == "sqlite")
+        metrics_v3.drop(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
+                                                          3: _v3_to_v4}

@@ -8,8 +8,8 @@ Each `Orchestrator.tick` reads the study and its runs from the store and
 2. applies autopilot decisions a person approved, and fails proposals whose run has ended;
 3. unless the autopilot is ``off``: applies the stopping rules to each run that finished a day,
    and for PBT, once the live population has all reached a new day end, plans exploits with
-   `babysit.study.pbt.plan`. In ``auto`` mode a move is applied at once (``Client.stop`` /
-   ``Client.exploit`` with source ``autopilot`` and the move's reason); in ``supervised`` mode it
+   `babysit.study.pbt.plan`. In ``auto`` mode a move is applied at once (``stop`` /
+   ``exploit`` with source ``autopilot`` and the move's reason); in ``supervised`` mode it
    is written as a ``proposed`` decision and waits for ``Client.approve``;
 4. launches trials the strategy suggests while fewer than ``parallel`` are live and fewer than
    ``runs`` were launched (the queue: later trials wait for a free slot). A trial finishes by
@@ -18,6 +18,9 @@ Each `Orchestrator.tick` reads the study and its runs from the store and
 All its state is in the store, so it can be killed and started again: the strategy is rebuilt
 by replaying the study's trials in order (asking again, telling the ended ones), and trials are
 counted from the store, so none is launched twice.
+
+It acts on runs only through `Steering` (launch, exploit, stop, and the monitor step
+``check_runs`` run at the start of each tick); `babysit.Client` is one.
 
 >>> Orchestrator(client, "lr-search").run(poll_s=1.0)    # doctest: +SKIP
 """
@@ -33,73 +36,42 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
-import psutil
 
 from babysit.errors import BabysitError, InvalidValue
-from babysit.store import LIVE, CheckpointRecord, DecisionRecord, RunRecord, StudyRecord
+from babysit.launcher import process_alive, process_start_time
+from babysit.store import LIVE, CheckpointRecord, DecisionRecord, RunRecord, Store, StudyRecord
+from babysit.study.objective import best_of, histories
 from babysit.study.pbt import plan
-from babysit.study.space import Space, SpaceError, score_key
-from babysit.study.specs import build_rule, build_strategy, finite_or_nan, pbt_options
+from babysit.study.space import Space, SpaceError
+from babysit.study.specs import build_rule, build_strategy, donor_of, pbt_options
 from babysit.study.strategies import Strategy
-
-if TYPE_CHECKING:
-    from babysit.client import Client
 
 ENDED = ("finished", "stopped", "crashed")
 
 
-def histories(checkpoints: Iterable[CheckpointRecord], objective: str) -> dict[int, list[float]]:
-    """Each run's objective at the end of day 1, 2, ... (its live branch's checkpoints).
+class Steering(Protocol):
+    """What the orchestrator needs to act on runs (`babysit.Client` is one)."""
 
-    A day without a checkpoint (a failed save) repeats the day before; a checkpoint without the
-    objective counts as NaN, the worst value.
-    """
-    by_run: dict[int, dict[int, float]] = {}
-    for record in checkpoints:
-        if record.day >= 1:
-            by_run.setdefault(record.run_id, {})[record.day] = \
-                finite_or_nan(record.metrics.get(objective))
-    out: dict[int, list[float]] = {}
-    for run_id, days in by_run.items():
-        values, last = [], math.nan
-        for day in range(1, max(days) + 1):
-            last = days.get(day, last)
-            values.append(last)
-        out[run_id] = values
-    return out
+    store: Store
 
+    def launch(self, argv: list[str], *, project: str | None = None, name: str | None = None,
+               cwd: str | None = None, hp: Mapping[str, Any] | None = None,
+               study_id: int | None = None, max_days: int | None = None,
+               trial: int | None = None) -> int: ...
 
-def best_of(values: Iterable[float], direction: str) -> tuple[float, int | None]:
-    """``(best finite value, its day)`` or ``(nan, None)``.
+    def exploit(self, target: int | str, donor: int | str, day: int,
+                hp: Mapping[str, Any] | None = None, *, source: str | None = None,
+                reason: str | None = None, decision: int | None = None) -> Any: ...
 
-    >>> best_of([0.5, float("nan"), 0.3, 0.4], "min")
-    (0.3, 3)
-    """
-    finite = [(v, day) for day, v in enumerate(values, 1) if math.isfinite(v)]
-    if not finite:
-        return math.nan, None
-    value, day = min(finite, key=lambda item: (score_key(item[0], direction), item[1]))
-    return value, day
+    def stop(self, run: int | str, *, source: str | None = None,
+             reason: str | None = None) -> Any: ...
 
-
-def process_alive(pid: int | None, pid_start: float | None, host: str | None,
-                  heartbeat: float | None, *, remote_timeout_s: float = 15.0) -> bool:
-    """Whether a process recorded in the store still runs (same rules as a run's process)."""
-    if pid is None:
-        return False
-    if host and host != socket.gethostname():
-        return heartbeat is not None and time.time() - heartbeat < remote_timeout_s
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return pid_start is None or abs(proc.create_time() - pid_start) < 1.0
-    except psutil.Error:
-        return False
+    def check_runs(self, run: int | str | None = None, *,
+                   study: int | None = None) -> Sequence[int]: ...
 
 
 class Orchestrator:
@@ -109,11 +81,11 @@ class Orchestrator:
     >>> while orch.tick(): time.sleep(1)                       # doctest: +SKIP
     """
 
-    def __init__(self, client: Client, study: int | str, *,
+    def __init__(self, client: Steering, study: int | str, *,
                  log: Callable[[str], None] | None = None):
         self.client = client
         self.store = client.store
-        record = client.study(study)
+        record = self.store.get_study(study)
         self.study_id, self.name = record.id, record.name
         self.objective, self.direction = record.objective, record.direction
         self.space = Space.from_dict(record.space)
@@ -138,6 +110,7 @@ class Orchestrator:
         study = self.store.get_study(self.study_id)
         if study.status in ("done", "stopped"):
             return False
+        self.client.check_runs(study=self.study_id)   # the monitor step: dead trials crashed
         trials = self._trials()
         checkpoints = self.store.checkpoints_of([t.id for t in trials])
         hist = histories(checkpoints, self.objective)
@@ -163,7 +136,7 @@ class Orchestrator:
 
     def _trials(self) -> list[RunRecord]:
         records = [r for r in self.store.list_runs(study_id=self.study_id) if r.trial is not None]
-        return sorted((self.client._refresh(r) for r in records), key=lambda r: r.trial or 0)
+        return sorted(records, key=lambda r: r.trial or 0)
 
     # ------------------------------------------------------------------ the strategy
     def _rebuild(self, study: StudyRecord, trials: list[RunRecord],
@@ -257,12 +230,13 @@ class Orchestrator:
         """Apply an approved decision; it ends applied or failed (with the error)."""
         detail = decision.detail
         try:
-            target = self.client.run(decision.run_id)
+            target = self.store.get_run(decision.run_id)
             if self._already_applied(decision, target):
                 self.store.decide(decision.id, "applied", "autopilot")
                 return
             if decision.kind == "exploit":
-                self.client.exploit(decision.run_id, detail["source_run"], detail["source_day"],
+                donor, donor_day = donor_of(detail)
+                self.client.exploit(decision.run_id, donor, donor_day,
                                     hp=detail.get("new_hp") or None, source="autopilot",
                                     reason=detail.get("reason"), decision=decision.id)
             elif decision.kind == "stop":
@@ -294,7 +268,7 @@ class Orchestrator:
             self._apply(decision)
         by_id = {t.id: t for t in trials}
         for decision in self.store.decisions(study.id, status="proposed"):
-            run = by_id.get(decision.run_id) or self.client.run(decision.run_id)
+            run = by_id.get(decision.run_id) or self.store.get_run(decision.run_id)
             if run.status not in LIVE:
                 with contextlib.suppress(InvalidValue):   # decided by a person meanwhile
                     self.store.decide(decision.id, "failed", "autopilot",
@@ -363,8 +337,8 @@ class Orchestrator:
                 continue
             loser, winner = int(e.loser), int(e.winner)  # type: ignore[call-overload]
             detail = {
-                "source_run": winner, "source_day": common, "day": common,
-                "reason": e.reason, "score": scores[loser], "source_score": scores[winner],
+                "donor": winner, "donor_day": common, "day": common,
+                "reason": e.reason, "score": scores[loser], "donor_score": scores[winner],
                 "old_hp": {k: configs[loser].get(k) for k in self.space.names},
                 "new_hp": {k: e.new_config[k] for k in self.space.names},
                 "ops": [{"name": op.name, "old": op.old, "new": op.new, "how": op.how}
@@ -382,12 +356,10 @@ class Orchestrator:
         me = os.getpid()
         if record.pid not in (None, me) and process_alive(record.pid, record.pid_start,
                                                            record.host, record.heartbeat):
+            where = f" on {record.host}" if record.host else ""
             raise BabysitError(f"study {record.name} already has an orchestrator "
-                               f"(pid {record.pid} on {record.host})")
-        try:
-            started = psutil.Process(me).create_time()
-        except psutil.Error:
-            started = None
+                               f"(pid {record.pid}{where})")
+        started = process_start_time(me)
         if not self.store.update_study(self.study_id, only_if_pid=(record.pid,), pid=me,
                                        pid_start=started, host=socket.gethostname(),
                                        heartbeat=time.time(), status="running", ended=None):

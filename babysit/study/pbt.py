@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from babysit.format import fmt
 from babysit.study.space import Space, SpaceError, check_direction, score_key
 
 RunId = Hashable
@@ -165,10 +166,6 @@ def explore(
     return new, ops
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.3g}" if math.isfinite(value) else str(value)
-
-
 def plan(
     scores: Mapping[RunId, float],
     configs: Mapping[RunId, Mapping[str, Any]],
@@ -208,8 +205,8 @@ def plan(
         )
         why = f"in bottom {quantile:.0%}" if math.isfinite(values[loser]) else "has no finite value"
         reason = (
-            f"run {loser} ({metric} {_fmt(values[loser])}) {why}, "
-            f"copies run {winner} ({metric} {_fmt(values[winner])}){at_day}"
+            f"run {loser} ({metric} {fmt(values[loser], 3)}) {why}, "
+            f"copies run {winner} ({metric} {fmt(values[winner], 3)}){at_day}"
         )
         out.append(Exploit(loser, winner, new_config, tuple(ops), reason))
     return out

@@ -13,7 +13,6 @@ orchestrator. Pure: no store, no processes.
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields
@@ -240,8 +239,13 @@ def stopping_spec(rules: Sequence[str | Mapping[str, Any]] | None) -> list[dict[
     return [stop_spec(r) for r in rules]
 
 
-def finite_or_nan(value: Any) -> float:
-    """A stored metric value as a float: NaN for anything missing or not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return math.nan
-    return float(value)
+def donor_of(detail: Mapping[str, Any]) -> tuple[Any, Any]:
+    """An exploit decision's (donor run, donor day): the run whose checkpoint is copied.
+
+    Decisions written before the rename named them source_run / source_day.
+
+    >>> donor_of({"donor": 2, "donor_day": 3}), donor_of({"source_run": 2, "source_day": 3})
+    ((2, 3), (2, 3))
+    """
+    return (detail.get("donor", detail.get("source_run")),
+            detail.get("donor_day", detail.get("source_day")))

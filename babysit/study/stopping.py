@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from babysit.format import fmt
 from babysit.study.space import SpaceError, check_direction, score_key
 
 RunId = Hashable
@@ -47,10 +48,6 @@ class StoppingRule(Protocol):
         elapsed_s: float | None = None,
         metric: str = "objective",
     ) -> Decision: ...
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else str(value)
 
 
 def _history(
@@ -129,11 +126,11 @@ class Patience:
         if math.isfinite(h[recent]) and (not math.isfinite(h[before]) or gain > self.min_delta):
             return Decision(
                 False,
-                f"run {run_id}: {metric} improved{by} in the last {p} days (to {_fmt(h[recent])} on day {recent + 1})",
+                f"run {run_id}: {metric} improved{by} in the last {p} days (to {fmt(h[recent])} on day {recent + 1})",
             )
         return Decision(
             True,
-            f"run {run_id}: {metric} has not improved{by} in the last {p} days (best {_fmt(h[before])} on day {before + 1})",
+            f"run {run_id}: {metric} has not improved{by} in the last {p} days (best {fmt(h[before])} on day {before + 1})",
         )
 
 
@@ -165,7 +162,7 @@ class Threshold:
         if len(h) < self.day:
             return Decision(False, f"run {run_id}: not at day {self.day} yet (day {len(h)})")
         value = h[self.day - 1]
-        text = f"run {run_id}: {metric} {_fmt(value)} at day {self.day}"
+        text = f"run {run_id}: {metric} {fmt(value)} at day {self.day}"
         if score_key(value, direction) > score_key(self.worse_than, direction):
             return Decision(True, f"{text} is worse than {self.worse_than:g}")
         return Decision(False, f"{text} is not worse than {self.worse_than:g}")
@@ -248,13 +245,13 @@ class MedianRule:
             )
         median_key = float(np.median([score_key(v, direction) for v in others]))
         median = median_key if direction == "min" else -median_key
-        text = f"run {run_id}: {metric} {_fmt(h[-1])} at day {day}"
+        text = f"run {run_id}: {metric} {fmt(h[-1])} at day {day}"
         if not math.isfinite(h[-1]) or score_key(h[-1], direction) > median_key:
             return Decision(
-                True, f"{text} is worse than the median {_fmt(median)} of {len(others)} other runs"
+                True, f"{text} is worse than the median {fmt(median)} of {len(others)} other runs"
             )
         return Decision(
-            False, f"{text} is not worse than the median {_fmt(median)} of {len(others)} other runs"
+            False, f"{text} is not worse than the median {fmt(median)} of {len(others)} other runs"
         )
 
 
@@ -320,8 +317,8 @@ class SuccessiveHalving:
         cutoff_key = sorted(score_key(v, direction) for v in at_rung)[keep - 1]
         cutoff = cutoff_key if direction == "min" else -cutoff_key
         eta = self.reduction_factor
-        text = f"run {run_id}: {metric} {_fmt(h[-1])} at day {day}"
-        counted = f"of the {len(at_rung)} runs that reached it (cutoff {_fmt(cutoff)})"
+        text = f"run {run_id}: {metric} {fmt(h[-1])} at day {day}"
+        counted = f"of the {len(at_rung)} runs that reached it (cutoff {fmt(cutoff)})"
         if not math.isfinite(h[-1]) or score_key(h[-1], direction) > cutoff_key:
             return Decision(True, f"{text} is not in the top 1/{eta} {counted}")
         return Decision(False, f"{text} is in the top 1/{eta} {counted}")

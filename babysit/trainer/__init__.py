@@ -38,7 +38,8 @@ def _launch_record() -> dict[str, Any] | None:
     if not args or script in ("", "-") or script.endswith("ipykernel_launcher.py") or \
             bool(getattr(sys, "ps1", None)) or sys.flags.interactive:
         return None
-    keep = ("PYTHONPATH", "CUDA_VISIBLE_DEVICES", "BABYSIT_ROOT", "BABYSIT_STORE_URL")
+    keep = ("PYTHONPATH", "CUDA_VISIBLE_DEVICES", "BABYSIT_ROOT", "BABYSIT_STORE_URL",
+            "BABYSIT_CHECKPOINTS")
     return {"executable": sys.executable, "argv": args, "cwd": os.getcwd(),
             "env": {k: os.environ[k] for k in keep if k in os.environ}}
 

@@ -89,6 +89,12 @@ def apply_nudge(loop: LoopState, args: Mapping[str, Any], *, new: bool = False
     return {**users, **optimizer}
 
 
+def set_hp(loop: LoopState, updates: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Absolute values (overrides), as a nudge: ``apply_nudge(loop, {"hp": updates})``.
+    Kept for babysit/integrations/_common.py."""
+    return apply_nudge(loop, {"hp": dict(updates)})
+
+
 # ---------------------------------------------------------------------------- simple commands
 def nudge(loop: LoopState, command: CommandRecord) -> None:
     changes = apply_nudge(loop, command.args)
@@ -130,7 +136,7 @@ def _whole_number(name: str, value: object) -> int:
 
 def load(loop: LoopState, record: CheckpointRecord) -> dict[str, Any]:
     """Read and verify a listed checkpoint (on the loop thread: it waits on the disk)."""
-    return ckpt.load(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+    return loop.checkpoints.load(record.path, record.sha256)
 
 
 def check_fits(loop: LoopState, payload: dict[str, Any], whose: str) -> None:
@@ -350,7 +356,7 @@ def last_good_day(loop: LoopState) -> CheckpointRecord | None:
     """The newest listed checkpoint that passes its checks; corrupt ones are reported."""
     for record in reversed(loop.store.checkpoint_records(loop.run_id)):
         try:
-            ckpt.verify(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+            loop.checkpoints.verify(record.path, record.sha256)
             return record
         except CheckpointError as exc:
             loop.outbox.put(loop.event("checkpoint_corrupt", "trainer",

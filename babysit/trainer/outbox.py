@@ -25,8 +25,16 @@ Protocol (the loop thread on the left, the writer thread on the right):
 - ``close()`` (from the loop thread, after the saver has finished) writes what is left; if the
   store stays unreachable it saves the metric rows to ``unwritten-<time>.tsv``, in this thread,
   so no row ends up both in the store and in the file. It returns once every row is in one.
+- Memory is bounded at any logging rate. The writer takes at most ``MAX_BATCH_ROWS`` rows per
+  transaction (more when it is behind, up to that cap: a bounded WAL and batch). When the queue
+  holds more than ``max_queued`` items, ``run.log`` calls ``throttle()``: the loop waits until
+  the writer has brought the queue down to half (lossless backpressure: the loop runs at the
+  store's pace) and a ``throttled`` event says for how long (at most one a minute, the rest
+  added up; the last one at close). If the store keeps failing while the queue is full, the
+  writer saves the queued metric rows to the unwritten file instead of holding them, so a dead
+  store never stalls training for long nor fills memory; the count is reported at close.
 
-The writer also polls for commands (a cheap probe on a time budget) and appends them to
+The writer also polls for commands (a cheap feed on a time budget) and appends them to
 ``commands``, which the loop thread reads at step boundaries. Every few seconds it checks that
 the store's database file is still the one it opened (``Store.identity_changed``); when it was
 removed or replaced, it stops writing (``lost``), the loop pauses, and ``close()`` saves the rows
@@ -43,12 +51,17 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from babysit.errors import StoreError
 from babysit.store import (
     CheckpointRow,
+    CommandFeed,
     CommandRecord,
     EventRow,
     MetricRows,
@@ -62,6 +75,20 @@ from babysit.trainer.saver import SaveJob
 Where = Callable[[], tuple[int, int, int]]     # the loop's (step, day in progress, branch)
 #: how often the writer checks that the store's database file is still the one it opened
 IDENTITY_CHECK_S = 2.0
+
+#: items (metric rows, records) queued before ``run.log`` waits for the writer: about 40 MB
+MAX_QUEUED = 250_000
+#: metric rows per transaction at most: the WAL and the writer's batch stay a few MB
+MAX_BATCH_ROWS = 100_000
+#: a batch of fewer metric rows than this waits SLOW_FLUSH_FACTOR x flush_s for the next one
+SMALL_BATCH_ROWS = 2_000
+SLOW_FLUSH_FACTOR = 4
+#: at most one ``throttled`` event per this many seconds (the waits in between add up)
+THROTTLE_EVENT_S = 60.0
+#: a full queue's rows go to the unwritten file when the store has failed this many writes in
+#: a row, or fails while the loop has waited ``max_wait_s`` (a dead store must not stall it)
+SPILL_AFTER_FAILURES = 3
+MAX_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,8 @@ class Outbox:
 
     def __init__(self, store: Store, run_id: int, where: Where, folder: Path, *,
                  poll_s: float = 0.05, flush_s: float = 0.25, heartbeat_s: float = 1.0,
+                 max_queued: int = MAX_QUEUED, max_batch_rows: int = MAX_BATCH_ROWS,
+                 max_wait_s: float = MAX_WAIT_S,
                  report: Callable[[], dict[str, Any] | None] = lambda: None):
         self.store, self.run_id, self.where, self.folder = store, run_id, where, folder
         self.report = report           # runs.effective if it changed, sent with the heartbeat
@@ -98,12 +127,22 @@ class Outbox:
         self.queue: deque[Any] = deque()
         self.commands: deque[CommandRecord] = deque()
         self.wake = threading.Event()
-        self.unwritten = 0                 # metric rows saved to a file at close
+        self.unwritten = 0                 # metric rows saved to the unwritten file
+        self.max_queued, self.max_batch_rows = int(max_queued), int(max_batch_rows)
+        self.peak_queued = 0               # the most items the queue held (seen by either side)
+        self.rows_written = 0              # metric rows the store took
+        self.throttled_s = 0.0             # the loop's total wait in throttle()
+        self.max_wait_s = float(max_wait_s)
+        self._drained = threading.Event()  # set by the writer when the queue is down to half
+        self._consume = threading.Lock()   # one consumer of the queue at a time (drain, spill)
+        self._throttle_waits = 0
+        self._throttle_unreported = 0.0
+        self._throttle_reported_at = -math.inf
+        self._unwritten_path: Path | None = None
         self.lost: str | None = None       # why the store can no longer be written (see _check)
         self.days_queued = 0               # day ends queued (loop thread) ...
         self.days_written = 0              # ... and their rows written (writer thread)
         self._closing = False
-        self._seen_command = 0
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._held: deque[tuple[DayEnd, dict[str, float]]] = deque()
@@ -142,9 +181,48 @@ class Outbox:
     def start(self) -> None:
         self._thread.start()
 
+    def throttle(self) -> None:
+        """The queue is over ``max_queued``: wait until the writer has brought it down to half,
+        then (at most once a minute) queue a ``throttled`` event saying how long the loop waited.
+        Called by ``run.log``; returns at once if no writer is running to drain the queue."""
+        started = time.monotonic()
+        low = self.max_queued // 2
+        self.peak_queued = max(self.peak_queued, len(self.queue))
+        self.wake.set()
+        while len(self.queue) > low and self._thread.is_alive():
+            if self.lost or self._failures >= SPILL_AFTER_FAILURES or (
+                    self._failures and time.monotonic() - started > self.max_wait_s):
+                self._spill()               # the store is failing: bound memory, go on
+                break
+            self._drained.clear()
+            if len(self.queue) <= low:      # the writer drained it between the test and clear()
+                break
+            self.wake.set()
+            self._drained.wait(0.1)
+        waited = time.monotonic() - started
+        self.throttled_s += waited
+        self._throttle_unreported += waited
+        self._throttle_waits += 1
+        if started - self._throttle_reported_at >= THROTTLE_EVENT_S:
+            self._report_throttle()
+
+    def _report_throttle(self) -> None:
+        step, day, branch = self.where()
+        self.queue.append(EventRow(self.run_id, step, day, "throttled", "trainer", {
+            "seconds": round(self._throttle_unreported, 3), "waits": self._throttle_waits,
+            "queue_limit": self.max_queued,
+            "reason": "the loop logged faster than the store writes; it waited for the writer"},
+            branch))
+        self._throttle_reported_at = time.monotonic()
+        self._throttle_unreported = 0.0
+        self._throttle_waits = 0
+        self.wake.set()
+
     def close(self) -> int:
         """Write everything queued (or save the rows to a file); returns the rows saved to the
         file (0 when everything reached the store). Call after the saver has finished."""
+        if self._throttle_waits:
+            self._report_throttle()
         self._closing = True
         self.wake.set()
         if self._thread.is_alive():
@@ -153,7 +231,7 @@ class Outbox:
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
-        probe = self.store.command_probe(self.run_id)
+        feed = self.store.command_feed(self.run_id)
         try:
             next_poll = next_flush = next_beat = next_check = time.monotonic()
             while True:
@@ -168,7 +246,7 @@ class Outbox:
                     self.wake.wait(0.25)
                     continue
                 if now >= next_poll and not self._closing:
-                    self._poll(probe)
+                    self._poll(feed)
                     next_poll = now + self.poll_s
                 if now >= next_beat:
                     self.queue.append(Heartbeat(self.where()[0], self.report()))
@@ -177,8 +255,15 @@ class Outbox:
                         now >= next_flush or self.wake.is_set() or len(self.queue) > 20000
                         or self._closing)):
                     self.wake.clear()
-                    self._flush()
-                    next_flush = now + self.flush_s
+                    rows = self._flush()
+                    # a few rows at a time: write them less often (each transaction costs a few
+                    # ms whatever its size); many: the usual pace, or at once when behind
+                    next_flush = now + self.flush_s * (1 if rows >= SMALL_BATCH_ROWS
+                                                       else SLOW_FLUSH_FACTOR)
+                    if len(self.queue) <= self.max_queued // 2:
+                        self._drained.set()
+                    if len(self.queue) > 20000 and not self._failures:
+                        continue        # behind: the next batch at once, no wait
                 if self._closing:
                     if not (self.queue or self._retry or self._held):
                         return
@@ -188,7 +273,7 @@ class Outbox:
                 timeout = max(0.0, min(next_poll, next_beat) - time.monotonic())
                 self.wake.wait(0.05 if self._closing else timeout)
         finally:
-            probe.close()
+            feed.close()
 
     def _check(self) -> None:
         """Is the store's database still the file it opened? Removed or replaced (by a user,
@@ -209,17 +294,13 @@ class Outbox:
             self._last_warning = time.monotonic()
             print(f"babysit: {message} (training goes on; will retry)", file=sys.stderr)
 
-    def _poll(self, probe: Callable[[int], bool]) -> None:
+    def _poll(self, feed: CommandFeed) -> None:
         try:
-            if not probe(self._seen_command):
-                return
-            commands = self.store.pending_commands(self.run_id, self._seen_command)
+            commands = feed.poll()      # each pending command once, whatever its id's order
         except StoreError as exc:      # a store hiccup never reaches the training loop
             self._warn(f"could not read commands: {exc}")
             return
-        for command in commands:
-            self._seen_command = max(self._seen_command, command.id)
-            self.commands.append(command)
+        self.commands.extend(commands)
 
     def _releasable(self) -> bool:
         return bool(self._held) and self._held[0][0].job.done.is_set()
@@ -234,28 +315,35 @@ class Outbox:
         return CheckpointRow(row.run_id, row.day, row.step, row.branch, time.time(), row.path,
                              job.size, job.sha, row.hp, means)
 
-    def _drain(self) -> list[Record]:
-        """Take what the queue holds, in order, as store records (see the protocol)."""
+    def _drain(self, max_rows: int | None = None) -> list[Record]:
+        """Take what the queue holds, in order, as store records (see the protocol); at most
+        ``max_rows`` metric rows (default: ``max_batch_rows``)."""
+        with self._consume:
+            return self._drain_locked(max_rows)
+
+    def _drain_locked(self, max_rows: int | None) -> list[Record]:
         batch: list[Record] = []
         while self._releasable():
             batch.append(self._listed(*self._held.popleft()))
         rows: list[tuple] = []
         sums, counts = self._sums, self._counts
         queue = self.queue
+        self.peak_queued = max(self.peak_queued, len(queue))
+        budget = self.max_batch_rows if max_rows is None else max_rows
+        taken = 0
         while queue:
             item = queue[0]
             if type(item) is tuple:
+                if taken >= budget:
+                    break
+                taken += 1
                 rows.append(item)
-                name, value = item[2], item[3]
-                if value == value and value not in (math.inf, -math.inf) and \
-                        not name.startswith("hp/"):
-                    sums[name] = sums.get(name, 0.0) + value
-                    counts[name] = counts.get(name, 0) + 1
                 queue.popleft()
                 continue
             if type(item) is Rewind and self._held:
                 break       # it may supersede a checkpoint not listed yet: wait for the file
             if rows:
+                self._add_to_day_means(rows)
                 batch.append(MetricRows(self.run_id, tuple(rows)))
                 rows = []
             queue.popleft()
@@ -280,31 +368,53 @@ class Outbox:
             else:
                 batch.append(item)
         if rows:
+            self._add_to_day_means(rows)
             batch.append(MetricRows(self.run_id, tuple(rows)))
         return batch
 
-    def _flush(self) -> None:
-        batch = self._retry + self._drain()
+    def _add_to_day_means(self, rows: list[tuple]) -> None:
+        """Add rows' finite values (not ``hp/`` ones) to the day's sums, a column at a time: a
+        per-row Python loop here would cost the writer more than the store write itself."""
+        n = len(rows)
+        codes, names = pd.factorize(pd.Series(list(map(itemgetter(2), rows)), dtype=object))
+        values = np.fromiter(map(itemgetter(3), rows), np.float64, n)
+        finite = np.isfinite(values)
+        sums = np.bincount(codes[finite], weights=values[finite], minlength=len(names))
+        counts = np.bincount(codes[finite], minlength=len(names))
+        for i, name in enumerate(names):
+            if counts[i] and not name.startswith("hp/"):
+                self._sums[name] = self._sums.get(name, 0.0) + float(sums[i])
+                self._counts[name] = self._counts.get(name, 0) + int(counts[i])
+
+    def _flush(self) -> int:
+        """Write what is queued (and any batch to retry); returns the metric rows written."""
+        # a batch that failed is retried with at most a batch's worth of new rows behind it, so
+        # a failing store leaves the rest in the queue, where throttle() and _spill() see it
+        retrying = sum(len(r.rows) for r in self._retry if type(r) is MetricRows)
+        batch = self._retry + self._drain(max(0, self.max_batch_rows - retrying))
         self._retry = []
         if not batch:
-            return
+            return 0
+        rows = sum(len(r.rows) for r in batch if type(r) is MetricRows)
         try:
             refused = self.store.apply(batch, attempts=3 if self._closing else 8)
             self._failures = 0
+            self.rows_written += rows
             self.days_written += sum(1 for r in batch if type(r) is CheckpointRow or (
                 type(r) is EventRow and r.kind == "checkpoint_failed"))
         except StoreError as exc:
             self._failures += 1
             self._warn(f"store write failed: {exc}")
             self._retry = batch
-            return
+            return 0
         except Exception:
             # A bug must not wedge the writer: report it, keep the metric rows.
             traceback.print_exc()
             self._retry = [r for r in batch if type(r) is MetricRows]
-            return
+            return 0
         for refusal in refused:
             self._report(refusal)
+        return rows
 
     def _report(self, refusal: Refused) -> None:
         """A record the store refused: say so in the log and, once, as an event."""
@@ -322,19 +432,45 @@ class Outbox:
 
     def _save_unwritten(self) -> None:
         """The store stayed unreachable: keep the metric rows in a file rather than lose them."""
-        leftover = self._retry + self._drain()
+        leftover = self._retry + self._drain(max_rows=len(self.queue) + 1)   # all of it
         while self._held:
             leftover.append(self._listed(*self._held.popleft()))
         rows = [row for record in leftover if isinstance(record, MetricRows)
                 for row in record.rows]
         others = sum(1 for record in leftover if not isinstance(record, MetricRows | RunUpdate))
         self._retry = []
-        path = self.folder / f"unwritten-{int(time.time())}.tsv"
-        with open(path, "w") as f:
-            f.write("step\tday\tname\tvalue\ttime\tbranch\n")
+        with self._consume:
+            path = self._write_unwritten(rows)
+        print(f"babysit: the store was unreachable; {self.unwritten} metric rows in all saved "
+              f"to {path}" + (f"; {others} event(s) and checkpoint row(s) could not be written"
+                              if others else ""), file=sys.stderr)
+
+    def _write_unwritten(self, rows: list[tuple]) -> Path:
+        """Append metric rows to this run's unwritten file (created on first use)."""
+        if self._unwritten_path is None:
+            self._unwritten_path = self.folder / f"unwritten-{int(time.time())}.tsv"
+            with open(self._unwritten_path, "w") as f:
+                f.write("step\tday\tname\tvalue\ttime\tbranch\n")
+        with open(self._unwritten_path, "a") as f:
             for row in rows:
                 f.write("\t".join(str(x) for x in row) + "\n")
-        self.unwritten = len(rows)
-        print(f"babysit: the store was unreachable; {len(rows)} metric rows saved to {path}"
-              + (f"; {others} event(s) and checkpoint row(s) could not be written" if others
-                 else ""), file=sys.stderr)
+        self.unwritten += len(rows)
+        return self._unwritten_path
+
+    def _spill(self) -> None:
+        """The store keeps failing and the queue is full (loop thread, from ``throttle``): move
+        the queued metric rows to the unwritten file (the records between them stay queued, in
+        order), so memory stays bounded and the loop does not wait on a dead store."""
+        with self._consume:
+            keep: deque[Any] = deque()
+            rows: list[tuple] = []
+            queue = self.queue
+            for _ in range(len(queue)):     # what is queued now; the loop adds nothing meanwhile
+                item = queue.popleft()
+                (rows if type(item) is tuple else keep).append(item)
+            queue.extendleft(reversed(keep))
+            if rows:
+                path = self._write_unwritten(rows)
+        if rows:
+            self._warn(f"the store has failed {self._failures} write(s) in a row; {len(rows)} "
+                       f"metric rows saved to {path} to keep memory bounded")

@@ -16,6 +16,7 @@ import psutil
 
 from babysit import checkpoint as ckpt
 from babysit.errors import BabysitError, CheckpointError
+from babysit.storage import CheckpointStorage
 from babysit.store import RunRecord, RunUpdate, Store, Supersede
 from babysit.trainer import commands
 from babysit.trainer.state import LoopState
@@ -138,13 +139,16 @@ def may_be_alive(pid: object, pid_start: object, host: object, heartbeat: object
         return False
 
 
-def clean_leftovers(store: Store, record: RunRecord, folder: Path,
-                    start_from: dict[str, Any] | None,
+def clean_leftovers(store: Store, checkpoints: CheckpointStorage, record: RunRecord,
+                    folder: Path, start_from: dict[str, Any] | None,
                     previous_owner: dict[str, Any] | None = None) -> None:
-    """Remove what a killed process of this run left half-written: temporary files and
-    checkpoint files the store does not list. Runs before this process writes anything, and
-    only when no other process of the run may still be alive (its run row or the folder's
-    owner file names one): the files of a live process are never provably stale."""
+    """Remove what a killed process of this run left half-written: temporary files, unfinished
+    uploads and checkpoint files the store does not list. Runs before this process writes
+    anything, and only when no other process of the run may still be alive (its run row or the
+    folder's owner file names one: the files of a live process are never provably stale) and
+    the run's folder is its own (``claim_folder``)."""
+    if folder != ckpt.run_dir(store.root, record.id):
+        return      # runs/<id> belongs to another run: nothing there is ours to remove
     for who in (record.__dict__, previous_owner or {}):
         if may_be_alive(who.get("pid"), who.get("pid_start"), who.get("host"),
                         who.get("heartbeat")):
@@ -156,14 +160,18 @@ def clean_leftovers(store: Store, record: RunRecord, folder: Path,
         records = store.checkpoint_records(record.id, include_superseded=True)
     except BabysitError:
         return      # without the list nothing is provably stale: keep everything
-    keep = [store.root / r.path for r in records]
+    keep = [r.path for r in records]
     if start_from and isinstance(start_from.get("path"), str):
-        keep.append(store.root / start_from["path"])
-    removed = ckpt.clean_run_dir(folder, keep)
+        keep.append(start_from["path"])
+    try:
+        removed = checkpoints.clean_run(record.id, keep)
+    except BabysitError as exc:   # shared storage unreachable: leftovers wait for next time
+        print(f"babysit: run {record.id}: could not clean up unfinished checkpoints: {exc}",
+              file=sys.stderr)
+        return
     if removed:
         print(f"babysit: run {record.id}: removed {len(removed)} unfinished checkpoint "
-              f"file(s) left by an earlier process: {', '.join(p.name for p in removed)}",
-              file=sys.stderr)
+              f"file(s) left by an earlier process: {', '.join(removed)}", file=sys.stderr)
 
 
 def load_start(loop: LoopState, start_from: dict[str, Any]
@@ -175,8 +183,7 @@ def load_start(loop: LoopState, start_from: dict[str, Any]
     """
     store = loop.store
     try:
-        path = ckpt.safe_path(store.root, start_from["path"])
-        return ckpt.load(path, start_from.get("sha256")), []
+        return loop.checkpoints.load(start_from["path"], start_from.get("sha256")), []
     except CheckpointError as exc:
         if not start_from.get("supersede"):
             raise
@@ -186,7 +193,7 @@ def load_start(loop: LoopState, start_from: dict[str, Any]
         if record.path == start_from["path"] or (isinstance(limit, int) and record.day >= limit):
             continue
         try:
-            payload = ckpt.load(ckpt.safe_path(store.root, record.path), record.sha256)
+            payload = loop.checkpoints.load(record.path, record.sha256)
         except CheckpointError as exc:
             corrupt.append({"day": record.day, "path": record.path, "error": str(exc)})
             continue

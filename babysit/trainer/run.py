@@ -43,6 +43,7 @@ from babysit import checkpoint as ckpt
 from babysit.day import DaySpec
 from babysit.errors import BabysitError, InvalidValue
 from babysit.names import check_name
+from babysit.storage import open_storage
 from babysit.store import CheckpointRow, RunUpdate, Store
 from babysit.trainer import commands, knobs, resume
 from babysit.trainer.guard import Guard
@@ -69,15 +70,18 @@ class Run:
         self._record = record
         self._guard = guard or Guard()
         state = LoopState(run_id=self.id, store=store, folder=folder, hp=dict(record.hp),
+                          checkpoints=open_storage(root=store.root),
                           day_spec=self.day_spec, strict=record.strict,
                           reproducible=record.reproducible, branch=record.branch,
                           guard=self._guard)
         state.outbox = Outbox(store, self.id, state.where, folder, poll_s=poll_interval,
                               flush_s=flush_interval, heartbeat_s=heartbeat_interval,
                               report=state.effective_report)
-        state.saver = Saver(self.id, state.outbox.wake.set)
+        state.saver = Saver(self.id, state.outbox.wake.set, state.checkpoints, store.root)
         self._state = state
         self._log_row = state.outbox.queue.append      # the hot path of run.log
+        self._queued = state.outbox.queue.__len__
+        self._queue_limit = state.outbox.max_queued
         #: the configured hyperparameters, read-only (change them with nudges); the loop's
         #: reads are recorded, so a key it no longer reads shows as such
         self.hp: Mapping[str, Any] = HpView(state)
@@ -122,8 +126,8 @@ class Run:
     # ------------------------------------------------------------------ lifecycle
     def _start(self, start_event: tuple[str, dict[str, Any]] | None) -> None:
         state = self._state
-        resume.clean_leftovers(state.store, self._record, state.folder, self._start_from,
-                               self._previous_owner)
+        resume.clean_leftovers(state.store, state.checkpoints, self._record, state.folder,
+                               self._start_from, self._previous_owner)
         pid = os.getpid()
         try:
             pid_start = psutil.Process(pid).create_time()
@@ -311,7 +315,9 @@ class Run:
         """Record scalars at the current step, e.g. ``run.log(loss=loss.item(), acc=acc)``.
 
         Costs well under a microsecond per value: rows go to a queue that a background thread
-        writes in batches, so a slow or locked store never stalls training.
+        writes in batches, so a slow or locked store never stalls training. A loop that logs
+        faster than the store can write waits for it once the queue holds ``MAX_QUEUED`` items
+        (a ``throttled`` event says for how long): memory stays bounded, no row is dropped.
         """
         state = self._state
         step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
@@ -324,6 +330,10 @@ class Run:
             put((step, day, name, value, now, branch))
             if name == guard.metric:
                 guard.observe(value)
+        if self._queued() > self._queue_limit:
+            # the store writes slower than the loop logs: wait for it rather than grow
+            # without bound (an event says for how long; see trainer/outbox.py)
+            state.outbox.throttle()
 
     # ------------------------------------------------------------------ the loop
     def loop(self, loader: Iterable[Any] | None = None, *, epochs: int | None = None,

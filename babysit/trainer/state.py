@@ -16,6 +16,7 @@ from torch import Tensor
 
 from babysit.day import DaySpec
 from babysit.hparams import OPTIMIZER_KEYS
+from babysit.storage import CheckpointStorage
 from babysit.store import EventRow, RunUpdate, Store
 from babysit.trainer import knobs
 from babysit.trainer.guard import Guard
@@ -35,6 +36,7 @@ class LoopState:
     reproducible: bool
     branch: int
     guard: Guard
+    checkpoints: CheckpointStorage     # where day checkpoints live ($BABYSIT_CHECKPOINTS)
     outbox: Outbox = field(init=False)
     saver: Saver = field(init=False)
     position: DataPosition = field(default_factory=DataPosition)

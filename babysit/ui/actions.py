@@ -3,11 +3,12 @@
 Pure Python, no Streamlit: every handler validates all of its input before it calls the Client,
 so a NaN, a negative or a word typed into a box sends nothing. Each returns the line the page
 shows with ``st.success``; errors are ``BabysitError``s whose message the page shows as is.
+Relative moves (lr ×0.5 / ×2, momentum more / less) are computed by the trainer against the
+value its optimizer uses at the applying step; the line shown is the trainer's account of what
+it did (``CommandResult.detail``), never a value guessed here.
 
 >>> parse_number("0.05", "lr")
 0.05
->>> momentum_step(0.9, "more")
-0.95
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ import pandas as pd
 
 from babysit.client import Client
 from babysit.errors import InvalidValue
+from babysit.format import fmt, nudge_summary
 from babysit.hparams import check_value, parse_assignments
+from babysit.run_client import run_key
+from babysit.study.objective import best
 
 #: how long a button waits for the trainer to apply a command before it says so
 ACTION_TIMEOUT_S = 15.0
 SOURCE = "ui"
+#: the momentum buttons move 1 - momentum: "more" halves it (0.9 → 0.95), "less" doubles it
+MOMENTUM_FACTORS = {"more": 0.5, "less": 2.0}
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _STATUS_MARKS = {"running": "🟢", "starting": "🔵", "paused": "⏸️", "finished": "✅",
                  "stopped": "⏹️", "crashed": "💥", "diverged": "🔥"}
@@ -55,29 +61,6 @@ def parse_number(text: object, name: str) -> float:
     return float(check_value(name, value))
 
 
-def momentum_step(current: float, direction: str) -> float:
-    """Momentum one step up or down on the 1-β scale, where a step means something.
-
-    "more" halves 1-β (0.9 → 0.95 → 0.975), "less" doubles it (0.975 → 0.95 → 0.9), keeping
-    1-β below 1 so momentum stays > 0.
-
-    >>> momentum_step(0.95, "less")
-    0.9
-    """
-    value = check_value("momentum", current)
-    if direction not in ("more", "less"):
-        raise InvalidValue(f"direction must be 'more' or 'less', got {direction!r}")
-    gap = 1.0 - float(value)
-    if direction == "more":
-        gap = gap / 2
-    else:
-        if gap >= 0.99:
-            raise InvalidValue(f"momentum is already {value:g}; set it exactly instead")
-        gap = min(gap * 2, 0.99)
-    # round away float noise: 1 - 0.05 should read 0.95, not 0.9500000000000001
-    return round(1.0 - gap, 12)
-
-
 def parse_overrides(text: str | None) -> dict[str, int | float]:
     """``"lr=0.1 momentum=0.95"`` (spaces, commas or new lines between) as a dict of numbers.
 
@@ -88,71 +71,65 @@ def parse_overrides(text: str | None) -> dict[str, int | float]:
     return parse_assignments(items)
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def _applied(result: Any) -> str:
-    step = getattr(result, "step", None)
-    return f" at step {step}" if step is not None else ""
-
-
-def _current(client: Client, run_id: int, name: str) -> float:
-    hp = client.run(run_id).hp
-    value = hp.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidValue(f"run {run_id} has no numeric {name} to change (hp: {dict(hp)})")
-    return float(value)
+    """The confirmation of a nudge, from what the trainer reported."""
+    return nudge_summary(getattr(result, "detail", None), getattr(result, "step", None))
 
 
 def lr_times(client: Client, run_id: int, factor: float, *,
              timeout: float = ACTION_TIMEOUT_S) -> str:
-    """Multiply the run's learning rate by ``factor`` (the ×0.5 / ×2 buttons).
+    """Multiply the learning rate the optimizer uses now by ``factor`` (the ×0.5 / ×2 buttons):
+    every param group, keeping their ratios, and the schedule.
 
     >>> lr_times(client, 3, 0.5)            # doctest: +SKIP
-    'lr 0.1 → 0.05 applied at step 412'
+    'lr 0.0125 → 0.00625 applied at step 412'
     """
     if isinstance(factor, bool) or not isinstance(factor, int | float) or \
             not math.isfinite(factor) or factor <= 0:
         raise InvalidValue(f"factor must be a finite number > 0, got {factor!r}")
-    old = _current(client, run_id, "lr")
-    new = check_value("lr", old * factor)
-    result = client.nudge(run_id, lr=new, source=SOURCE, timeout=timeout)
-    return f"lr {_fmt(old)} → {_fmt(new)} applied{_applied(result)}"
+    result = client.nudge(run_key(run_id), scale={"lr": float(factor)}, source=SOURCE,
+                          timeout=timeout)
+    return _applied(result)
 
 
 def set_value(client: Client, run_id: int, name: str, text: object, *,
               timeout: float = ACTION_TIMEOUT_S) -> str:
-    """Set hyperparameter ``name`` to the number typed in its box.
+    """Set hyperparameter ``name`` to the number typed in its box (for lr: the effective lr
+    becomes exactly that value and the schedule goes on from there).
 
     >>> set_value(client, 3, "lr", "0.02")  # doctest: +SKIP
-    'lr → 0.02 applied at step 500'
+    'lr 0.0125 → 0.02 applied at step 500'
     """
     value = parse_number(text, name)
-    result = client.nudge(run_id, {name: value}, source=SOURCE, timeout=timeout)
-    return f"{name} → {_fmt(value)} applied{_applied(result)}"
+    result = client.nudge(run_key(run_id), {name: value}, source=SOURCE, timeout=timeout)
+    return _applied(result)
 
 
 def momentum_nudge(client: Client, run_id: int, direction: str, *,
                    timeout: float = ACTION_TIMEOUT_S) -> str:
-    """The "more momentum" / "less momentum" buttons (see :func:`momentum_step`)."""
-    old = _current(client, run_id, "momentum")
-    new = momentum_step(old, direction)
-    result = client.nudge(run_id, momentum=new, source=SOURCE, timeout=timeout)
-    return f"momentum {_fmt(old)} → {_fmt(new)} applied{_applied(result)}"
+    """The "more momentum" / "less momentum" buttons: the trainer halves or doubles
+    1 - momentum (Adam: 1 - beta1) of what its optimizer uses now."""
+    if direction not in MOMENTUM_FACTORS:
+        raise InvalidValue(f"direction must be 'more' or 'less', got {direction!r}")
+    result = client.nudge(run_key(run_id), scale_1m={"momentum": MOMENTUM_FACTORS[direction]},
+                          source=SOURCE, timeout=timeout)
+    return _applied(result)
 
 
 def pause(client: Client, run_id: int, *, timeout: float = ACTION_TIMEOUT_S) -> str:
+    run_id = run_key(run_id)   # type: ignore[assignment]
     client.pause(run_id, source=SOURCE, timeout=timeout)
     return f"run {run_id} paused"
 
 
 def resume(client: Client, run_id: int, *, timeout: float = ACTION_TIMEOUT_S) -> str:
+    run_id = run_key(run_id)   # type: ignore[assignment]
     client.resume(run_id, source=SOURCE, timeout=timeout)
     return f"run {run_id} resumed"
 
 
 def stop(client: Client, run_id: int, *, timeout: float = ACTION_TIMEOUT_S) -> str:
+    run_id = run_key(run_id)   # type: ignore[assignment]
     client.stop(run_id, source=SOURCE, timeout=timeout)
     return f"run {run_id} stopped; restart it later with babysit restart {run_id}"
 
@@ -174,20 +151,23 @@ def rollback(client: Client, run_id: int, day: object, *, confirmed: bool,
     """Roll the run back to the end of ``day`` (after the confirmation box is ticked)."""
     day_n = _day(day)
     hp = parse_overrides(overrides)
+    run_id = run_key(run_id)   # type: ignore[assignment]
     if not confirmed:
         raise InvalidValue("tick the confirmation box first: a rollback restarts the run "
                            f"from day {day_n} (later days stay in the store, superseded)")
     result = client.rollback(run_id, day_n, hp=hp, source=SOURCE, timeout=timeout)
-    extra = f" with {', '.join(f'{k}={_fmt(v)}' for k, v in hp.items())}" if hp else ""
-    return f"run {run_id} rolled back to day {day_n}{extra}{_applied(result)}"
+    extra = f" with {', '.join(f'{k}={fmt(v, 6)}' for k, v in hp.items())}" if hp else ""
+    at = f" at step {result.step}" if getattr(result, "step", None) is not None else ""
+    return f"run {run_id} rolled back to day {day_n}{extra}{at}"
 
 
 def fork(client: Client, run_id: int, day: object, overrides: str = "") -> tuple[str, int]:
     """Start a new run from ``day``'s checkpoint with ``key=value`` overrides; (message, id)."""
     day_n = _day(day)
     hp = parse_overrides(overrides)
+    run_id = run_key(run_id)   # type: ignore[assignment]
     child = client.fork(run_id, day_n, hp=hp, source=SOURCE)
-    extra = f" with {', '.join(f'{k}={_fmt(v)}' for k, v in hp.items())}" if hp else ""
+    extra = f" with {', '.join(f'{k}={fmt(v, 6)}' for k, v in hp.items())}" if hp else ""
     return f"forked run {child} from run {run_id} day {day_n}{extra}", child
 
 
@@ -247,23 +227,19 @@ def best_val(checkpoints: pd.DataFrame) -> str:
     """
     if checkpoints is None or not len(checkpoints) or "metrics" not in checkpoints:
         return ""
-    best: tuple[float, int] | None = None
     name = None
-    for day, metrics in zip(checkpoints["day"], checkpoints["metrics"], strict=False):
-        if not isinstance(metrics, Mapping):
-            continue
-        if name is None:
-            names = sorted(k for k in metrics if str(k).startswith("val_"))
+    for metrics in checkpoints["metrics"]:
+        if isinstance(metrics, Mapping):
+            names = sorted(str(k) for k in metrics if str(k).startswith("val_"))
             name = names[0] if names else None
-        value = metrics.get(name) if name else None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            continue
-        higher = any(w in name for w in ("acc", "auc", "f1", "score")) if name else False
-        if best is None or (value > best[0] if higher else value < best[0]):
-            best = (float(value), int(day))
-    if best is None or name is None:
+            break
+    if name is None:
         return ""
-    return f"{name} {best[0]:.4g} (day {best[1]})"
+    direction = "max" if any(w in name for w in ("acc", "auc", "f1", "score")) else "min"
+    value, day = best(((int(d), m.get(name)) for d, m in
+                       zip(checkpoints["day"], checkpoints["metrics"], strict=False)
+                       if isinstance(m, Mapping)), direction)
+    return "" if day is None else f"{name} {value:.4g} (day {day})"
 
 
 def runs_table(runs: pd.DataFrame, latest_loss: Mapping[int, float | None],
@@ -272,6 +248,9 @@ def runs_table(runs: pd.DataFrame, latest_loss: Mapping[int, float | None],
     rows = []
     for r in runs.to_dict("records"):
         hp = r.get("hp") if isinstance(r.get("hp"), Mapping) else {}
+        # what the optimizer uses now (after its schedule); the configured value until the
+        # trainer has reported
+        now = {**hp, **(r.get("effective") if isinstance(r.get("effective"), Mapping) else {})}
         age = r.get("heartbeat_age")
         parent = r.get("parent_id")
         parent_text = "" if parent is None or pd.isna(parent) else \
@@ -282,7 +261,7 @@ def runs_table(runs: pd.DataFrame, latest_loss: Mapping[int, float | None],
             "status": status_mark(str(r.get("status"))), "day": r.get("day"),
             "step": r.get("step"), "loss": latest_loss.get(int(r["id"])),
             "best val": best.get(int(r["id"]), ""),
-            "lr": hp.get("lr"), "momentum": hp.get("momentum"),
+            "lr": now.get("lr"), "momentum": now.get("momentum"),
             "heartbeat": "" if age is None or pd.isna(age) else f"{age:.0f}s ago",
             "parent": parent_text, "error": r.get("error") or "",
         })

@@ -1,11 +1,21 @@
-"""The dashboard's memory of each run's curve: read the whole history once, then only new rows.
+"""The dashboard's curves: what it shows, read at the cost of what it shows.
 
-A live page redraws every couple of seconds. Reading 20 runs x 100k rows from the store on each
-redraw would take seconds; reading only the rows logged since the last redraw takes a
-millisecond. A rollback or restart marks old rows superseded in place (an update, not new rows)
-and always bumps the run's ``branch``; so a branch that changed means "read it all again".
-This relies on row ids becoming visible in increasing order, which holds for SQLite (one writer
-at a time); a server database whose sequences can commit out of order needs a different key.
+``Store.curve`` hands out at most ``max_points`` buckets per trace (min, max, first, last,
+count, non-finite counts and the steps where each was reached) for any range of steps, from a
+summary the writer keeps up to date; this module caches those small frames per view and turns
+them into the points a plotly line needs. Nothing here grows with a run's history: a view of a
+10-million-step run holds the same ~2,000 buckets per curve as a view of a 10-thousand-step
+one, and the cache as a whole is capped in bytes.
+
+- ``CurveCache.view(store, run_id, names, x_range=..., max_points=...)``: the bucket frame of
+  one view. A refresh costs one tiny query (``Store.curve_version``) when nothing was logged,
+  one bounded read when something was.
+- ``CurveCache.metrics(store, run_id, branch, x_range=...)``: the same view as points (step,
+  day, name, value, time, branch, superseded), the shape ``figures.run_figure`` draws.
+- ``bucket_points(buckets)``: a bucket frame as points: each bucket's first, min, max, last (at
+  their own steps) and its first non-finite value, so every spike and nan stays drawn.
+- ``zoom_range(relayout, current)``: the x range a plotly relayout event asks for; pass it as
+  ``x_range`` to re-read that range at full detail, down to single steps.
 
 No Streamlit here: ``state.py`` keeps one ``CurveCache`` per server process.
 """
@@ -14,65 +24,215 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from babysit.store import Store
 
+#: columns of ``CurveCache.metrics`` / ``bucket_points``: those of ``Store.metrics`` rows
+POINT_COLUMNS = ("step", "day", "name", "value", "time", "branch", "superseded")
+XRange = tuple[float | None, float | None]
 
-@dataclass
+
+@dataclass(frozen=True)
 class _Entry:
-    branch: int
-    last_id: int
-    frame: pd.DataFrame
+    version: tuple[int, int, int]
+    buckets: pd.DataFrame
+    points: pd.DataFrame | None
+    nbytes: int
 
 
 class CurveCache:
-    """Metric rows of recently viewed runs (superseded rows included), topped up incrementally.
+    """Bounded views of runs' curves, re-read only when a run logged something.
 
     >>> cache = CurveCache()
-    >>> df = cache.metrics(store, run_id=3, branch=0)   # the first call reads the whole run
-    >>> df = cache.metrics(store, run_id=3, branch=0)   # later calls read only the new rows
+    >>> df = cache.view(store, 3, ["loss"])                         # whole run, <= 2000 buckets
+    >>> df = cache.view(store, 3, ["loss"], x_range=(1e6, 1.01e6))  # a zoom: finer buckets
+    >>> pts = cache.metrics(store, 3, branch=0)                     # as points, for a figure
     """
 
-    def __init__(self, max_runs: int = 64):
-        self.max_runs = max_runs
-        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()    # Streamlit serves each browser tab from its own thread
 
-    def metrics(self, store: Store, run_id: int, branch: int) -> pd.DataFrame:
-        """Every metric row of ``run_id`` (columns as ``Store.metrics``, without ``id``)."""
-        key = (store.url, int(run_id))
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry.branch != branch:
-                frame = store.metrics(run_id, include_superseded=True)
-                last = int(frame["id"].max()) if len(frame) else 0
-                frame = frame.drop(columns=["id"])
-                # A few names over 100k rows: a categorical column concatenates and groups
-                # several times faster than strings.
-                frame["name"] = frame["name"].astype("category")
-                entry = _Entry(branch, last, frame)
-            else:
-                new = store.metrics(run_id, include_superseded=True, since_id=entry.last_id)
-                if len(new):
-                    # Rows of one name stay in step order: new rows come after the old ones.
-                    entry.last_id = int(new["id"].max())
-                    new = new.drop(columns=["id"])
-                    names = entry.frame["name"].cat.categories
-                    extra = sorted(set(new["name"]) - set(names))
-                    if extra:
-                        entry.frame["name"] = entry.frame["name"].cat.add_categories(extra)
-                        names = entry.frame["name"].cat.categories
-                    new["name"] = pd.Categorical(new["name"], categories=names)
-                    entry.frame = pd.concat([entry.frame, new], ignore_index=True)
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_runs:
-                self._entries.popitem(last=False)
-            return entry.frame     # shared: callers read it, never change it
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by cached frames (at most ``max_bytes``, plus the newest view)."""
+        return self._bytes
+
+    def view(self, store: Store, run_id: int, names: Iterable[str] | None = None, *,
+             x_range: XRange | None = None, max_points: int = 2000,
+             include_superseded: bool = True) -> pd.DataFrame:
+        """``Store.curve``'s bucket frame for this view (shared: read it, never change it)."""
+        return self._get(store, run_id, names, x_range, max_points, include_superseded).buckets
+
+    def metrics(self, store: Store, run_id: int, branch: int | None = None, *,
+                names: Iterable[str] | None = None, x_range: XRange | None = None,
+                max_points: int = 2000) -> pd.DataFrame:
+        """The view as points (``POINT_COLUMNS``), superseded branches included: what
+        ``figures.run_figure`` and ``compare_figure`` draw. ``branch`` is accepted for callers
+        that key on it; the curve's own version decides when to re-read."""
+        key = self._key(store, run_id, names, x_range, max_points, True)
+        entry = self._get(store, run_id, names, x_range, max_points, True)
+        if entry.points is None:
+            points = bucket_points(entry.buckets)
+            entry = _Entry(entry.version, entry.buckets, points,
+                           entry.nbytes + _frame_bytes(points))
+            self._put(key, entry)
+        assert entry.points is not None
+        return entry.points
 
     def forget(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
+
+    # ------------------------------------------------------------------------------ internals
+    @staticmethod
+    def _key(store: Store, run_id: int, names: Iterable[str] | None, x_range: XRange | None,
+             max_points: int, include_superseded: bool) -> tuple:
+        names_key = None if names is None else tuple(sorted(str(n) for n in names))
+        range_key = None if x_range is None else tuple(x_range)
+        return (store.url, int(run_id), names_key, range_key, int(max_points),
+                bool(include_superseded))
+
+    def _get(self, store: Store, run_id: int, names: Iterable[str] | None,
+             x_range: XRange | None, max_points: int, include_superseded: bool) -> _Entry:
+        names = None if names is None else list(names)
+        key = self._key(store, run_id, names, x_range, max_points, include_superseded)
+        version = store.curve_version(run_id)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version:
+                self._entries.move_to_end(key)
+                return entry
+        buckets = store.curve(run_id, names, x_range=x_range, max_points=max_points,
+                              include_superseded=include_superseded)
+        entry = _Entry(version, buckets, None, _frame_bytes(buckets))
+        self._put(key, entry)
+        return entry
+
+    def _put(self, key: tuple, entry: _Entry) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._entries[key] = entry
+            self._bytes += entry.nbytes
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+
+def _frame_bytes(df: pd.DataFrame) -> int:
+    return int(df.memory_usage(index=True, deep=False).sum()) + 64 * len(df) * \
+        int("name" in df.columns)     # the name column's strings are shared, roughly a pointer
+
+
+def bucket_points(buckets: pd.DataFrame) -> pd.DataFrame:
+    """A ``Store.curve`` frame as points to draw: per bucket its first, min, max and last
+    values at their own steps, and its first non-finite value, in step order per trace.
+
+    A bucket holding one point gives one point, so exact views come back point for point.
+    ``time`` and ``day`` of the inner points are interpolated along the trace (buckets carry
+    those of their last point).
+
+    >>> bucket_points(store.curve(run_id, ["loss"]))[["step", "value"]]
+    """
+    if buckets is None or len(buckets) == 0:
+        return pd.DataFrame({c: pd.Series(dtype="object" if c == "name" else
+                                          "bool" if c == "superseded" else
+                                          "float64" if c in ("value", "time") else "int64")
+                             for c in POINT_COLUMNS})
+    n = len(buckets)
+    col = {c: buckets[c].to_numpy() for c in ("step_lo", "step_hi", "first", "last", "min",
+                                              "max", "step_min", "step_max", "nan", "posinf",
+                                              "step_nonfinite", "time", "day")}
+    nonfinite_value = np.where(col["nan"] > 0, np.nan,
+                               np.where(col["posinf"] > 0, np.inf, -np.inf))
+    steps = np.stack([col["step_lo"].astype(np.float64), col["step_min"], col["step_max"],
+                      col["step_nonfinite"], col["step_hi"].astype(np.float64)], axis=1)
+    values = np.stack([col["first"], col["min"], col["max"], nonfinite_value, col["last"]],
+                      axis=1)
+    # a trace is a run of rows with the same (name, branch, superseded) and a new trace id
+    # starts where step_lo goes back; rows come grouped and in step order from Store.curve
+    group = _trace_groups(buckets)
+    owner = np.repeat(np.arange(n), 5)
+    s, v = steps.reshape(-1), values.reshape(-1)
+    keep = ~np.isnan(s)                      # no finite value: no min/max point; no nan: none
+    owner, s, v = owner[keep], s[keep], v[keep]
+    order = np.lexsort((s, group[owner]))
+    owner, s, v = owner[order], s[order], v[order]
+    # one point per (bucket, step): first == min at the same step is drawn once
+    same = np.r_[False, (owner[1:] == owner[:-1]) & (s[1:] == s[:-1])
+                 & ((v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1])))]
+    owner, s, v = owner[~same], s[~same], v[~same]
+    times = np.empty(len(s))
+    days = np.empty(len(s), dtype=np.int64)
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        rows = rows[np.argsort(col["step_hi"][rows], kind="stable")]
+        here = np.flatnonzero(group[owner] == g)
+        times[here] = np.interp(s[here], col["step_hi"][rows].astype(np.float64),
+                                col["time"][rows].astype(np.float64))
+        days[here] = col["day"][rows][np.clip(np.searchsorted(col["step_hi"][rows], s[here]),
+                                              0, len(rows) - 1)]
+    return pd.DataFrame({
+        "step": s.astype(np.int64), "day": days,
+        "name": buckets["name"].to_numpy()[owner], "value": v, "time": times,
+        "branch": buckets["branch"].to_numpy()[owner],
+        "superseded": buckets["superseded"].to_numpy()[owner].astype(bool)})
+
+
+def _trace_groups(buckets: pd.DataFrame) -> np.ndarray:
+    """A number per (name, branch, superseded) group of rows, in row order. ``Store.curve``
+    returns each group's rows together, so a group starts wherever one of the three changes
+    (cheaper than a pandas groupby on a frame this small)."""
+    name = buckets["name"].to_numpy(dtype=object)
+    branch = buckets["branch"].to_numpy()
+    superseded = buckets["superseded"].to_numpy()
+    change = (name[1:] != name[:-1]) | (branch[1:] != branch[:-1]) | \
+        (superseded[1:] != superseded[:-1])
+    return np.r_[0, np.cumsum(change)]
+
+
+def zoom_range(relayout: Mapping[str, Any] | None, current: XRange | None = None,
+               axis: str = "xaxis") -> XRange | None:
+    """The x range a plotly relayout event asks for (None: the whole curve again).
+
+    Understands ``{"xaxis.range[0]": a, "xaxis.range[1]": b}``, ``{"xaxis.range": [a, b]}``
+    and ``{"xaxis.autorange": True}`` (a double click); with subplots, the first x axis the
+    event names (``xaxis2.range[0]``...). An event that moves no x axis (a y zoom, a legend
+    click) keeps ``current``. Numbers are steps; a date axis gives times, which the caller
+    maps to steps.
+
+    >>> zoom_range({"xaxis.range[0]": 1200.4, "xaxis.range[1]": 5000})
+    (1200.4, 5000.0)
+    >>> zoom_range({"xaxis.autorange": True}, (0, 10)) is None
+    True
+    """
+    if not relayout:
+        return current
+    axes = sorted({k.split(".", 1)[0] for k in relayout if k.startswith(axis) and "." in k},
+                  key=lambda a: (len(a), a))
+    for name in axes:
+        if relayout.get(f"{name}.autorange"):
+            return None
+        pair = relayout.get(f"{name}.range")
+        if pair is None and f"{name}.range[0]" in relayout and f"{name}.range[1]" in relayout:
+            pair = (relayout[f"{name}.range[0]"], relayout[f"{name}.range[1]"])
+        if pair is not None:
+            try:
+                lo, hi = float(pair[0]), float(pair[1])
+            except (TypeError, ValueError, IndexError):
+                continue        # a date axis sends strings: the caller maps times to steps
+            if lo != lo or hi != hi:
+                continue
+            return (min(lo, hi), max(lo, hi))
+    return current

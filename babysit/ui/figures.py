@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from babysit.ui.downsample import downsample_indices
+from babysit.ui.text import plot, shorten
 
 __all__ = [
     "EVENT_STYLES",
@@ -159,7 +160,8 @@ def run_label(run: Mapping[str, Any] | pd.Series, max_hps: int = 4) -> str:
     hp = _parse_detail(run.get("hp"))
     label = f"#{_fmt(run.get('id'))}"
     keys = sorted(hp, key=lambda k: (list(_HP_ABBREVIATIONS).index(k) if k in _HP_ABBREVIATIONS else 99, k))
-    parts = [f"{_HP_ABBREVIATIONS.get(k, k)}={_fmt(hp[k], digits=3)}" for k in keys[:max_hps]]
+    parts = [f"{shorten(_HP_ABBREVIATIONS.get(k, k), 40)}={shorten(_fmt(hp[k], digits=3), 40)}"
+             for k in keys[:max_hps]]
     if len(keys) > max_hps:
         parts.append("…")
     return " ".join([label, *parts])
@@ -303,22 +305,23 @@ def _metric_traces(
     pos = table.groups[name]
     live = table.sorted(pos[~table.superseded[pos]])
     x_title = axis.title
-    hover = f"{name} %{{y:.4g}}<br>{x_title} %{{x}}<extra></extra>"
+    label = plot(name)      # a metric name is text: no <a href> in the legend, no %{...} in hovers
+    hover = f"{label} %{{y:.4g}}<br>{x_title} %{{x}}<extra></extra>"
     marker = {"size": 5} if "markers" in mode else None
 
     if len(live):
         steps, values, times = table.columns(live)
-        marks.add(name, steps, values, times, axis, max_points, superseded=False)
+        marks.add(label, steps, values, times, axis, max_points, superseded=False)
         if weight > 0:
             xs, ys = _points(steps, values, times, axis, max_points)
             traces.append(go.Scatter(
-                x=xs, y=ys, name=f"{name} (raw)", mode=mode, legendgroup=name, showlegend=False,
+                x=xs, y=ys, name=f"{label} (raw)", mode=mode, legendgroup=name, showlegend=False,
                 line={"color": color, "width": 1}, marker=marker, opacity=0.25, hoverinfo="skip",
             ))
             values = smooth(values, weight)
         xs, ys = _points(steps, values, times, axis, max_points)
         traces.append(go.Scatter(
-            x=xs, y=ys, name=name, mode=mode, legendgroup=name, line={"color": color, "width": 1.6},
+            x=xs, y=ys, name=label, mode=mode, legendgroup=name, line={"color": color, "width": 1.6},
             marker=marker, hovertemplate=hover,
         ))
 
@@ -326,7 +329,7 @@ def _metric_traces(
     for branch in np.unique(table.branch[dead]):
         rows = table.sorted(dead[table.branch[dead] == branch])
         steps, values, times = table.columns(rows)
-        marks.add(name, steps, values, times, axis, max_points, superseded=True)
+        marks.add(label, steps, values, times, axis, max_points, superseded=True)
         # Start the dashed line at the live point it left from, so the fork is visible.
         if len(live):
             before = live[table.step[live] < steps[0]]
@@ -339,10 +342,10 @@ def _metric_traces(
             values = smooth(values, weight)
         xs, ys = _points(steps, values, times, axis, max_points)
         traces.append(go.Scatter(
-            x=xs, y=ys, name=f"{name} (branch {int(branch)}, rolled back)", mode=mode,
+            x=xs, y=ys, name=f"{label} (branch {int(branch)}, rolled back)", mode=mode,
             legendgroup=name, showlegend=False, opacity=0.45, marker=marker,
             line={"color": color, "width": 1.2, "dash": "dash"},
-            hovertemplate=f"{name} %{{y:.4g}} (rolled back)<br>{x_title} %{{x}}<extra></extra>",
+            hovertemplate=f"{label} %{{y:.4g}} (rolled back)<br>{x_title} %{{x}}<extra></extra>",
         ))
     return traces
 
@@ -383,7 +386,7 @@ def _hp_traces(
     last_live = _last_point(table, ~table.superseded)
     values_on: dict[str, list[np.ndarray]] = {"y2": [], "y3": []}
     for i, name in enumerate(hp_list):
-        label = name.removeprefix("hp/")
+        label = plot(name.removeprefix("hp/"))
         color = _HP_COLORS[i % len(_HP_COLORS)]
         yaxis = "y3" if secondary and name not in on_lr_axis else "y2"
         pos = table.groups[name]
@@ -421,7 +424,7 @@ def _hp_traces(
             ))
 
     def titled(names: list[str], axis_name: str, lr: bool) -> dict[str, Any]:
-        text = ", ".join(n.removeprefix("hp/") for n in names)
+        text = ", ".join(plot(n.removeprefix("hp/")) for n in names)
         settings = {"title": {"text": text}, "type": _hp_axis_type(values_on[axis_name], lr=lr)}
         values = np.concatenate(values_on[axis_name]) if values_on[axis_name] else np.array([])
         values = values[np.isfinite(values) & (values > 0)]
@@ -475,7 +478,7 @@ def _event_traces(events: pd.DataFrame | None, axis: _XMapper) -> list[go.Scatte
         symbol, color = EVENT_STYLES.get(kind, _UNKNOWN_EVENT)
         texts = []
         for j in idx:
-            line = describe_event(kind, details[j], sources[j], times[j], ref_time=ref)
+            line = plot(describe_event(kind, details[j], sources[j], times[j], ref_time=ref))
             where = [f"step {int(steps[j])}"] if _finite(steps[j]) else []
             if _finite(days[j]):
                 where.append(f"day {int(days[j])}")
@@ -483,7 +486,7 @@ def _event_traces(events: pd.DataFrame | None, axis: _XMapper) -> list[go.Scatte
             texts.append(f"(rolled back) {text}" if superseded[j] else text)
         traces.append(go.Scatter(
             x=xs_all[idx], y=np.full(len(idx), 0.03 + 0.04 * (i % 4)), yaxis="y4", xaxis="x",
-            mode="markers", name=kind, legendgroup=f"event:{kind}",
+            mode="markers", name=plot(kind), legendgroup=f"event:{kind}",
             marker={
                 "symbol": symbol, "color": color, "size": 11,
                 "opacity": np.where(superseded[idx], 0.35, 1.0),
@@ -571,8 +574,8 @@ def compare_figure(
             continue
         run_id = _as_run_id(key)
         run = by_id.get(run_id) if run_id is not None else None
-        label = run_label(run) if run is not None else str(key)
-        status = f" · {run.get('status')}" if run is not None and run.get("status") else ""
+        label = plot(run_label(run) if run is not None else key)
+        status = f" · {plot(run.get('status'))}" if run is not None and run.get("status") else ""
         steps, values, times = table.columns(rows)
         marks.add(label, steps, values, times, axis, max_points, superseded=False)
         if weight > 0:
@@ -582,15 +585,16 @@ def compare_figure(
         traces.append(go.Scatter(
             x=xs, y=ys, name=label, mode="lines", line={"color": color, "width": 1.6},
             legendgroup=label,
-            hovertemplate=f"{label}{status}<br>{metric} %{{y:.4g}}<br>step %{{x}}<extra></extra>",
+            hovertemplate=f"{label}{status}<br>{plot(metric)} %{{y:.4g}}<br>step %{{x}}"
+                          "<extra></extra>",
         ))
     if not traces:
-        return empty_figure(f"No {metric} yet")
+        return empty_figure(f"No {plot(metric)} yet")
     if marks.x:
         traces.append(marks.trace(top=0.97, yaxis="y2"))
     # One Figure call: plotly validates each add_trace/update_layout on its own.
     return go.Figure(data=traces, layout={
-        "yaxis": {"type": "log" if log_y else "linear", "title": {"text": metric}},
+        "yaxis": {"type": "log" if log_y else "linear", "title": {"text": plot(metric)}},
         "yaxis2": {"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
         "xaxis": {"title": {"text": "step"}},
         "height": 480, "hovermode": "closest", "uirevision": "compare",
@@ -686,7 +690,7 @@ def lineage_figure(runs: pd.DataFrame | None) -> go.Figure:
         traces.append(go.Scatter(
             x=[position[r["id"]][0] for r in members],
             y=[-position[r["id"]][1] for r in members],
-            mode="markers+text", name=status,
+            mode="markers+text", name=plot(status),
             text=[_node_text(r, ids) for r in members], textposition="middle right",
             marker={"size": 14, "color": status_color(status), "line": {"width": 1, "color": "#444444"}},
             customdata=[r["id"] for r in members],
@@ -710,9 +714,11 @@ def _node_text(r: dict[str, Any], ids: set[int]) -> str:
 def _lineage_hover(r: dict[str, Any], ids: set[int]) -> str:
     day = "?" if r["day"] is None else r["day"]
     step = "?" if r["step"] is None else r["step"]
-    lines = [f"#{r['id']} {r['name']}".rstrip(), f"{r['status']} · day {day} · step {step}"]
+    # names, statuses and hyperparameters are text: escaped, then joined with plotly's <br>
+    lines = [plot(f"#{r['id']} {shorten(r['name'], 80)}".rstrip()),
+             plot(f"{r['status']} · day {day} · step {step}")]
     if r["hp"]:
-        lines.append(run_label({"id": r["id"], "hp": r["hp"]}, max_hps=8).partition(" ")[2])
+        lines.append(plot(run_label({"id": r["id"], "hp": r["hp"]}, max_hps=8).partition(" ")[2]))
     if r["parent_id"] is not None:
         at = f" at day {r['parent_day']}" if r["parent_day"] is not None else ""
         missing = " (not shown)" if r["parent_id"] not in ids else ""

@@ -1,7 +1,9 @@
 """What the Study page's forms and buttons do: check everything typed, then call the Client.
 
 Pure Python, no Streamlit, like `babysit.ui.actions`: a study is created only after every
-field of its form passed, so a bad range or a taken name creates nothing. Errors of a whole
+field of its form passed, so a bad range or a taken name creates nothing. The page launches no
+command typed into it: a study's trials run the command of an existing run, of an existing study
+(both created from the CLI or Python), or the built-in demo task (`command_choices`). Errors of a whole
 form come back together as `FormErrors`, one message per field, for the page to show next to
 each field; the other handlers raise ``BabysitError``s whose message the page shows as is.
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import math
 import re
 import shlex
-import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +29,18 @@ import pandas as pd
 import yaml
 
 from babysit.errors import InvalidValue
+from babysit.format import fmt, fmt_hp
+from babysit.study.objective import best
 from babysit.study.space import DIRECTIONS, SCALES, Space, SpaceError
 from babysit.study.space import _YamlLoader as _SpaceYamlLoader  # reads 1e-4 as a number
-from babysit.study.specs import KINDS, budget_spec, check_pbt_space, stop_spec, strategy_spec
+from babysit.study.specs import (
+    KINDS,
+    budget_spec,
+    check_pbt_space,
+    donor_of,
+    stop_spec,
+    strategy_spec,
+)
 
 SOURCE = "ui"
 #: how long the Copy weights button waits for the target run to load the checkpoint
@@ -40,6 +50,8 @@ STRATEGY_KINDS = ("random", *(k for k in KINDS if k != "random"))
 AUTOPILOT_MODES = ("auto", "supervised", "off")
 #: the built-in demo task as a study's trial script (full speed; a day is 100 steps)
 DEMO_COMMAND = (sys.executable, "-m", "babysit.demo", "--pace", "0", "--day", "100 steps")
+#: its entry in the form's list of trial commands
+DEMO_CHOICE = "the built-in demo task"
 #: the form's starting rows: the demo's two optimizer knobs, each on its own scale
 DEFAULT_PARAMS = (
     {"name": "lr", "scale": "log", "low": "0.001", "high": "1", "choices": ""},
@@ -75,7 +87,7 @@ class StudyForm:
     parallel: Any = 2
     stopping: str = ""
     autopilot: str = "auto"
-    command: str = shlex.join(DEMO_COMMAND)
+    command: str = DEMO_CHOICE                       # a key of `command_choices`
     project: str = ""
 
 
@@ -258,22 +270,47 @@ def whole_number(value: Any, name: str, minimum: int = 1) -> int:
     return int(f)
 
 
-def parse_command(text: str | None) -> list[str]:
-    """The trial script's command line as an argument list (never run through a shell).
+def command_choices(runs: Iterable[Mapping[str, Any]] = (),
+                    studies: Iterable[Any] = ()) -> dict[str, dict[str, Any]]:
+    """The trial commands the Study page offers: the demo, then each distinct command of an
+    existing study or run (as launched from the CLI or Python), label -> launch record
+    (executable, argv, cwd). A command cannot be typed into the page.
 
-    >>> parse_command("python train.py --epochs 3")[1:]
-    ['train.py', '--epochs', '3']
+    ``runs`` are run records or mappings with ``id``, ``name`` and ``launch``; ``studies``
+    study records (``id``, ``name``, ``command``).
+
+    >>> list(command_choices())
+    ['the built-in demo task']
     """
-    try:
-        argv = shlex.split(text or "")
-    except ValueError as exc:
-        raise InvalidValue(f"cannot read the command {text!r}: {exc}") from None
-    if not argv:
-        raise InvalidValue("the trial command is empty; e.g. python train.py "
-                           "(default: the built-in demo task)")
-    if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
-        raise InvalidValue(f"the trial command's program {argv[0]!r} is not found")
-    return argv
+    choices: dict[str, dict[str, Any]] = {
+        DEMO_CHOICE: {"executable": DEMO_COMMAND[0], "argv": list(DEMO_COMMAND[1:]), "cwd": None}}
+    seen = {(DEMO_COMMAND[0], DEMO_COMMAND[1:], None)}
+
+    def add(label: str, launch: Any) -> None:
+        if not isinstance(launch, Mapping) or not launch.get("executable") or \
+                not isinstance(launch.get("argv"), list):
+            return
+        key = (launch["executable"], tuple(launch["argv"]), launch.get("cwd"))
+        if key in seen:
+            return
+        seen.add(key)
+        shown = shlex.join([str(launch["executable"]), *map(str, launch["argv"])])
+        choices[f"{label}: {shown}"] = {"executable": launch["executable"],
+                                        "argv": list(launch["argv"]), "cwd": launch.get("cwd")}
+
+    for study in studies:
+        add(f"study #{study.id} {study.name}", study.command)
+    for run in runs:
+        get = run.get if isinstance(run, Mapping) else lambda k, r=run: getattr(r, k, None)
+        add(f"run #{get('id')} {get('name')}", get("launch"))
+    return choices
+
+
+def trial_commands(client: Any | None) -> dict[str, dict[str, Any]]:
+    """`command_choices` of the store behind ``client`` (the demo only without a store)."""
+    if client is None:
+        return command_choices()
+    return command_choices(client.store.list_runs(), client.store.list_studies())
 
 
 def check_name(name: str | None, existing: Iterable[str] = ()) -> str:
@@ -294,10 +331,13 @@ def check_name(name: str | None, existing: Iterable[str] = ()) -> str:
     return clean
 
 
-def check_study_form(form: StudyForm, existing_names: Iterable[str] = ()) -> StudyRequest:
+def check_study_form(form: StudyForm, existing_names: Iterable[str] = (),
+                     commands: Mapping[str, Mapping[str, Any]] | None = None) -> StudyRequest:
     """Check every field of the New study form; raise `FormErrors` naming each bad field.
 
     Fields: name, objective, direction, space, strategy, budget, stopping, autopilot, command.
+    ``commands`` are the trial commands offered (`command_choices`; default: the demo only);
+    the form's ``command`` must name one of them.
     """
     errors: dict[str, str] = {}
 
@@ -348,7 +388,13 @@ def check_study_form(form: StudyForm, existing_names: Iterable[str] = ()) -> Stu
     if form.autopilot not in AUTOPILOT_MODES:
         errors["autopilot"] = (f"autopilot must be one of {', '.join(AUTOPILOT_MODES)}, "
                                f"got {form.autopilot!r}")
-    command = attempt("command", lambda: parse_command(form.command))
+    offered = commands if commands is not None else command_choices()
+    launch = offered.get(form.command)
+    if launch is None:
+        errors["command"] = ("pick the trial command from the list: the demo or the command of "
+                             "an existing run or study (a new command is given from the CLI or "
+                             f"Python: babysit study create ... -- python train.py); got "
+                             f"{form.command!r}")
     if errors:
         raise FormErrors(errors)
     notes: tuple[str, ...] = ()
@@ -357,8 +403,10 @@ def check_study_form(form: StudyForm, existing_names: Iterable[str] = ()) -> Stu
                  f"at most {budget['runs']} will run at once",)
     return StudyRequest(name=name, objective=objective, direction=form.direction, space=space,
                         strategy=strategy or {"kind": form.strategy}, budget=budget,
-                        stopping=rules or (), autopilot=form.autopilot, command=command,
-                        project=(form.project or "").strip() or None, notes=notes)
+                        stopping=rules or (), autopilot=form.autopilot,
+                        command=[str(launch["executable"]), *map(str, launch["argv"])],
+                        cwd=launch.get("cwd"), project=(form.project or "").strip() or None,
+                        notes=notes)
 
 
 # --------------------------------------------------------------------------- commands
@@ -404,31 +452,32 @@ def set_autopilot(client: Any, study: Any, mode: str) -> str:
     return f"autopilot {mode}"
 
 
-def manual_exploit(client: Any, target: Any, source_run: Any, day: Any,
+def manual_exploit(client: Any, target: Any, donor: Any, day: Any,
                    overrides: str = "", *, timeout: float = ACTION_TIMEOUT_S) -> str:
-    """Copy ``source_run``'s ``day`` weights into ``target`` ("copy run A's day 5 into run B").
+    """Copy the ``donor`` run's ``day`` weights into ``target`` ("copy run A's day 5 into
+    run B").
 
     ``overrides`` (``lr=0.05 ...``) change the target's hyperparameters at the same time.
     """
     from babysit.ui.actions import parse_overrides
 
     target_id = whole_number(target, "target run")
-    source_id = whole_number(source_run, "source run")
-    if target_id == source_id:
-        raise InvalidValue(f"a run cannot copy itself (target and source are both #{target_id}); "
+    donor_id = whole_number(donor, "donor run")
+    if target_id == donor_id:
+        raise InvalidValue(f"a run cannot copy itself (target and donor are both #{target_id}); "
                            "use a rollback for that")
     day_n = whole_number(day, "day", minimum=0)
     hp = parse_overrides(overrides)
-    client.exploit(target_id, source_id, day_n, hp=hp or None, source=SOURCE, timeout=timeout)
-    extra = f" with {', '.join(f'{k}={v:g}' for k, v in hp.items())}" if hp else ""
-    return f"run #{target_id} now continues from run #{source_id}'s day {day_n}{extra}"
+    client.exploit(target_id, donor_id, day_n, hp=hp or None, source=SOURCE, timeout=timeout)
+    extra = f" with {fmt_hp(hp)}" if hp else ""
+    return f"run #{target_id} now continues from run #{donor_id}'s day {day_n}{extra}"
 
 
 def describe_decision(decision: Mapping[str, Any]) -> str:
     """One line for a row of `Client.decisions`: what the autopilot wants to do, and why.
 
-    >>> describe_decision({"kind": "exploit", "run_id": 4, "detail": {"source_run": 2,
-    ...     "source_day": 3, "ops": [{"name": "lr", "old": 0.01, "new": 0.012,
+    >>> describe_decision({"kind": "exploit", "run_id": 4, "detail": {"donor": 2,
+    ...     "donor_day": 3, "ops": [{"name": "lr", "old": 0.01, "new": 0.012,
     ...     "how": "perturb x1.2"}], "reason": "run 4 in bottom 25%"}})
     "run #4 copies run #2's day 3 weights, lr 0.01 → 0.012 (perturb x1.2): run 4 in bottom 25%"
     """
@@ -437,20 +486,16 @@ def describe_decision(decision: Mapping[str, Any]) -> str:
     run = f"run #{decision.get('run_id')}"
     reason = detail.get("reason") or decision.get("reason")
     if decision.get("kind") == "exploit":
-        ops = [f"{o.get('name')} {_num(o.get('old'))} → {_num(o.get('new'))} ({o.get('how')})"
+        ops = [f"{o.get('name')} {fmt(o.get('old'))} → {fmt(o.get('new'))} ({o.get('how')})"
                for o in detail.get("ops") or [] if isinstance(o, Mapping)]
-        text = (f"{run} copies run #{detail.get('source_run')}'s day "
-                f"{detail.get('source_day')} weights")
+        donor, donor_day = donor_of(detail)
+        text = f"{run} copies run #{donor}'s day {donor_day} weights"
         text = ", ".join([text, *ops])
     elif decision.get("kind") == "stop":
         text = f"stop {run}"
     else:
         text = f"{decision.get('kind')} {run}"
     return f"{text}: {reason}" if reason else text
-
-
-def _num(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- coarse to fine
@@ -574,12 +619,8 @@ def best_run(study_runs: pd.DataFrame | None, direction: str = "min") -> dict[st
     column = _score_column(study_runs)
     if column not in study_runs.columns:
         return None
-    value = pd.to_numeric(study_runs[column], errors="coerce").to_numpy(dtype=np.float64)
-    ok = np.flatnonzero(np.isfinite(value))
-    if not len(ok):
-        return None
-    pick = ok[np.argmin(value[ok])] if direction == "min" else ok[np.argmax(value[ok])]
-    return dict(study_runs.iloc[[int(pick)]].to_dict("records")[0])
+    _, pick = best(enumerate(study_runs[column]), direction)
+    return None if pick is None else dict(study_runs.iloc[[pick]].to_dict("records")[0])
 
 
 def runs_table(study_runs: pd.DataFrame, space: Space) -> pd.DataFrame:

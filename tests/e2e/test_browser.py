@@ -14,6 +14,7 @@ from tests.conftest import REPO, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TOKEN = "e2e-test-token"      # handed to the server in $BABYSIT_TOKEN, as `babysit ui` does
 
 
 def _free_port() -> int:
@@ -25,7 +26,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(trainers):
     port = _free_port()
-    env = trainers.env()
+    env = dict(trainers.env(), BABYSIT_TOKEN=TOKEN)
     log = open(trainers.root.parent / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address",
@@ -54,7 +55,7 @@ def test_babysit_a_run_from_the_browser(trainers, server):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{server}/run?run={run_id}")
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the link babysit ui prints
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_visible(timeout=60_000)
         # the live curve is drawn and grows
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
@@ -74,8 +75,11 @@ def test_babysit_a_run_from_the_browser(trainers, server):
 
         # roll back to day 1 via the UI
         wait_for(lambda: len(c.checkpoints(run_id)) >= 3, 60, "day 2")
-        page.reload()
-        expect(page.get_by_role("button", name="Roll back")).to_be_visible(timeout=60_000)
+        page.reload()       # the tab keeps steering: it sends its proof, the page reruns
+        expect(page.get_by_text("🔓 you can steer runs")).to_be_visible(timeout=60_000)
+        # the rerun that follows the proof has finished: no element of the read-only run left
+        expect(page.get_by_role("button", name="Roll back")).to_have_count(1, timeout=60_000)
+        expect(page.get_by_role("button", name="Roll back")).to_be_enabled(timeout=60_000)
         page.get_by_role("combobox", name="day to roll back to").click()
         page.keyboard.type("1")         # filters the days; the first match is day 1
         page.keyboard.press("Enter")

@@ -102,7 +102,9 @@ class Forked:
     def kill(self, pid: int, run_id: int) -> None:
         """SIGKILL the process; return once the store shows the run as crashed."""
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: self.client.run(run_id).status == "crashed", 15, "crashed")
+        # the monitor step (reading never writes) marks the dead run crashed
+        wait_for(lambda: self.client.check_runs(run_id) or
+                 self.client.run(run_id).status == "crashed", 15, "crashed")
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,8 @@ class Trials:
         if not sent:
             os.kill(self.pid, signal.SIGKILL)
         self.kills += 1
-        wait_for(lambda: self.c.run(self.run_id).status == "crashed", 15, "crashed")
+        wait_for(lambda: self.c.check_runs(self.run_id) or
+                 self.c.run(self.run_id).status == "crashed", 15, "crashed")
         self.check_store()
         listed = {(self.c.store.root / r.path) for r in
                   self.c.store.checkpoint_records(self.run_id, include_superseded=True)}

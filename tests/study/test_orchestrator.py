@@ -18,7 +18,8 @@ import pytest
 
 import babysit
 from babysit.store import CheckpointRecord
-from babysit.study.orchestrator import Orchestrator, best_of, histories
+from babysit.study.objective import best, best_of, histories
+from babysit.study.orchestrator import Orchestrator
 from babysit.study.space import Space
 from babysit.study.strategies import RandomStrategy
 from tests.conftest import wait_for
@@ -77,6 +78,20 @@ def test_histories_and_best_of_read_day_end_objectives():
     assert math.isnan(best_of(got[2], "min")[0])
 
 
+def test_one_best_rule_for_runs_days_and_rows():
+    """The rule every "best run" uses: finite values only, the first on a tie, numpy too."""
+    import numpy as np
+    import pandas as pd
+
+    from babysit.ui.study_actions import best_run
+
+    assert best([("a", 0.4), ("b", 0.2), ("c", 0.2), ("d", float("nan"))], "min") == (0.2, "b")
+    assert best([("a", np.float64(0.4)), ("b", np.int64(1))], "max") == (1.0, "b")
+    assert best([("a", float("-inf")), ("b", None), ("c", "0.1")], "min")[1] is None
+    frame = pd.DataFrame({"id": [4, 5, 6], "best": [0.3, float("nan"), 0.1]})
+    assert best_run(frame, "min")["id"] == 6 and best_run(frame, "max")["id"] == 4
+
+
 @pytest.mark.slow
 def test_pbt_study_of_demo_runs_supervised_then_auto(client):
     c = client
@@ -113,7 +128,7 @@ def test_pbt_study_of_demo_runs_supervised_then_auto(client):
     [event] = exploits()
     assert event.source == "autopilot" and event.detail["decision"] == second
     assert event.detail["reason"] == decision.detail["reason"]
-    assert event.detail["from_run"] == decision.detail["source_run"]
+    assert event.detail["from_run"] == decision.detail["donor"]
     assert {k: event.detail["new"][k] for k in ("lr", "momentum")} == decision.detail["new_hp"]
 
     # Auto: the next rounds apply at once.
@@ -201,3 +216,21 @@ def test_a_killed_orchestrator_restarts_without_launching_twice(client):
     wait_for(lambda: c.study("random").pid is None, 30, "the orchestrator to leave")
     with pytest.raises(babysit.InvalidValue, match="is done"):
         c.launch_study("random")
+
+
+@pytest.mark.slow
+def test_each_tick_runs_the_monitor_step_a_dead_trial_is_crashed_and_replaced(client):
+    """Reading never writes: the orchestrator's tick is one of the places that marks a trial
+    whose process is gone crashed (source monitor), then gives its slot to the next trial."""
+    c = client
+    c.create_study("dead", objective="loss", space={"lr": {"choices": [0.01, 0.02]}},
+                   strategy="grid", budget={"runs": 2, "days": 50, "parallel": 1},
+                   command=[sys.executable, TINY, "--day", "20 steps", "--pace", "0.02"])
+    orch = Orchestrator(c, "dead", log=lambda line: None)
+    [first] = drive(orch, lambda: [r for r in c.store.list_runs() if r.pid], 60, "a trial")
+    os.kill(first.pid, signal.SIGKILL)
+    assert c.run(first.id).status == "starting"          # nobody has looked yet
+    drive(orch, lambda: len(c.study_runs("dead")) == 2, 60, "the next trial")
+    assert c.run(first.id).status == "crashed"
+    assert c.events(first.id).query("kind == 'crashed'").source.tolist() == ["monitor"]
+    c.stop_study("dead", timeout=30)

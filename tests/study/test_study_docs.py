@@ -15,13 +15,14 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "study.md"
 MODULES = [
     "babysit.study",
     "babysit.study.space",
+    "babysit.study.param",
     "babysit.study.strategies",
     "babysit.study.pbt",
     "babysit.study.stopping",
     "babysit.study.importance",
     "babysit.study.specs",
     "babysit.study.retest",
-    "babysit.study.orchestrator",
+    "babysit.study.objective",
 ]
 
 

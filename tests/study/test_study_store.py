@@ -64,7 +64,8 @@ def test_decisions_are_decided_once(root):
                                                         "reason": "run 3 in bottom 25%"})
     second = store.add_decision(study_id, 4, "stop", {"reason": "no progress"})
     assert c.decisions(study_id).status.tolist() == ["proposed", "proposed"]
-    assert c.decisions(study_id).source_run.tolist()[0] == 2
+    # a decision stored before the rename (source_run) reads as its donor
+    assert c.decisions(study_id).donor.tolist() == [2, None]
     vetoed = c.veto(first, source="ui")
     assert (vetoed.status, vetoed.decided_by) == ("vetoed", "ui")
     with pytest.raises(babysit.InvalidValue, match="already vetoed by ui"):
@@ -94,9 +95,11 @@ def test_decisions_are_decided_once(root):
 def _v1_store(path) -> None:
     """A store as babysit 0.1 (schema version 1) wrote it, with one run in it."""
     engine = sa.create_engine(f"sqlite:///{path}")
-    v1 = [t for name, t in S.metadata.tables.items() if name not in ("studies", "decisions")]
+    v1 = [t for name, t in S.metadata.tables.items()
+          if name not in ("studies", "decisions") and not name.startswith("metric_")]
     with engine.begin() as conn:
         S.metadata.create_all(conn, tables=v1)
+        S.metrics_v3.create(conn)                 # metric rows, as stores before v4 kept them
         for column in ("trial", "max_days"):      # columns version 2 added to runs
             conn.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
         for column in ("effective", "note", "tags"):   # and version 3
@@ -131,7 +134,7 @@ def test_a_v1_store_is_upgraded_in_place_and_keeps_its_runs(root):
     assert c.metrics(1).value.tolist() == [0.5]
     version = c.store.read(lambda conn: conn.exec_driver_sql(
         "SELECT value FROM meta WHERE key = 'schema_version'").scalar())
-    assert version == str(S.SCHEMA_VERSION) == "3"
+    assert version == str(S.SCHEMA_VERSION) == "4"
     assert _study(c) == 1                        # the new tables work
     c.close()
     Store.open(root).close()                     # opening again changes nothing
@@ -155,9 +158,9 @@ def test_a_store_newer_than_this_code_is_refused(root):
     store.close()
     engine = sa.create_engine(f"sqlite:///{root / 'babysit.db'}")
     with engine.begin() as conn:                 # as a later babysit would have written it
-        conn.execute(sa.update(S.meta).values(value="4"))
+        conn.execute(sa.update(S.meta).values(value=str(S.SCHEMA_VERSION + 1)))
     engine.dispose()
-    with pytest.raises(babysit.StoreError, match="schema version 4, newer"):
+    with pytest.raises(babysit.StoreError, match=f"schema version {S.SCHEMA_VERSION + 1}, newer"):
         Store.open(root)
 
 

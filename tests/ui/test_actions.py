@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,10 +14,12 @@ from babysit.ui import actions
 
 
 class RecordingClient:
-    """Stands in for the Client's command side only, to prove nothing was sent on bad input."""
+    """Stands in for the Client's command side only, to prove what is (or is not) sent; its
+    answer carries the trainer's account, which is all a confirmation may show."""
 
-    def __init__(self, hp: dict):
+    def __init__(self, hp: dict, detail: dict | None = None):
         self.hp = hp
+        self.detail = detail or {}
         self.sent: list[tuple] = []
 
     def run(self, run_id):
@@ -24,7 +27,7 @@ class RecordingClient:
 
     def nudge(self, run_id, hp=None, /, **kw):
         self.sent.append(("nudge", run_id, hp, kw))
-        return type("Result", (), {"step": 7})()
+        return type("Result", (), {"step": 7, "detail": self.detail})()
 
     def rollback(self, *a, **kw):
         self.sent.append(("rollback", a, kw))
@@ -34,17 +37,31 @@ class RecordingClient:
         return 9
 
 
-def test_momentum_steps_on_the_one_minus_beta_scale():
-    assert actions.momentum_step(0.9, "more") == 0.95
-    assert actions.momentum_step(0.95, "more") == 0.975
-    assert actions.momentum_step(0.975, "less") == 0.95
-    assert actions.momentum_step(0.95, "less") == 0.9
-    assert actions.momentum_step(0.0, "more") == 0.5
-    assert 0 < actions.momentum_step(0.4, "less") < 0.4        # 1-β capped below 1
-    with pytest.raises(InvalidValue):
-        actions.momentum_step(0.0, "less")
-    with pytest.raises(InvalidValue):
-        actions.momentum_step(0.9, "sideways")
+def test_relative_buttons_post_factors_and_show_the_trainers_account():
+    """×0.5 / ×2 post scale, momentum more / less post scale_1m; the line shown is the
+    trainer's detail (lr 0.0125 → 0.00625), not a value computed from the configured 0.1."""
+    trainer_says = {"lr": {"old": 0.0125, "new": 0.00625, "op": "scale", "arg": 0.5}}
+    client = RecordingClient({"lr": 0.1, "momentum": 0.9}, trainer_says)
+    assert actions.lr_times(client, np.int64(3), 0.5) == "lr 0.0125 → 0.00625 applied at step 7"
+    assert client.sent[-1] == ("nudge", 3, None, {"scale": {"lr": 0.5}, "source": "ui",
+                                                   "timeout": actions.ACTION_TIMEOUT_S})
+    assert type(client.sent[-1][1]) is int
+    actions.lr_times(client, 3, 2)
+    assert client.sent[-1][3]["scale"] == {"lr": 2.0}
+    actions.momentum_nudge(client, 3, "more")
+    assert client.sent[-1][3]["scale_1m"] == {"momentum": 0.5}
+    actions.momentum_nudge(client, 3, "less")
+    assert client.sent[-1][3]["scale_1m"] == {"momentum": 2.0}
+    assert "0.1" not in actions.set_value(client, 3, "weight_decay", "1e-4")
+    assert client.sent[-1][2] == {"weight_decay": 1e-4}
+    sent = len(client.sent)
+    for bad in (lambda: actions.lr_times(client, 3, math.nan),
+                lambda: actions.lr_times(client, 3, 0),
+                lambda: actions.momentum_nudge(client, 3, "sideways")):
+        with pytest.raises(InvalidValue):
+            bad()
+    assert len(client.sent) == sent
+    assert actions.lr_times(RecordingClient({"lr": 0.1}), 3, 0.5) == "nudge applied at step 7"
 
 
 @pytest.mark.parametrize("text", ["nan", "-1", "abc", "", "inf", "0"])
@@ -61,20 +78,6 @@ def test_parse_number_names_the_value():
         actions.parse_number("abc", "lr")
     with pytest.raises(InvalidValue, match="momentum"):
         actions.parse_number("1.5", "momentum")
-
-
-def test_lr_times_and_set_value_send_one_ui_nudge():
-    client = RecordingClient({"lr": 0.1, "momentum": 0.9})
-    assert "0.1 → 0.05" in actions.lr_times(client, 3, 0.5)
-    assert client.sent[-1][3]["lr"] == pytest.approx(0.05)
-    assert client.sent[-1][3]["source"] == "ui"
-    assert "0.95" in actions.momentum_nudge(client, 3, "more")
-    assert client.sent[-1][3]["momentum"] == 0.95
-    actions.set_value(client, 3, "weight_decay", "1e-4")
-    assert client.sent[-1][2] == {"weight_decay": 1e-4}
-    with pytest.raises(InvalidValue):
-        actions.lr_times(client, 3, math.nan)
-    assert len(client.sent) == 3
 
 
 def test_overrides_and_rollback_confirmation():
@@ -126,6 +129,11 @@ def test_runs_table_marks_bad_runs_and_best_val():
     assert table.loc[1, "parent"] == "#1 day 1"
     assert table.loc[0, "heartbeat"] == "3s ago"
     assert table.loc[0, "lr"] == 0.1
+    # the effective value the trainer reports wins over the configured one
+    now = actions.runs_table(runs.assign(effective=[{"lr": 0.025, "momentum": 0.95}, {}]),
+                             {}, {})
+    assert now.loc[0, ["lr", "momentum"]].tolist() == [0.025, 0.95]
+    assert now.loc[1, "lr"] == 0.05
 
 
 def test_events_table_newest_first(tmp_path):

@@ -11,11 +11,13 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 import babysit
+from babysit.ui import auth
 from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "babysit" / "ui" / "app.py")
 PAGES = ("runs", "run", "compare", "lineage")
+TOKEN = "test-token-0123456789"     # this server start's secret: the tests pass it as ?token=
 
 
 def page_script(name: str) -> str:
@@ -31,12 +33,16 @@ def render(name: str) -> AppTest:
 
 @pytest.fixture(autouse=True)
 def local_server(monkeypatch):
-    """Pretend the server binds 127.0.0.1, as `babysit ui` does; clear cached handles."""
+    """Pretend the server binds 127.0.0.1, as `babysit ui` does, with a known token; clear
+    cached handles."""
     old = st_config.get_option("server.address")
     st_config.set_option("server.address", "127.0.0.1")
     monkeypatch.delenv("BABYSIT_STORE_URL", raising=False)
     monkeypatch.delenv("BABYSIT_OPEN_RUN", raising=False)
+    auth.forget()
+    monkeypatch.setenv(auth.TOKEN_ENV, TOKEN)
     yield
+    auth.forget()
     st_config.set_option("server.address", old)
     import streamlit as st
     st.cache_resource.clear()
@@ -106,6 +112,7 @@ def test_run_page_opens_run_from_env_and_query(store_with_runs, monkeypatch):
     assert at.title[0].value.startswith("Run #1")
     at = AppTest.from_string(page_script("run"), default_timeout=30)
     at.query_params["run"] = "2"
+    at.query_params["token"] = TOKEN
     at.run()
     assert at.title[0].value.startswith("Run #2")
     # a finished run has no process: its knobs are off, fork stays on
@@ -127,7 +134,14 @@ def test_remote_server_disables_controls_without_password(store_with_runs):
     at = render("run")
     no_exceptions(at)
     assert at.button(key="run_fork").disabled
-    assert "password" in texts(at, "info")
+    assert "read-only" in texts(at, "info")
+
+
+def test_local_server_without_token_only_looks(store_with_runs):
+    at = render("run")
+    no_exceptions(at)
+    assert at.button(key="run_fork").disabled
+    assert "read-only: open the link printed by `babysit ui`" in texts(at, "info")
 
 
 def commands(trainers) -> int:
@@ -141,6 +155,7 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
     monkeypatch.setenv("BABYSIT_ROOT", str(trainers.root))
     at = AppTest.from_string(page_script("run"), default_timeout=30)
     at.query_params["run"] = str(run_id)
+    at.query_params["token"] = TOKEN
     at.run()
     no_exceptions(at)
     old = trainers.client.run(run_id).hp["lr"]

@@ -1,11 +1,12 @@
-"""The dashboard's incremental curve cache against a real store."""
+"""The dashboard's bounded curve views against a real store."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from babysit.store import Store, Supersede
-from babysit.ui.curves import CurveCache
+from babysit.ui.curves import POINT_COLUMNS, CurveCache, bucket_points, zoom_range
 
 
 def _store(tmp_path) -> tuple[Store, int]:
@@ -26,12 +27,12 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a[b.columns], b, check_dtype=False)
 
 
-def test_new_rows_are_added_and_match_a_full_read(tmp_path):
+def test_short_curves_come_back_point_for_point_and_refresh_when_logged(tmp_path):
     store, run_id = _store(tmp_path)
     store.insert_metrics(run_id, _rows(range(50)))
     cache = CurveCache()
     first = cache.metrics(store, run_id, branch=0)
-    assert len(first) == 50
+    assert list(first.columns) == list(POINT_COLUMNS) and len(first) == 50
     store.insert_metrics(run_id, _rows(range(50, 60)) + _rows(range(0, 60, 10), "val_loss"))
     second = cache.metrics(store, run_id, branch=0)
     assert len(second) == 66
@@ -39,31 +40,72 @@ def test_new_rows_are_added_and_match_a_full_read(tmp_path):
     assert cache.metrics(store, run_id, branch=0) is second      # nothing new: nothing read
 
 
-def test_a_new_branch_rereads_the_run_so_superseded_rows_show(tmp_path):
+def test_a_rollback_shows_both_branches(tmp_path):
     store, run_id = _store(tmp_path)
     store.insert_metrics(run_id, _rows(range(40)))
     cache = CurveCache()
     assert not cache.metrics(store, run_id, branch=0)["superseded"].any()
-    # a rollback to step 20: the old rows after it are marked (an update, not new rows)
-    store.apply([Supersede(run_id, 21)])
+    store.apply([Supersede(run_id, 21)])         # a rollback to step 20
     store.update_run(run_id, branch=1)
     store.insert_metrics(run_id, _rows(range(21, 25), branch=1))
-    stale = cache.metrics(store, run_id, branch=0)       # the caller has not seen branch 1 yet
-    assert not stale["superseded"].any()
     fresh = cache.metrics(store, run_id, branch=1)
     assert int(fresh["superseded"].sum()) == 19
     _same(fresh, store.metrics(run_id, include_superseded=True).drop(columns=["id"]))
 
 
-def test_the_cache_keeps_a_bounded_number_of_runs(tmp_path):
-    store, _ = _store(tmp_path)
-    ids = [store.create_run(project="p", name=f"r{i}", status="running", config={}, hp={},
-                            strict=False, day_spec="10 steps") for i in range(5)]
-    cache = CurveCache(max_runs=3)
-    for run_id in ids:
-        store.insert_metrics(run_id, _rows(range(3)))
-        cache.metrics(store, run_id, branch=0)
-    assert len(cache._entries) == 3
+def test_long_curves_are_bounded_and_keep_their_spikes_and_nans(tmp_path):
+    store, run_id = _store(tmp_path)
+    n = 200_000
+    values = np.linspace(3.0, 1.0, n)
+    values[123_456], values[7_777] = 40.0, np.nan
+    store.append_points(run_id, "loss", np.arange(n), values, 1e9 + np.arange(n) * 0.1)
+    cache = CurveCache()
+    view = cache.view(store, run_id, ["loss"], max_points=500)
+    assert len(view) <= 500
+    pts = cache.metrics(store, run_id, names=["loss"], max_points=500)
+    assert len(pts) <= 5 * 500
+    assert pts["value"].max() == 40.0 and pts.step[pts["value"].idxmax()] == 123_456
+    nan = pts[pts["value"].isna()]
+    assert nan.step.tolist() == [7_777]
+    assert (np.diff(pts.step) >= 0).all()
+    assert pts.time.between(1e9, 1e9 + n * 0.1).all()
+    # a zoom reads that range at full detail: single steps
+    zoomed = cache.metrics(store, run_id, names=["loss"], x_range=(123_400, 123_500))
+    assert zoomed.step.tolist() == list(range(123_400, 123_501))
+    np.testing.assert_array_equal(zoomed["value"], values[123_400:123_501])
+
+
+def test_the_cache_is_bounded_in_bytes(tmp_path):
+    store, run_id = _store(tmp_path)
+    store.append_points(run_id, "loss", np.arange(100_000), np.random.default_rng(0).random(100_000))
+    cache = CurveCache(max_bytes=1 << 20)
+    for i in range(40):    # 40 zooms of ~2000 buckets each: far more than a megabyte
+        cache.view(store, run_id, x_range=(i * 2000, i * 2000 + 50_000))
+    assert cache.nbytes <= 1 << 20
+    assert 0 < len(cache._entries) < 40
+
+
+def test_bucket_points_draws_first_min_max_last_at_their_steps():
+    buckets = pd.DataFrame({
+        "name": ["loss", "loss"], "branch": [0, 0], "superseded": [False, False],
+        "level": [6, 6], "step_lo": [0, 64], "step_hi": [63, 127], "count": [64, 64],
+        "first": [1.0, 2.0], "last": [2.0, 1.0], "min": [0.5, 1.0], "max": [9.0, 2.0],
+        "step_min": [10.0, 127.0], "step_max": [20.0, 64.0], "nonfinite": [0, 1], "nan": [0, 1],
+        "posinf": [0, 0], "neginf": [0, 0], "step_nonfinite": [np.nan, 100.0],
+        "time": [63.0, 127.0], "day": [0, 1]})
+    pts = bucket_points(buckets)
+    assert pts.step.tolist() == [0, 10, 20, 63, 64, 100, 127]
+    np.testing.assert_array_equal(pts["value"], [1.0, 0.5, 9.0, 2.0, 2.0, np.nan, 1.0])
+    assert bucket_points(buckets.iloc[:0]).columns.tolist() == list(POINT_COLUMNS)
+
+
+def test_zoom_range_reads_plotly_relayout_events():
+    assert zoom_range({"xaxis.range[0]": 10.5, "xaxis.range[1]": 3}) == (3.0, 10.5)
+    assert zoom_range({"xaxis2.range": [5, 7]}) == (5.0, 7.0)
+    assert zoom_range({"xaxis.autorange": True}, (1, 2)) is None
+    assert zoom_range({"yaxis.range[0]": 1, "yaxis.range[1]": 2}, (1, 2)) == (1, 2)
+    assert zoom_range({}, (1, 2)) == (1, 2)
+    assert zoom_range({"xaxis.range": ["2026-01-01", "2026-01-02"]}, None) is None
 
 
 def test_latest_metric_reads_one_row(tmp_path):

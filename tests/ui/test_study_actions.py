@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
+import babysit
 from babysit.errors import InvalidValue
 from babysit.study.space import Space, SpaceError
 from babysit.ui import study_actions as sa
@@ -18,9 +19,9 @@ def form(**fields) -> sa.StudyForm:
     return sa.StudyForm(**{"name": "sweep", **fields})
 
 
-def errors_of(f: sa.StudyForm, existing=()) -> dict[str, str]:
+def errors_of(f: sa.StudyForm, existing=(), commands=None) -> dict[str, str]:
     with pytest.raises(sa.FormErrors) as info:
-        sa.check_study_form(f, existing)
+        sa.check_study_form(f, existing, commands)
     return info.value.errors
 
 
@@ -107,7 +108,7 @@ def test_form_errors_are_reported_per_field_all_at_once():
         name="  ", objective="val loss", direction="down", space_source="text",
         space_text="lr: {scale: log, low: 1, high: 0.1}", strategy="hillclimb", runs="0",
         days="two", parallel=-1, stopping="patience:0", autopilot="maybe",
-        command=""))
+        command="python train.py"))
     assert set(errors) == {"name", "objective", "direction", "space", "strategy", "budget",
                            "stopping", "autopilot", "command"}
     assert errors["name"] == "the study needs a name"
@@ -117,7 +118,7 @@ def test_form_errors_are_reported_per_field_all_at_once():
                                 "whole number >= 1, got 'two'; parallel must be a whole number "
                                 ">= 1, got -1")
     assert errors["stopping"].startswith("line 1: ") and "patience" in errors["stopping"]
-    assert "the trial command is empty" in errors["command"]
+    assert "pick the trial command from the list" in errors["command"]
 
 
 def test_duplicate_name_is_refused():
@@ -139,11 +140,10 @@ def test_strategy_options_stopping_and_command():
     request = sa.check_study_form(form(
         strategy="coarse_to_fine", strategy_options="batch_size=4 rounds=2, seed=7",
         stopping="median min_days=1  # the usual\n\nasha min_days=1 reduction_factor=3",
-        parallel=20, command=f"{sys.executable} train.py --epochs 3"))
+        parallel=20))
     assert request.strategy == {"kind": "coarse_to_fine", "batch_size": 4, "rounds": 2, "seed": 7}
     assert request.stopping == ({"rule": "median", "min_days": 1},
                                 {"rule": "asha", "min_days": 1, "reduction_factor": 3})
-    assert request.command == [sys.executable, "train.py", "--epochs", "3"]
     assert "at most 8 will run at once" in request.notes[0]
     assert "kind=" in errors_of(form(strategy_options="kind=grid"))["strategy"]
     assert "expected key=value" in errors_of(form(strategy_options="fast"))["strategy"]
@@ -155,8 +155,34 @@ def test_strategy_options_stopping_and_command():
     assert "batchsize" in errors_of(form(strategy="coarse_to_fine",
                                          strategy_options="batchsize=4"))["strategy"]
     assert "sampler" in errors_of(form(strategy="optuna", strategy_options="sampler=nope"))["strategy"]
-    assert "'no-such-program' is not found" in errors_of(form(command="no-such-program x"))["command"]
-    assert "cannot read the command" in errors_of(form(command="python 'unclosed"))["command"]
+
+
+
+def test_the_form_runs_only_an_offered_command_never_a_typed_one(tmp_path):
+    """Issue 10: a string typed into the page is never run; the choices are the demo and the
+    commands of runs and studies created from the CLI or Python."""
+    c = babysit.Client(tmp_path)
+    try:
+        c.launch([sys.executable, "train.py", "--epochs", "3"], project="p", detach=False,
+                 cwd=str(tmp_path))
+        c.create_study("s", objective="loss", space={"lr": {"scale": "log", "low": 1e-3,
+                                                            "high": 1}},
+                       command=[sys.executable, "other.py"], cwd=str(tmp_path))
+        choices = sa.trial_commands(c)
+    finally:
+        c.close()
+    assert list(choices)[0] == sa.DEMO_CHOICE
+    [run_label] = [k for k in choices if k.startswith("run #1 ")]
+    [study_label] = [k for k in choices if k.startswith("study #1 s")]
+    assert run_label.endswith("train.py --epochs 3")
+    request = sa.check_study_form(form(command=run_label), commands=choices)
+    assert request.command == [sys.executable, "train.py", "--epochs", "3"]
+    assert request.cwd == str(tmp_path.resolve())
+    assert sa.check_study_form(form(command=study_label), commands=choices).command == \
+        [sys.executable, "other.py"]
+    for typed in ("id", f"{sys.executable} -c 'import os; os.system(\"id\")'", run_label + " x"):
+        assert "pick the trial command from the list" in \
+            errors_of(form(command=typed), commands=choices)["command"]
 
 
 # ----------------------------------------------------------------------------- coarse to fine
@@ -224,7 +250,7 @@ class NoClient:
 @pytest.mark.parametrize(("args", "message"), [
     ((3, 3, 2), "cannot copy itself"),
     ((3, 1, -1), "day must be a whole number >= 0"),
-    ((3, "x", 2), "source run must be a whole number"),
+    ((3, "x", 2), "donor run must be a whole number"),
     ((3, 1, 2, "lr=nan"), "lr must be a finite number"),
 ])
 def test_manual_exploit_checks_before_sending(args, message):

@@ -7,6 +7,7 @@ import streamlit as st
 from babysit.errors import BabysitError
 from babysit.ui import state
 from babysit.ui.figures import compare_figure
+from babysit.ui.text import md
 from babysit.ui.views import COMPARE_RUNS, load_runs
 
 
@@ -16,7 +17,7 @@ def live_compare(run_ids: list[int], metric: str, log_y: bool, smoothing: float)
         runs = state.runs()
         metrics = {i: state.metrics(i) for i in run_ids}
     except BabysitError as exc:
-        st.error(f"Cannot read the runs: {exc}")
+        st.error(f"Cannot read the runs: {md(exc)}")
         return
     figure = compare_figure(metrics, metric, runs, log_y=log_y, smoothing=smoothing)
     st.plotly_chart(figure, key="compare_figure", width="stretch")
@@ -42,7 +43,7 @@ def render() -> None:
         for i in chosen:
             names += [n for n in state.metrics(i)["name"].unique() if not str(n).startswith("hp/")]
     except BabysitError as exc:
-        st.error(f"Cannot read the runs: {exc}")
+        st.error(f"Cannot read the runs: {md(exc)}")
         return
     names = sorted(set(names), key=lambda n: (n != "loss", n))
     if not names:

@@ -11,8 +11,9 @@ import streamlit as st
 
 from babysit.errors import BabysitError
 from babysit.store import LIVE
-from babysit.ui import actions, state
+from babysit.ui import actions, auth, state
 from babysit.ui.figures import run_figure
+from babysit.ui.text import md
 from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
@@ -38,19 +39,19 @@ def live_view(run_id: int) -> None:
         events = state.events(run_id)
         checkpoints = state.checkpoints(run_id)
     except BabysitError as exc:
-        st.error(f"Cannot read run {run_id}: {exc}")
+        st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
     hp = row.get("hp") or {}
     age = row.get("heartbeat_age")
     cols = st.columns([1.6, 0.8, 1, 1, 1, 1.1])
-    cols[0].metric("status", actions.status_mark(str(row["status"])))
+    cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
     cols[1].metric("day", row.get("day"))
     cols[2].metric("step", row.get("step"))
-    cols[3].metric("lr", _fmt(hp.get("lr")))
-    cols[4].metric("momentum", _fmt(hp.get("momentum")))
+    cols[3].metric("lr", md(_fmt(hp.get("lr"))))
+    cols[4].metric("momentum", md(_fmt(hp.get("momentum"))))
     cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
     if row.get("status") in ("crashed", "diverged") and row.get("error"):
-        st.error(f"Run {run_id} {row['status']}: {row['error']}")
+        st.error(f"Run {run_id} {md(row['status'])}: {md(row['error'])}")
     figure = run_figure(metrics, events, checkpoints,
                         x=st.session_state.get("run_x", "step"),
                         log_y=bool(st.session_state.get("run_log_y", False)),
@@ -62,12 +63,17 @@ def live_view(run_id: int) -> None:
 
 
 def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
-    """Run one action: st.success with what the trainer applied, st.error with why not."""
+    """Run one action: st.success with what the trainer applied, st.error with why not.
+
+    Every action passes here, and here the session must have shown the token or the password:
+    a disabled button is only a hint to the browser, a crafted websocket message can click it.
+    """
     try:
-        with st.spinner(f"{label}…"):
+        auth.require()
+        with st.spinner(f"{md(label)}…"):
             message = fn()
     except BabysitError as exc:
-        where.error(str(exc))
+        where.error(md(exc))
         return None
     state.refresh()
     # rerun so every "now" value on the page shows the change; the message survives the rerun
@@ -81,7 +87,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
     off = not enabled
     c1, c2, c3 = st.columns(3)
     with c1:
-        st.markdown(f"**Learning rate** · now {_fmt(hp.get('lr'))}")
+        st.markdown(f"**Learning rate** · now {md(_fmt(hp.get('lr')))}")
         b1, b2 = st.columns(2)
         if b1.button("lr ×0.5", key="lr_half", disabled=off, width="stretch"):
             _act(feedback, "halving lr", lambda: actions.lr_times(client, run_id, 0.5))
@@ -91,7 +97,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         if st.button("Set lr", key="lr_set", disabled=off):
             _act(feedback, "setting lr", lambda: actions.set_value(client, run_id, "lr", text))
     with c2:
-        st.markdown(f"**Momentum** · now {_fmt(hp.get('momentum'))}")
+        st.markdown(f"**Momentum** · now {md(_fmt(hp.get('momentum')))}")
         b1, b2 = st.columns(2)
         if b1.button("More momentum", key="momentum_more", disabled=off, width="stretch",
                      help="halves 1-β: 0.9 → 0.95"):
@@ -107,7 +113,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
             _act(feedback, "setting momentum",
                  lambda: actions.set_value(client, run_id, "momentum", mtext))
     with c3:
-        st.markdown(f"**Process** · {actions.status_mark(str(row['status']))}")
+        st.markdown(f"**Process** · {md(actions.status_mark(str(row['status'])))}")
         if st.button("Pause", key="run_pause", disabled=off, width="stretch"):
             _act(feedback, "pausing", lambda: actions.pause(client, run_id))
         if st.button("Resume", key="run_resume", disabled=off, width="stretch"):
@@ -123,9 +129,9 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         with st.expander("Other hyperparameters", expanded="weight_decay" in others):
             for name in others:
                 a, b = st.columns([3, 1], vertical_alignment="bottom")
-                value = a.text_input(f"{name} (now {_fmt(hp[name])})", key=f"hp_{name}",
-                                     disabled=off)
-                if b.button(f"Set {name}", key=f"hp_set_{name}", disabled=off):
+                value = a.text_input(f"{md(name)} (now {md(_fmt(hp[name]))})",
+                                     key=f"hp_{name}", disabled=off)
+                if b.button(f"Set {md(name)}", key=f"hp_set_{name}", disabled=off):
                     _act(feedback, f"setting {name}",
                          lambda n=name, v=value: actions.set_value(client, run_id, n, v))
 
@@ -146,7 +152,7 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
     try:
         checkpoints = state.checkpoints(run_id)
     except BabysitError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.subheader("Days")
     if not len(checkpoints):
@@ -205,7 +211,7 @@ def render() -> None:
         st.session_state[OPEN_RUN] = run_id
         st.query_params["run"] = str(run_id)
     row = _run_row(runs, run_id)
-    st.title(f"Run #{run_id} {row.get('name') or ''}")
+    st.title(f"Run #{run_id} {md(row.get('name') or '')}")
     if row.get("parent_id") is not None and not pd.isna(row.get("parent_id")):
         st.caption(f"forked from run #{int(row['parent_id'])} at day {int(row['parent_day'])}")
 
@@ -217,20 +223,23 @@ def render() -> None:
     chart = st.container()
     st.divider()
     allowed, why = control_access()
+    # one slot whatever it holds: a page that gains the right to steer (a reloaded tab proving
+    # itself) redraws its elements in place instead of shifting them all by one
+    note = st.empty()
     if not allowed:
-        st.info(why)
+        note.info(why)
     elif row.get("status") not in LIVE:
         hint = "restart it (babysit restart)" if row.get("status") in ("crashed", "stopped") \
             else "fork it from a day below to train further"
-        st.caption(f"Run {run_id} is {row.get('status')}: no process to steer; {hint}.")
+        note.caption(f"Run {run_id} is {md(row.get('status'))}: no process to steer; {hint}.")
     feedback = st.container()
     flash = st.session_state.pop(_FLASH, None)
     if flash:
-        feedback.success(flash)
+        feedback.success(md(flash))
     try:
         client = state.client()
     except BabysitError as exc:
-        st.error(f"Cannot open the babysit store: {exc}")
+        st.error(f"Cannot open the babysit store: {md(exc)}")
         return
     steerable = allowed and row.get("status") in LIVE
     _knobs(client, run_id, row, steerable, feedback)

@@ -1,7 +1,9 @@
 """The study half of the command API: create, launch, watch and steer studies; retest a run.
 
-`babysit.Client` inherits these methods, so the CLI, the dashboard and Python code call the same
+`StudyClient` is built on `babysit.run_client.RunClient` (it forks, stops and reads runs through
+it) and is what `babysit.Client` is, so the CLI, the dashboard and Python code call the same
 code: ``babysit study approve 7``, the Approve button and ``c.approve(7)`` are one code path.
+Nothing here imports the orchestrator: it runs as its own process (`launch_study`).
 
 >>> c = babysit.Client()
 >>> c.create_study("lr", objective="val_loss", space={"lr": {"scale": "log", "low": 1e-3,
@@ -15,22 +17,28 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import pandas as pd
-import psutil
 
 from babysit.errors import BabysitError, InvalidValue, UnknownDay
 from babysit.hparams import check_key
-from babysit.launcher import start_detached, terminate
-from babysit.store import DECISION_STATUSES, LIVE, DecisionRecord, RunRecord, Store, StudyRecord
-from babysit.study.orchestrator import best_of, histories, process_alive
+from babysit.launcher import (
+    process_alive,
+    process_start_time,
+    resolve_executable,
+    start_detached,
+    store_env,
+    terminate,
+)
+from babysit.run_client import RunClient, check_source, whole
+from babysit.store import DECISION_STATUSES, LIVE, DecisionRecord, StudyRecord
+from babysit.study.objective import best, best_of, histories
 from babysit.study.retest import (
     Probe,
     RetestReport,
@@ -40,10 +48,13 @@ from babysit.study.retest import (
     verdict,
 )
 from babysit.study.space import Space, SpaceError, check_direction
-from babysit.study.specs import budget_spec, check_pbt_space, stopping_spec, strategy_spec
-
-if TYPE_CHECKING:
-    from babysit.client import CommandResult
+from babysit.study.specs import (
+    budget_spec,
+    check_pbt_space,
+    donor_of,
+    stopping_spec,
+    strategy_spec,
+)
 
 AUTOPILOT_MODES = ("auto", "supervised", "off")
 #: study_runs() columns; a search-space param may not take one of these names
@@ -93,45 +104,25 @@ def _command(command: Any, cwd: str | None) -> dict[str, Any]:
     folder = Path(cwd or os.getcwd()).resolve()
     if not folder.is_dir():
         raise InvalidValue(f"the trial's folder {str(folder)!r} does not exist")
-    executable = command[0]
-    if not (os.path.isabs(executable) and os.access(executable, os.X_OK)) and \
-            shutil.which(executable) is None:
-        raise InvalidValue(f"cannot find the program {executable!r}")
+    # the absolute path, so the orchestrator (started later, maybe from another shell) and
+    # every trial run the same program
+    executable = resolve_executable(command[0])
+    if not (os.path.isabs(executable) and os.access(executable, os.X_OK)):
+        raise InvalidValue(f"cannot find the program {command[0]!r}")
     return {"executable": executable, "argv": list(command[1:]), "cwd": str(folder), "env": {}}
 
 
 def _decision_id(decision_id: Any) -> int:
     if isinstance(decision_id, str) and decision_id.strip().isdigit():
         return int(decision_id)
-    if isinstance(decision_id, bool) or not isinstance(decision_id, int) or decision_id < 1:
-        raise InvalidValue(f"a decision id is a whole number >= 1, got {decision_id!r}")
-    return decision_id
+    return whole(decision_id, "a decision id", 1)
 
 
-class _Client(Protocol):
-    """What the study commands use of `babysit.Client` (the self-type of the mixin)."""
-
-    store: Store
-    source: str
-
-    def run(self, run: int | str) -> RunRecord: ...
-    def _refresh(self, record: RunRecord) -> RunRecord: ...
-    def _terminate(self, record: RunRecord) -> None: ...
-    def stop(self, run: int | str, *, wait: bool = True, timeout: float = 30.0,
-             source: str | None = None, reason: str | None = None) -> CommandResult: ...
-    def fork(self, run: int | str, day: int | None = None, *,
-             hp: Mapping[str, Any] | None = None, name: str | None = None,
-             source: str | None = None, max_days: int | None = None,
-             **values: Any) -> int: ...
-    def orchestrator_alive(self, study: int | str | StudyRecord) -> bool: ...
-    def study_runs(self, study: int | str) -> pd.DataFrame: ...
-
-
-class StudyCommands:
-    """Study commands of `babysit.Client` (mixed in; they use its store and run commands)."""
+class StudyClient(RunClient):
+    """The run commands plus studies: define, launch, watch and steer them; retest a run."""
 
     # ------------------------------------------------------------------ defining
-    def create_study(self: _Client, name: str, *, objective: str, direction: str = "min",
+    def create_study(self, name: str, *, objective: str, direction: str = "min",
                      space: Space | Mapping[str, Any] | str | os.PathLike[str],
                      strategy: str | Mapping[str, Any] = "random",
                      budget: Mapping[str, int] | None = None, command: Sequence[str],
@@ -179,27 +170,25 @@ class StudyCommands:
             stopping=stopping_json, autopilot=autopilot, command=launch, parent_id=parent_id)
 
     # ------------------------------------------------------------------ reading
-    def study(self: _Client, study: int | str) -> StudyRecord:
+    def study(self, study: int | str) -> StudyRecord:
         """One study (by id or name) as stored."""
         return self.store.get_study(study)
 
-    def orchestrator_alive(self: _Client, study: int | str | StudyRecord) -> bool:
+    def orchestrator_alive(self, study: int | str | StudyRecord) -> bool:
         """Whether the study's orchestrator process is running."""
         record = study if isinstance(study, StudyRecord) else self.store.get_study(study)
         return process_alive(record.pid, record.pid_start, record.host, record.heartbeat)
 
-    def studies(self: _Client) -> pd.DataFrame:
+    def studies(self) -> pd.DataFrame:
         """All studies: id, name, project, status, objective, direction, strategy, autopilot,
         runs (launched), live, budget (runs, days, parallel), best, best_run, parent_id,
         orchestrator (alive or not), created."""
         rows = []
         for s in self.store.list_studies():
-            runs = [self._refresh(r) for r in self.store.list_runs(study_id=s.id)]
+            runs = self.store.list_runs(study_id=s.id)
             hist = histories(self.store.checkpoints_of([r.id for r in runs]), s.objective)
-            best = [(best_of(hist.get(r.id, []), s.direction)[0], r.id) for r in runs]
-            finite = [(v, rid) for v, rid in best if math.isfinite(v)]
-            top = min(finite, key=lambda item: item[0] if s.direction == "min" else -item[0],
-                      default=(math.nan, None))
+            top = best(((r.id, best_of(hist.get(r.id, []), s.direction)[0]) for r in runs),
+                       s.direction)
             rows.append({
                 "id": s.id, "name": s.name, "project": s.project, "status": s.status,
                 "objective": s.objective, "direction": s.direction,
@@ -215,80 +204,75 @@ class StudyCommands:
                    "best_run", "parent_id", "orchestrator", "created"]
         return pd.DataFrame(rows, columns=columns)
 
-    def study_runs(self: _Client, study: int | str) -> pd.DataFrame:
+    def study_runs(self, study: int | str) -> pd.DataFrame:
         """One row per run of the study: id, name, status, trial (None for a person's fork or a
         retest probe), day, step, one column per search-space param (current values: PBT
         changes them), objective (at the run's last checkpoint day), best and best_day, parent,
         max_days, created, ended, hp (all hyperparameters)."""
         record = self.store.get_study(study)
         names = list(Space.from_dict(record.space).names)
-        runs = [self._refresh(r) for r in self.store.list_runs(study_id=record.id)]
+        runs = self.store.list_runs(study_id=record.id)
         hist = histories(self.store.checkpoints_of([r.id for r in runs]), record.objective)
         rows = []
         for r in runs:
             values = hist.get(r.id, [])
-            best, best_day = best_of(values, record.direction)
+            top, top_day = best_of(values, record.direction)
             rows.append({
                 "id": r.id, "name": r.name, "status": r.status, "trial": r.trial, "day": r.day,
                 "step": r.step, **{n: r.hp.get(n) for n in names},
-                "objective": values[-1] if values else math.nan, "best": best,
-                "best_day": best_day, "parent_id": r.parent_id, "parent_day": r.parent_day,
+                "objective": values[-1] if values else math.nan, "best": top,
+                "best_day": top_day, "parent_id": r.parent_id, "parent_day": r.parent_day,
                 "max_days": r.max_days, "created": r.created, "ended": r.ended,
                 "hp": dict(r.hp)})
         columns = ["id", "name", "status", "trial", "day", "step", *names, "objective", "best",
                    "best_day", "parent_id", "parent_day", "max_days", "created", "ended", "hp"]
         return pd.DataFrame(rows, columns=columns)
 
-    def study_best(self: _Client, study: int | str) -> dict[str, Any] | None:
+    def study_best(self, study: int | str) -> dict[str, Any] | None:
         """The study's best run (best objective at any day end) as a dict, or None yet."""
         record = self.store.get_study(study)
         runs = self.study_runs(record.id)
-        runs = runs[runs["best"].notna()]
-        if runs.empty:
-            return None
-        index = runs["best"].idxmin() if record.direction == "min" else runs["best"].idxmax()
-        return runs.loc[index].to_dict()
+        _, index = best(zip(runs.index, runs["best"], strict=True), record.direction)
+        return None if index is None else runs.loc[index].to_dict()
 
-    def decisions(self: _Client, study: int | str, status: str | None = None) -> pd.DataFrame:
-        """The autopilot's moves: id, run_id, kind, status, source_run, source_day, reason,
-        detail, created, decided, decided_by, error."""
+    def decisions(self, study: int | str, status: str | None = None) -> pd.DataFrame:
+        """The autopilot's moves: id, run_id, kind, status, donor, donor_day (an exploit's
+        run and day whose weights are copied), reason, detail, created, decided, decided_by,
+        error."""
         if status is not None and status not in DECISION_STATUSES:
             raise InvalidValue(f"status must be one of {DECISION_STATUSES}, got {status!r}")
         record = self.store.get_study(study)
         rows = [{"id": d.id, "study_id": d.study_id, "run_id": d.run_id, "kind": d.kind,
-                 "status": d.status, "source_run": d.detail.get("source_run"),
-                 "source_day": d.detail.get("source_day"), "reason": d.detail.get("reason"),
+                 "status": d.status, "donor": donor_of(d.detail)[0],
+                 "donor_day": donor_of(d.detail)[1], "reason": d.detail.get("reason"),
                  "detail": d.detail, "created": d.created, "decided": d.decided,
                  "decided_by": d.decided_by, "error": d.error}
                 for d in self.store.decisions(record.id, status=status)]
-        columns = ["id", "study_id", "run_id", "kind", "status", "source_run", "source_day",
+        columns = ["id", "study_id", "run_id", "kind", "status", "donor", "donor_day",
                    "reason", "detail", "created", "decided", "decided_by", "error"]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame({c: pd.Series([row[c] for row in rows], dtype=object)
+                             for c in columns})
 
     # ------------------------------------------------------------------ steering
-    def approve(self: _Client, decision_id: int, source: str | None = None) -> DecisionRecord:
+    def approve(self, decision_id: int, source: str | None = None) -> DecisionRecord:
         """Approve a proposed autopilot move; the study's orchestrator applies it at its next
         tick. A decision is decided once: approving a vetoed one is an error."""
-        from babysit.client import _check_source
-
         return self.store.decide(_decision_id(decision_id), "approved",
-                                 _check_source(source or self.source))
+                                 check_source(source or self.source))
 
-    def veto(self: _Client, decision_id: int, source: str | None = None) -> DecisionRecord:
+    def veto(self, decision_id: int, source: str | None = None) -> DecisionRecord:
         """Veto a proposed autopilot move: it is never applied."""
-        from babysit.client import _check_source
-
         return self.store.decide(_decision_id(decision_id), "vetoed",
-                                 _check_source(source or self.source))
+                                 check_source(source or self.source))
 
-    def set_autopilot(self: _Client, study: int | str, mode: str) -> None:
+    def set_autopilot(self, study: int | str, mode: str) -> None:
         """``auto`` applies the autopilot's moves, ``supervised`` proposes them for approval,
         ``off`` makes none (the runs go on training)."""
         if mode not in AUTOPILOT_MODES:
             raise InvalidValue(f"autopilot must be one of {AUTOPILOT_MODES}, got {mode!r}")
         self.store.update_study(self.store.get_study(study).id, autopilot=mode)
 
-    def launch_study(self: _Client, study: int | str) -> int:
+    def launch_study(self, study: int | str) -> int:
         """Start the study's orchestrator (``python -m babysit study run ID``) as a background
         process; its log is ``studies/<id>/orchestrator.log`` under the root. Returns its pid.
         A stopped study goes on where it was; a done one is refused."""
@@ -300,28 +284,22 @@ class StudyCommands:
             raise BabysitError(f"study {record.name} already has an orchestrator "
                                f"(pid {record.pid})")
         env = dict(os.environ)
-        env.pop("BABYSIT_RUN_ID", None)
-        env["BABYSIT_ROOT"] = str(self.store.root)
-        if self.store.external_url is None:
-            env.pop("BABYSIT_STORE_URL", None)
-        else:
-            env["BABYSIT_STORE_URL"] = self.store.external_url
+        for name in ("BABYSIT_RUN_ID", "BABYSIT_STORE_URL"):
+            env.pop(name, None)
+        env.update(store_env(self.store.root, self._store_url))
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = [sys.executable, "-m", "babysit", "study", "run", str(record.id)]
         cwd = record.command.get("cwd") or os.getcwd()
         pid = start_detached(argv, cwd=cwd if Path(cwd).is_dir() else os.getcwd(), env=env,
                              log_path=self.store.root / "studies" / str(record.id) /
                              "orchestrator.log", what=f"the orchestrator of study {record.name}")
-        try:
-            started = psutil.Process(pid).create_time()
-        except psutil.Error:
-            started = None
+        started = process_start_time(pid)
         # Recorded now so stop_study can find it before it has claimed the study itself.
         self.store.update_study(record.id, status="running", pid=pid, pid_start=started,
                                 host=socket.gethostname(), heartbeat=time.time(), ended=None)
         return pid
 
-    def stop_study(self: _Client, study: int | str, *, timeout: float = 30.0,
+    def stop_study(self, study: int | str, *, timeout: float = 30.0,
                    source: str | None = None) -> list[int]:
         """Stop the study: its orchestrator first (so it launches nothing more), then every live
         run of the study. Returns the ids of the runs it stopped."""
@@ -329,8 +307,8 @@ class StudyCommands:
         self.store.update_study(record.id, status="stopped", ended=time.time())
         if record.pid is not None and (record.host in (None, socket.gethostname())):
             terminate(record.pid, lambda: self.orchestrator_alive(record))
-        live = [r for r in self.store.list_runs(study_id=record.id)
-                if self._refresh(r).status in LIVE]
+        self.check_runs(study=record.id)
+        live = [r for r in self.store.list_runs(study_id=record.id) if r.status in LIVE]
         stopped = []
         for r in live:   # ask them all first, then wait for them together
             try:
@@ -339,16 +317,16 @@ class StudyCommands:
             except BabysitError:
                 continue    # ended meanwhile
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(self.run(i).status in LIVE for i in stopped):
+        while time.monotonic() < deadline and \
+                any(self._checked(i).status in LIVE for i in stopped):
             time.sleep(0.05)
         for run_id in stopped:
-            straggler = self.run(run_id)
-            if straggler.status in LIVE:
-                self._terminate(straggler)
+            if self.run(run_id).status in LIVE:
+                self.terminate(run_id)
         return stopped
 
     # ------------------------------------------------------------------ retest
-    def retest(self: _Client, run: int | str, *, probes: int = 4, days: int = 1,
+    def retest(self, run: int | str, *, probes: int = 4, days: int = 1,
                factor: float = 2.0, objective: str | None = None, direction: str | None = None,
                source: str | None = None) -> int:
         """Retest a run's hyperparameters: from its latest checkpoint, fork a control probe
@@ -361,8 +339,6 @@ class StudyCommands:
         >>> rid = c.retest(7, probes=4, days=1)
         >>> c.retest_report(7).still_best        # None until the probes are done
         """
-        from babysit.client import _check_source
-
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 1000:
             raise InvalidValue(f"days must be a whole number from 1 to 1000, got {days!r}")
         record = self.run(run)
@@ -379,7 +355,7 @@ class StudyCommands:
         if not moves:
             raise InvalidValue(f"run {record.id} has no hyperparameter to move "
                                f"({', '.join(movers)} are all missing or at a bound)")
-        source = _check_source(source or self.source)
+        source = check_source(source or self.source)
         target = checkpoint.day + days
         control = self.fork(record.id, checkpoint.day, name=f"{record.name}-retest-control",
                             max_days=target, source=source)
@@ -393,11 +369,11 @@ class StudyCommands:
         return self.store.add_event(record.id, checkpoint.step, checkpoint.day + 1, "retest",
                                     source, detail, record.branch)
 
-    def retest_report(self: _Client, run: int | str, retest: int | None = None) -> RetestReport:
+    def retest_report(self, run: int | str, retest: int | None = None) -> RetestReport:
         """Where a retest of ``run`` stands (the latest one, or the one with id ``retest``):
         each probe's objective at the last day, and whether the run's setting is still the
         best (``still_best``: None until every probe is done)."""
-        record = self.store.get_run(run)
+        record = self.run(run)
         events = self.store.events(record.id)
         events = events[events["kind"] == "retest"]
         if retest is not None:
@@ -410,7 +386,7 @@ class StudyCommands:
         target = int(detail["target_day"])
         found = []
         for probe in detail["probes"]:
-            child = self._refresh(self.store.get_run(probe["run"]))
+            child = self.store.get_run(probe["run"])
             checkpoint = self.store.checkpoint(child.id, target)
             value = None
             if checkpoint is not None:
@@ -418,7 +394,7 @@ class StudyCommands:
                 value = float(raw) if isinstance(raw, int | float) else math.nan
             found.append(Probe(child.id, dict(probe["hp"]), bool(probe["control"]), child.status,
                                value))
-        still_best, best, done = verdict(found, detail["direction"])
+        still_best, winner, done = verdict(found, detail["direction"])
         if still_best is None:
             summary = (f"retest of run {record.id} from day {detail['day']}: "
                        + ("done, but the control has no value" if done else
@@ -426,13 +402,13 @@ class StudyCommands:
                           f"have reached day {target}"))
         elif still_best:
             summary = (f"run {record.id}'s setting is still the best: no probe beat it at day "
-                       f"{target} ({detail['objective']} {best.value:.4g})")  # type: ignore[union-attr]
+                       f"{target} ({detail['objective']} {winner.value:.4g})")  # type: ignore[union-attr]
         else:
-            assert best is not None and best.value is not None
-            moved = " ".join(f"{k}={v:.4g}" for k, v in best.hp.items())
-            summary = (f"run {record.id}'s setting is no longer the best: probe run {best.run_id}"
-                       f" ({moved}) reached {detail['objective']} {best.value:.4g} at day "
+            assert winner is not None and winner.value is not None
+            moved = " ".join(f"{k}={v:.4g}" for k, v in winner.hp.items())
+            summary = (f"run {record.id}'s setting is no longer the best: probe run {winner.run_id}"
+                       f" ({moved}) reached {detail['objective']} {winner.value:.4g} at day "
                        f"{target}")
         return RetestReport(int(row["id"]), record.id, int(detail["day"]), target,
                             detail["objective"], detail["direction"], tuple(found), done,
-                            still_best, best, summary)
+                            still_best, winner, summary)

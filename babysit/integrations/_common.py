@@ -1,0 +1,526 @@
+"""What both framework integrations share: the Run's hooks for a loop that babysit does not own.
+
+A framework (the Hugging Face Trainer, Lightning) runs its own loop; its callback calls:
+
+- ``FrameworkRun.boundary(step)`` after each optimizer step (``step`` = steps done): commands
+  are applied there (nudge, pause, resume, stop; a rollback is *requested*, see below) and it
+  says whether the day ends at this step;
+- ``FrameworkRun.log(step, metrics)`` with what the framework logged, at babysit's step (the
+  0-based index of the step that produced it, as ``run.log`` inside babysit's own loop);
+- ``FrameworkRun.save_day(folder)`` once the framework has written its own checkpoint for the
+  day: the folder moves into the run's directory and a small babysit day file lists every file
+  in it with its size and sha256 (that day file has its own manifest and its row in the store);
+- ``FrameworkRun.restored(restore)`` once the framework has loaded a day (after a rollback, a
+  restart or a fork): babysit's counters, branch, events and overrides follow.
+
+A rollback cannot be applied inside a framework's loop without copying it: the boundary returns
+a ``Restore`` (the verified day), the callback stops the fit at that boundary and the wrapper
+(``huggingface.train`` / ``lightning.fit``) enters the fit again from the day's checkpoint.
+
+Everything that reaches into the Run is in ``FrameworkRun``, over the trainer package's
+``LoopState`` and its command handlers: rollback and the guard's rollback are the only handlers
+it replaces, because the framework, not babysit, loads the state (and its RNG) back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babysit import checkpoint as ckpt
+from babysit.errors import BabysitError, CheckpointError, InvalidValue
+from babysit.hparams import check_updates
+from babysit.store import (
+    CheckpointRecord,
+    CheckpointRow,
+    CommandOutcome,
+    CommandRecord,
+    Record,
+    RunUpdate,
+    Supersede,
+)
+from babysit.trainer import commands, knobs, resume
+from babysit.trainer.saver import SaveJob
+
+_DAY_FOLDER = re.compile(r"^(day\d{4,}\.b\d+)\.([a-z]+)$")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_manifest(folder: Path) -> dict[str, list[Any]]:
+    """Every file under ``folder``: relative path -> [size, sha256]. Links are refused."""
+    files: dict[str, list[Any]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise CheckpointError(f"{path} is a symbolic link: a day folder holds plain files")
+        if path.is_file():
+            files[str(path.relative_to(folder))] = [path.stat().st_size, _sha256(path)]
+    return files
+
+
+def verify_folder(folder: Path, files: dict[str, list[Any]]) -> None:
+    """Check a day folder against its manifest before the framework reads a byte of it.
+
+    Every listed file must be there with its size and hash, and nothing else may be: a file
+    slipped in later (a pickle the framework would load) is refused like a changed one.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        raise CheckpointError(f"{folder.name} is missing")
+    actual = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+    extra = sorted(actual - set(files))
+    if extra:
+        raise CheckpointError(f"{folder.name} holds files its manifest does not list: {extra}")
+    for rel, (size, sha) in files.items():
+        path = folder / rel
+        if path.is_symlink() or not path.is_file():
+            raise CheckpointError(f"{folder.name}/{rel} is missing")
+        if path.stat().st_size != size:
+            raise CheckpointError(f"{folder.name}/{rel} is {path.stat().st_size} bytes, "
+                                  f"its manifest says {size}")
+        if _sha256(path) != sha:
+            raise CheckpointError(f"{folder.name}/{rel} fails its sha256 check: the file is corrupted")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Copy a day folder: hard links where possible (day folders are never written again)."""
+    dst.mkdir(parents=True)
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+@dataclass
+class Restore:
+    """A day the framework must go back to: a rollback, the guard's rollback, a restart or fork."""
+
+    kind: str                        # "rollback" | "start" (a restart or a fork's first process)
+    payload: dict[str, Any]          # babysit's day file (counters, hp, the folder's manifest)
+    folder: Path                     # the framework's checkpoint, verified
+    record: CheckpointRecord | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)    # factors of the day's live values
+    command: CommandRecord | None = None
+    source: str = "trainer"
+    reason: str | None = None
+    corrupt: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Boundary:
+    """What a step boundary asks of the framework."""
+
+    day_due: bool = False
+    stop: bool = False
+    restore: Restore | None = None
+
+
+class FrameworkRun:
+    """A babysit ``Run`` driven by a framework's callback instead of ``run.loop``.
+
+    ``framework`` names the checkpoint kind (``"transformers"``, ``"lightning"``) and ``suffix``
+    the day folders (``day0003.b0.hf``).
+    """
+
+    def __init__(self, run: Any, framework: str, suffix: str, version: str):
+        self.run = run
+        self.loop = run._state              # LoopState: counters, flags, hp, outbox, saver
+        self.framework, self.suffix, self.version = framework, suffix, version
+        self.restore: Restore | None = None
+        self._deferred = False
+        self._bound = False
+        self._effective: tuple[Any, ...] | None = None
+        self._effective_due = 0.0
+        self._clean_folders()
+
+    # ------------------------------------------------------------------ setup
+    def _clean_folders(self) -> None:
+        """Remove day folders a killed process left without their listed day file."""
+        loop = self.loop
+        try:
+            listed = {Path(r.path).stem for r in
+                      loop.store.checkpoint_records(loop.run_id, include_superseded=True)}
+        except BabysitError:
+            return
+        for entry in loop.folder.iterdir():
+            match = _DAY_FOLDER.match(entry.name)
+            if match and entry.is_dir() and not entry.is_symlink() and match.group(1) not in listed:
+                shutil.rmtree(entry, ignore_errors=True)
+        shutil.rmtree(loop.folder / ".staging", ignore_errors=True)
+
+    def bind(self, optimizers: list[Any], schedulers: list[Any]) -> None:
+        """Point nudges at the framework's optimizers and schedulers (wrappers included)."""
+        loop = self.loop
+        loop.optimizers[:] = [o for o in optimizers if o is not None]
+        loop.schedulers[:] = [s for s in schedulers if s is not None]
+        self.run._in_loop = True    # SIGTERM stops at the next boundary instead of raising
+        if loop.optimizers and not self._bound:
+            self._bound = True
+            self.run._sync_hp_from_optimizer()
+            loop.trace_hp()
+        self._effective = None
+
+    def start(self) -> Restore | None:
+        """The day a restarted or forked process starts from (verified), or None."""
+        run = self.run
+        if not run._start_from or run._started_from_checkpoint:
+            return None
+        run._started_from_checkpoint = True
+        payload, corrupt = resume.load_start(self.loop, run._start_from)
+        folder = self._folder(payload)
+        overrides = {k: v for k, v in self.loop.hp.items() if payload["hp"].get(k) != v}
+        return Restore("start", payload, folder, overrides=overrides, corrupt=corrupt)
+
+    def _folder(self, payload: dict[str, Any]) -> Path:
+        info = payload.get("framework")
+        if not isinstance(info, dict) or info.get("name") != self.framework:
+            got = info.get("name") if isinstance(info, dict) else "babysit's own loop"
+            raise CheckpointError(f"this day was saved by {got}, not by {self.framework}")
+        folder = ckpt.safe_path(self.loop.store.root, info["dir"])
+        verify_folder(folder, info["files"])
+        return folder
+
+    def load_day(self, record: CheckpointRecord) -> tuple[dict[str, Any], Path]:
+        payload = commands.load(self.loop, record)
+        return payload, self._folder(payload)
+
+    # ------------------------------------------------------------------ small facts and acts
+    @property
+    def day_spec(self) -> Any:
+        return self.loop.day_spec
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
+    @property
+    def starts_from_checkpoint(self) -> bool:
+        """A restart or a fork: the framework must be entered from a day (train / fit)."""
+        return bool(self.run._start_from)
+
+    def begin(self, step: int) -> None:
+        """A fit starts at the framework's ``step`` (not from a babysit day): count days on."""
+        self.loop.step = step
+        self.loop.arm_day()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epochs done (a day of epochs ends when it divides by the day's length)."""
+        self.loop.position.epoch = epoch
+
+    def weights_diverged(self) -> None:
+        """The weights are not finite at a day's end: the day is not saved, the guard acts."""
+        self.loop.guard.trip("weights", float("nan"))
+
+    def refuse(self, restore: Restore, reason: str) -> None:
+        """A restore the framework cannot carry out: its command is rejected, nothing changes."""
+        self.restore = None
+        if restore.command is not None:
+            commands.reject(self.loop, restore.command, reason)
+
+    # ------------------------------------------------------------------ the step boundary
+    def boundary(self, step: int) -> Boundary:
+        """Call after each optimizer step with the number of steps done.
+
+        When the day ends here, commands wait until the day is saved (``commands()`` after
+        ``save_day``), so a nudge at a day's last step is not in that day's checkpoint, as in
+        babysit's own loop.
+        """
+        loop = self.loop
+        loop.step = step
+        if step >= loop.next_day_step or (
+                loop.day_deadline != float("inf") and time.monotonic() >= loop.day_deadline):
+            self._deferred = True
+            return Boundary(day_due=True)
+        if loop.outbox.commands or loop.paused or loop.guard.tripped is not None:
+            return self.commands()
+        self._trace()
+        return _GO_ON
+
+    def _trace(self, now: bool = False) -> None:
+        loop = self.loop
+        if not loop.optimizers:
+            return
+        if loop.optimizers[0].param_groups[0]["lr"] != loop.traced.get("lr"):
+            loop.trace_hp()
+        self._report_effective(now)
+
+    def _report_effective(self, now: bool) -> None:
+        """Write ``runs.effective`` when the optimizer's values changed: at most twice a second
+        (a schedule moves the lr at every step), at once after a command or a restore."""
+        loop = self.loop
+        clock = time.monotonic()
+        if not now and clock < self._effective_due:
+            return
+        fingerprint = knobs.fingerprint(loop.optimizers)
+        if fingerprint == self._effective:
+            return
+        self._effective, self._effective_due = fingerprint, clock + 0.5
+        loop.outbox.put(RunUpdate(loop.run_id, {
+            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}}))
+
+    def commands(self) -> Boundary:
+        """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
+        loop = self.loop
+        self._deferred = False
+        tripped = loop.guard.take()
+        if tripped is not None:
+            self._on_diverged(*tripped)
+        inbox = loop.outbox.commands
+        while True:
+            while inbox and self.restore is None and not loop.stopping:
+                self._apply(inbox.popleft())
+            if self.restore is not None or loop.stopping or not loop.paused:
+                break
+            time.sleep(0.02)
+        self._trace(now=True)
+        return Boundary(stop=loop.stopping, restore=self.restore)
+
+    @property
+    def deferred(self) -> bool:
+        """Commands wait for the day being saved (``commands()`` applies them after it)."""
+        return self._deferred
+
+    def day_ends(self) -> None:
+        """A day ends here (a day of epochs, seen by the callback): commands wait for its save."""
+        self._deferred = True
+
+    def _apply(self, command: CommandRecord) -> None:
+        loop = self.loop
+        if command.kind == "rollback":
+            try:
+                self._cmd_rollback(command)
+            except (BabysitError, ValueError, TypeError, KeyError) as exc:
+                commands.reject(loop, command, str(exc))
+        elif command.kind == "exploit":
+            commands.reject(loop, command, f"exploit is not supported by the {self.framework} "
+                                           "integration yet: fork from the donor's day instead")
+        else:
+            commands.apply(loop, command)
+
+    def _cmd_rollback(self, command: CommandRecord) -> None:
+        loop = self.loop
+        day = command.args.get("day")
+        overrides = dict(command.args.get("hp") or {})
+        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
+            raise InvalidValue(f"day must be a whole number >= 0, got {day!r}")
+        record = loop.store.checkpoint(loop.run_id, day)
+        if record is None:
+            raise InvalidValue(f"run {loop.run_id} has no checkpoint for day {day}")
+        if overrides:
+            overrides = check_updates(overrides, dict(record.hp), strict=loop.strict,
+                                      optimizer_keys=knobs.optimizer_keys(loop.optimizers))
+        payload, folder = self.load_day(record)
+        self.restore = Restore("rollback", payload, folder, record, overrides=overrides,
+                               command=command, source=command.source)
+
+    def _on_diverged(self, name: str, value: float) -> None:
+        """The guard tripped: pause, or roll back to the last good day with the lr scaled."""
+        loop = self.loop
+        guard, step = loop.guard, loop.step
+        loop.outbox.put(loop.event("diverged", "guard",
+                                   {"metric": name, "value": value, "step": step}),
+                        RunUpdate(loop.run_id, {"status": "diverged"}))
+        if guard.may_roll_back() and "lr" in loop.hp:
+            record = commands.last_good_day(loop)
+            if record is not None:
+                try:
+                    payload, folder = self.load_day(record)
+                except CheckpointError as exc:
+                    print(f"babysit: run {loop.run_id}: the guard could not roll back: {exc}",
+                          file=sys.stderr)
+                else:
+                    guard.rollbacks += 1
+                    # the day's own lr x lr_factor, computed once the framework loaded the day
+                    self.restore = Restore(
+                        "rollback", payload, folder, record, scale={"lr": guard.lr_factor},
+                        source="guard", reason=f"{name} was {value} at step {step}")
+                    return
+        loop.paused, loop.status = True, "diverged"
+        print(f"babysit: run {loop.run_id} diverged ({name}={value} at step {step}); paused: "
+              "roll back or nudge, then resume", file=sys.stderr)
+
+    # ------------------------------------------------------------------ metrics
+    def log(self, step: int, metrics: dict[str, Any]) -> bool:
+        """Record what the framework logged at babysit's ``step``; returns False when the guard
+        saw it diverge (the caller must not save a day with that state)."""
+        loop, guard = self.loop, self.loop.guard
+        day, branch, now = loop.day + 1, loop.branch, time.time()
+        put = loop.outbox.queue.append
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not isinstance(name, str):
+                continue
+            value = float(value)
+            put((step, day, name, value, now, branch))
+            if name == guard.metric:
+                guard.observe(value)
+        return guard.tripped is None
+
+    # ------------------------------------------------------------------ days
+    def staging(self) -> Path:
+        """A folder the framework may write a day's checkpoint into before it is listed."""
+        path = self.loop.folder / ".staging"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def save_day(self, folder: Path, *, move: bool, drop: tuple[str, ...] = (),
+                 batch: int = 0) -> None:
+        """The framework wrote the day's checkpoint in ``folder``: list it as the next day.
+
+        ``move`` renames the folder into the run's directory (babysit asked for this save);
+        otherwise it is linked or copied (the user's own checkpoint stays where it is).
+        ``batch`` is the batch inside the epoch the day ends at (0: at an epoch's end).
+        """
+        loop, run = self.loop, self.run
+        loop.day += 1
+        self._write_day(loop.day, folder, move=move, drop=drop, batch=batch)
+        loop.arm_day()
+        if run._max_days is not None and loop.day >= run._max_days:
+            run._days_done = True
+            loop.stopping = True
+
+    def _write_day(self, day: int, folder: Path, *, move: bool, drop: tuple[str, ...] = (),
+                   batch: int = 0) -> None:
+        loop = self.loop
+        loop.saver.wait_idle()      # the previous day's file first, as babysit's own loop does
+        step, branch, root = loop.step, loop.branch, loop.store.root
+        name = ckpt.checkpoint_name(day, branch)
+        dest = loop.folder / f"{Path(name).stem}.{self.suffix}"
+        if dest.exists():
+            shutil.rmtree(dest)     # a leftover of a killed process: never listed
+        if move:
+            os.replace(folder, dest)
+        else:
+            _link_or_copy(folder, dest)
+        for unused in drop:     # files the framework does not need to resume (pickles)
+            (dest / unused).unlink(missing_ok=True)
+        payload = {
+            "format": ckpt.FORMAT, "run_id": loop.run_id, "day": day, "step": step,
+            "branch": branch, "epoch": loop.position.epoch, "batch": batch, "epoch_rng": None,
+            "hp": dict(loop.hp), "rng": ckpt.capture_rng(), "time": time.time(), "state": {},
+            "framework": {"name": self.framework, "version": self.version,
+                          "dir": str(dest.relative_to(root)), "files": folder_manifest(dest)},
+        }
+        path = loop.folder / name
+        job = SaveJob(path, payload)
+        loop.outbox.day_end(job, CheckpointRow(
+            loop.run_id, day, step, branch, time.time(), str(path.relative_to(root)), 0, "",
+            dict(loop.hp), {}))
+        loop.saver.submit(job)
+
+    # ------------------------------------------------------------------ after a restore
+    def restored(self, restore: Restore) -> None:
+        """The framework has loaded ``restore``'s day: counters, branch, events, overrides.
+
+        Call it before the first step of the re-entered fit, after the framework loaded the
+        optimizer and scheduler (overrides are nudges of those).
+        """
+        self.restore = None
+        if restore.kind == "rollback":
+            self._rolled_back(restore)
+        else:
+            self._started(restore)
+        self.loop.arm_day()
+        self.commands()             # a paused run waits here, before its first step
+
+    def _take_counters(self, payload: dict[str, Any]) -> None:
+        loop = self.loop
+        loop.step, loop.day = int(payload["step"]), int(payload["day"])
+        loop.position.epoch = int(payload.get("epoch", 0))
+        loop.hp.clear()
+        loop.hp.update(payload["hp"])
+        loop.guard.forget()
+
+    def _rolled_back(self, restore: Restore) -> None:
+        """``commands.restore_to`` for a state the framework loaded itself."""
+        loop = self.loop
+        record, command = restore.record, restore.command
+        assert record is not None
+        from_step, from_branch = loop.step, loop.branch
+        user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
+        self._take_counters(restore.payload)
+        loop.branch = from_branch + 1
+        loop.paused = user_paused
+        loop.status = "paused" if user_paused else "running"
+        overrides = dict(restore.overrides)
+        for key, factor in restore.scale.items():
+            overrides[key] = loop.current(key) * factor
+        changes = commands.set_hp(loop, overrides) if overrides else {}
+        detail: dict[str, Any] = {"to_day": record.day, "to_step": record.step,
+                                  "from_step": from_step, "from_branch": from_branch}
+        if restore.reason:
+            detail["reason"] = restore.reason
+        records: list[Record] = [
+            Supersede(loop.run_id, loop.step), loop.event("rollback", restore.source, detail),
+            RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step, "day": loop.day,
+                                    "hp": dict(loop.hp), "status": loop.status})]
+        if changes:
+            records.append(loop.event("nudge", restore.source, changes))
+        if command is not None:
+            loop.outbox.rewind(CommandOutcome(command.id, "applied", loop.step, None,
+                                              tuple(records)))
+        else:
+            loop.outbox.rewind(*records)
+        loop.traced = {}
+        loop.trace_hp()
+
+    def _started(self, restore: Restore) -> None:
+        """``resume.start_from_checkpoint`` for a state the framework loaded itself."""
+        loop, run = self.loop, self.run
+        self._take_counters(restore.payload)
+        supersede = bool((run._start_from or {}).get("supersede"))
+        if supersede:
+            loop.branch += 1    # a restart redoes steps the killed process had logged
+        overrides = restore.overrides
+        if overrides:
+            commands.set_hp(loop, overrides)
+        kind, detail = run._start_event
+        detail = {**detail, "from_day": loop.day, "overrides": overrides}
+        loop.outbox.rewind(*([Supersede(loop.run_id, loop.step)] if supersede else []),
+                           loop.event(kind, "trainer", detail),
+                           RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step,
+                                                   "day": loop.day, "hp": dict(loop.hp),
+                                                   "start_from": None}))
+        loop.traced = {}
+        loop.trace_hp()
+        for bad in restore.corrupt:
+            loop.outbox.put(loop.event("checkpoint_corrupt", "trainer", bad))
+        if loop.store.checkpoint(loop.run_id, loop.day) is None:
+            # a fork keeps its own copy of its first day, to roll back to
+            self._write_day(loop.day, restore.folder, move=False,
+                            batch=int(restore.payload.get("batch", 0)))
+
+    def not_reproducible(self, why: str) -> None:
+        self.loop.mark_not_reproducible(why)
+
+    # ------------------------------------------------------------------ the end
+    def close(self, exc: BaseException | None = None) -> None:
+        """End the run: finished or stopped, crashed with the exception, stopped on Ctrl-C."""
+        run = self.run
+        run._in_loop = False
+        if exc is None:
+            run.finish()
+        else:
+            run.__exit__(type(exc), exc, exc.__traceback__)
+
+
+_GO_ON = Boundary()
