@@ -64,6 +64,17 @@ _DECISION_FROM = {"approved": ("proposed",), "vetoed": ("proposed",),
 DB_NAME = "babysit.db"
 
 
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when it is missing."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _pk(result: Any) -> int:
     """The id an INSERT created."""
     return int(result.inserted_primary_key[0])
@@ -112,6 +123,8 @@ class Store:
         except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open the store at {url}: {exc}") from exc
         self._ensure_schema(create)
+        self._file = fastpaths.sqlite_file(url) if self._sqlite else None
+        self._identity = _file_identity(self._file)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -187,8 +200,29 @@ class Store:
                                  .values(value=str(version)))
         except sa.exc.SQLAlchemyError as exc:   # locked, unreadable, or not a database at all
             self.close()
-            raise StoreError(f"cannot open the store at {self.url}: "
-                             f"{getattr(exc, 'orig', None) or exc}") from exc
+            why = str(getattr(exc, "orig", None) or exc)
+            hint = ""
+            if "not a database" in why or "malformed" in why:
+                hint = ("; the file is damaged or is not a babysit store: move it away (a new "
+                        "store is created in its place) or put back a copy")
+            raise StoreError(f"cannot open the store at {self.url}: {why}{hint}") from exc
+
+    def identity_changed(self) -> str | None:
+        """Why the database file this store opened is no longer the file at its path (removed,
+        or replaced by another file), or None while it is. A writer that kept writing to a
+        removed SQLite file would write into the void: its rows reach no reader. Other
+        databases: always None.
+
+        >>> store.identity_changed()
+        """
+        if self._file is None:
+            return None
+        now = _file_identity(self._file)
+        if now == self._identity:
+            return None
+        if now is None:
+            return f"the store's database {self._file} was removed"
+        return f"the store's database {self._file} was replaced by another file"
 
     def close(self) -> None:
         """Release connections; safe to call twice."""
