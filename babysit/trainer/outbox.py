@@ -120,9 +120,10 @@ class Outbox:
     def __init__(self, store: Store, run_id: int, where: Where, folder: Path, *,
                  poll_s: float = 0.05, flush_s: float = 0.25, heartbeat_s: float = 1.0,
                  max_queued: int = MAX_QUEUED, max_batch_rows: int = MAX_BATCH_ROWS,
-                 max_wait_s: float = MAX_WAIT_S,
+                 max_wait_s: float = MAX_WAIT_S, system_s: float | None = system.INTERVAL_S,
                  report: Callable[[], dict[str, Any] | None] = lambda: None):
         self.store, self.run_id, self.where, self.folder = store, run_id, where, folder
+        self.system_s = system_s       # sample the process's CPU / memory this often (None: off)
         self.report = report           # runs.effective if it changed, sent with the heartbeat
         self.poll_s, self.flush_s, self.heartbeat_s = poll_s, flush_s, heartbeat_s
         self.queue: deque[Any] = deque()
@@ -248,9 +249,9 @@ class Outbox:
                         return
                     self.wake.wait(0.25)
                     continue
-                if now >= next_sample and not self._closing:
+                if self.system_s is not None and now >= next_sample and not self._closing:
                     self._sample_system()
-                    next_sample = now + system.INTERVAL_S
+                    next_sample = now + self.system_s
                 if now >= next_poll and not self._closing:
                     self._poll(feed)
                     next_poll = now + self.poll_s

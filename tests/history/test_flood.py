@@ -58,7 +58,7 @@ def test_the_queue_stays_bounded_and_the_loop_waits_while_the_writer_catches_up(
     folder = root / "runs" / str(run_id)
     folder.mkdir(parents=True)
     outbox = Outbox(store, run_id, Position(), folder, poll_s=0.01, flush_s=0.02,
-                    heartbeat_s=0.05, max_queued=5_000, max_batch_rows=2_000)
+                    heartbeat_s=0.05, system_s=None, max_queued=5_000, max_batch_rows=2_000)
     outbox.start()
     n = 60_000
     peak = 0
@@ -89,7 +89,7 @@ def test_a_dead_store_does_not_hold_the_loop_nor_fill_memory(tmp_path):
     folder = root / "runs" / str(run_id)
     folder.mkdir(parents=True)
     outbox = Outbox(store, run_id, Position(), folder, poll_s=0.01, flush_s=0.02,
-                    heartbeat_s=0.05, max_queued=2_000, max_batch_rows=500, max_wait_s=0.5)
+                    heartbeat_s=0.05, system_s=None, max_queued=2_000, max_batch_rows=500, max_wait_s=0.5)
     blocker = sqlite3.connect(root / "babysit.db", timeout=0.05)
     blocker.execute("BEGIN IMMEDIATE")            # holds the write lock until we let go
     outbox.start()

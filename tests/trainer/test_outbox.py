@@ -49,7 +49,7 @@ def _setup(tmp_path: Path, busy_timeout_s: float = 5.0, **intervals: float):
     folder.mkdir(parents=True)
     where = Position()
     outbox = Outbox(store, run_id, where, folder, **{"poll_s": 0.01, "flush_s": 0.02,
-                                                     "heartbeat_s": 0.05, **intervals})
+                                                     "heartbeat_s": 0.05, "system_s": None, **intervals})
     return store, run_id, outbox, where
 
 
