@@ -22,6 +22,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/cluster/" in item.nodeid:
             item.add_marker(pytest.mark.cluster)
+            # one worker runs them all under pytest-xdist (--dist loadgroup): one server each
+            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 @pytest.fixture
