@@ -97,6 +97,8 @@ def set_hp(loop: LoopState, updates: Mapping[str, Any]) -> dict[str, dict[str, A
 
 # ---------------------------------------------------------------------------- simple commands
 def nudge(loop: LoopState, command: CommandRecord) -> None:
+    """A nudge command: absolute ``hp``, relative ``scale`` / ``scale_1m``, ``group``, ``new``
+    (see ``apply_nudge``); replies with the event's detail and the effective values."""
     changes = apply_nudge(loop, command.args)
     effective = loop.effective()
     loop.trace_hp()
