@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
-from babysit.store import fastpaths, history, series
+from babysit.store import fastpaths, history, migrations, series
 from babysit.store import schema as S
 from babysit.store.fastpaths import CommandProbe
 from babysit.store.feed import CommandFeed
@@ -194,7 +194,7 @@ class Store:
                         f"this store has schema version {version}, newer than this babysit "
                         f"understands ({S.SCHEMA_VERSION}); upgrade babysit to open it")
                 while version < S.SCHEMA_VERSION:
-                    S.MIGRATIONS[version](conn)
+                    migrations.MIGRATIONS[version](conn)
                     version += 1
                     conn.execute(sa.update(S.meta).where(S.meta.c.key == "schema_version")
                                  .values(value=str(version)))
