@@ -2,17 +2,27 @@
 
 A checkpoint is ``dayNNNN.bB.pt`` (day N of branch B) next to its manifest ``dayNNNN.bB.json``
 (size, sha256, step, torch version), which is written last: a checkpoint without a valid manifest
-is not a checkpoint. Loading checks the path, the manifest, the size and the hash *before*
-``torch.load(..., weights_only=True)`` sees a byte, and never retries without weights_only.
+is not a checkpoint. Loading checks the path, the manifest, the size, the hash and the zip's
+declared sizes *before* ``torch.load(..., weights_only=True)`` sees a byte, and never retries
+without weights_only.
+
+Files stay inside the store: a run folder or a checkpoint that is a symlink is never written
+through (someone who can plant a link there must not make a trainer overwrite another file),
+and a checkpoint whose zip declares far more bytes than the file holds (a compression bomb) is
+refused before anything is inflated.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import random
 import re
+import stat
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, cast
@@ -26,6 +36,10 @@ from babysit.errors import CheckpointError
 
 FORMAT = 1
 _CHECKPOINT_FILE = re.compile(r"^day\d{4,}\.b\d+\.(pt|json)$")
+#: a checkpoint's zip may declare at most this many times its own size, plus a little: torch.save
+#: stores its entries uncompressed (declared ≈ file size), a compression bomb declares gigabytes
+MAX_INFLATION = 2
+_INFLATION_SLACK = 1 << 20
 
 
 def run_dir(root: Path, run_id: int) -> Path:
@@ -52,14 +66,6 @@ def safe_path(root: Path, relative: str) -> Path:
     return target
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -68,19 +74,75 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _is_symlink(path: Path) -> bool:
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def refuse_symlinks(path: Path, root: Path | None = None) -> None:
+    """CheckpointError when a folder between ``root`` (default: the run folder and ``runs/``)
+    and ``path``, or ``path`` itself, is a symlink. The root itself may be one (checkpoints on
+    another disk): only what babysit creates under it must be real. For every file babysit
+    writes into a run's folder, not only checkpoints.
+
+    >>> refuse_symlinks(Path("/nonexistent/runs/1/day0001.b0.pt"))     # nothing there: fine
+    """
+    path = Path(os.path.abspath(path))
+    folders = [path.parent, *path.parent.parents]
+    top = Path(os.path.abspath(root)) if root is not None else None
+    if top in folders:
+        below = folders[: folders.index(top)]
+    else:                       # a store's layout: root/runs/<id>/dayNNNN.bB.pt
+        below = folders[:2] if len(folders) > 1 and folders[1].name == "runs" else folders[:1]
+    for folder in [path, *below]:
+        if _is_symlink(folder):
+            raise CheckpointError(f"{folder} is a symlink: babysit never writes a checkpoint "
+                                  "through a link (remove it, or point the store root there)")
+
+
+def _open_folder(folder: Path) -> int:
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise CheckpointError(f"{folder} is a symlink or not a folder: babysit never writes "
+                                  "a checkpoint through a link") from None
         raise
-    _fsync_dir(path.parent)
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, fsync, rename, fsync the folder.
+
+    Every name is resolved against the folder opened once without following links, and the
+    temporary file is created exclusively and without following links: a link planted or
+    swapped in meanwhile makes this fail instead of writing through it.
+    """
+    folder = _open_folder(path.parent)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(path.name, dir_fd=folder).st_mode):
+                raise CheckpointError(f"{path} is a symlink: babysit never writes a checkpoint "
+                                      "through a link")
+        tmp = f".{path.name}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=folder)         # left by a killed process with our pid
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=folder)
+            raise
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class _Recording:
@@ -101,11 +163,18 @@ class _Recording:
         self.f.flush()
 
 
-def save(path: Path, payload: dict[str, Any]) -> tuple[int, str]:
-    """Write ``payload`` to ``path`` atomically, then its manifest. Returns (size, sha256)."""
+def save(path: Path, payload: dict[str, Any], *, root: Path | None = None) -> tuple[int, str]:
+    """Write ``payload`` to ``path`` atomically, then its manifest. Returns (size, sha256).
+
+    Refuses (CheckpointError) when ``path``, its manifest or a folder between the store
+    ``root`` and it is a symlink (without ``root``: the run folder and ``runs/``).
+    """
     import torch
 
+    refuse_symlinks(path, root)            # before mkdir: no folder made through a link either
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_symlinks(path, root)
+    refuse_symlinks(path.with_suffix(".json"), root)
 
     def write(f: Any) -> None:
         # torch.save turns a failed write (disk full, EFBIG) into an opaque RuntimeError
@@ -150,11 +219,33 @@ def verify(path: Path, sha256: str | None = None) -> dict[str, Any]:
     return manifest
 
 
+def check_inflation(path: Path) -> None:
+    """Refuse a checkpoint whose zip declares far more than the file holds (a compression bomb).
+
+    Reads only the zip's central directory: nothing is inflated. torch.save writes a zip whose
+    entries are stored, not compressed, so what they declare is about the file's size.
+    """
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} is not a torch.save zip archive ({exc})") from None
+    declared = sum(max(int(e.file_size), 0) for e in entries)
+    if declared > MAX_INFLATION * size + _INFLATION_SLACK:
+        biggest = max(entries, key=lambda e: e.file_size)
+        raise CheckpointError(
+            f"{path.name} declares {declared:,} bytes of tensors in a {size:,}-byte file "
+            f"({biggest.filename}: {biggest.file_size:,} bytes compressed to "
+            f"{biggest.compress_size:,}): refused as a compression bomb, nothing inflated")
+
+
 def load(path: Path, sha256: str | None = None) -> dict[str, Any]:
     """Verify, then load with ``weights_only=True`` only (no code runs from a checkpoint)."""
     import torch
 
     verify(path, sha256)
+    check_inflation(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # an unpickling refusal included: never retried without weights_only

@@ -166,6 +166,27 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_note(args: argparse.Namespace) -> int:
+    client = _client(args)
+    client.set_note(args.run, " ".join(args.text))
+    print(f"run {client.run(args.run).id}: note {'cleared' if not args.text else 'saved'}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    client = _client(args)
+    record = client.run(args.run)
+    tags = list(record.tags)
+    for change in args.changes:
+        if change.startswith("-"):
+            tags = [t for t in tags if t != change[1:]]
+        else:
+            tags.append(change.removeprefix("+"))
+    tags = client.set_tags(record.id, tags)
+    print(f"run {record.id}: tags {' '.join(tags) if tags else '(none)'}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     argv = list(args.command)
     if argv and argv[0] == "--":
@@ -393,21 +414,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, extra_env: dict[str, str]) -> int:
-    from pathlib import Path
+    from babysit.ui.server import serve
 
-    app = Path(__file__).resolve().parent / "ui" / "app.py"
-    env = dict(os.environ, **extra_env)
-    env["BABYSIT_ROOT"] = str(_client(args, create=True).store.root)
-    if args.store_url:
-        env["BABYSIT_STORE_URL"] = args.store_url
-    argv = [sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.address", args.address, "--server.port", str(args.port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    print(f"dashboard: http://{args.address}:{args.port}")
-    try:
-        return subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        return 0
+    # the dashboard may be the first thing started in a folder: it opens (creates) the store
+    return serve(_client(args, create=True).store.root, address=args.address, port=args.port,
+                 store_url=args.store_url, extra_env=extra_env, ssl_cert=args.ssl_cert,
+                 ssl_key=args.ssl_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("restart", cmd_restart, "new process for a crashed or stopped run")
     p.add_argument("run")
     p.add_argument("--day", type=int, default=None, help="day to start from (default: latest)")
+
+    p = verb("note", cmd_note, "set a run's free-text note: note RUN some text (none clears it)")
+    p.add_argument("run")
+    p.add_argument("text", nargs="*")
+
+    p = verb("tag", cmd_tag, "add or remove tags of a run: tag RUN +baseline -old")
+    p.add_argument("run")
+    p.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
 
     p = verb("metrics", cmd_metrics, "print a run's metric rows")
     p.add_argument("run")
@@ -586,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", default="127.0.0.1",
                        help="address to serve on (default 127.0.0.1; others need a password)")
         p.add_argument("--port", type=int, default=8501)
+        p.add_argument("--ssl-cert", default=None, help="TLS certificate file (with --ssl-key)")
+        p.add_argument("--ssl-key", default=None, help="TLS private key file (with --ssl-cert)")
         if name == "demo":
             p.add_argument("--no-ui", action="store_true", help="only start the demo run")
             p.add_argument("--day", default="300 steps", help="demo day length")

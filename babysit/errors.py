@@ -39,6 +39,11 @@ class CheckpointError(BabysitError):
     """A checkpoint is missing, incomplete, corrupted or refused."""
 
 
+class StorageError(BabysitError):
+    """Shared checkpoint storage (an object store) could not be reached or refused a request;
+    unlike a CheckpointError this says nothing about the checkpoint itself: retrying may work."""
+
+
 class LaunchError(BabysitError):
     """A run's process could not be started (e.g. it was launched interactively)."""
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babysit import checkpoint as ckpt
 from babysit import monitor
 from babysit.errors import (
     CheckpointError,
@@ -48,6 +48,7 @@ from babysit.launcher import (
     resolve_executable,
     terminate,
 )
+from babysit.storage import open_storage
 from babysit.store import (
     LIVE,
     STATUSES,
@@ -185,6 +186,11 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+MAX_NOTE = 10_000
+MAX_TAGS = 32
+TAG_RE = re.compile(r"[\w.:-]{1,40}")
+
+
 class RunClient:
     """Read and steer runs from another process (see the module docstring)."""
 
@@ -205,6 +211,39 @@ class RunClient:
         `check_runs` first to have a dead process show as crashed."""
         return self.store.get_run(run_key(run))
 
+    def set_note(self, run: int | str, text: str) -> None:
+        """Replace the run's free-text note ("" clears it).
+
+        >>> c.set_note(3, "lr too high after day 2; forked #4 with lr=0.02")
+        """
+        if not isinstance(text, str):
+            raise InvalidValue(f"a note must be text, got {type(text).__name__}")
+        if len(text) > MAX_NOTE:
+            raise InvalidValue(f"a note must be at most {MAX_NOTE} characters, got {len(text)}")
+        if any(ord(ch) < 32 and ch not in "\n\t" for ch in text):
+            raise InvalidValue(f"a note must not contain control characters, got {text[:40]!r}")
+        self.store.set_note(self.run(run).id, text)
+
+    def set_tags(self, run: int | str, tags: Iterable[str]) -> list[str]:
+        """Replace the run's tags; returns them (order kept, duplicates dropped).
+
+        >>> c.set_tags(3, ["baseline", "sgd"])
+        ['baseline', 'sgd']
+        """
+        if isinstance(tags, str):
+            raise InvalidValue(f"tags must be a list of words, got the text {tags!r}")
+        clean: list[str] = []
+        for tag in tags:
+            if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
+                raise InvalidValue(f"a tag is 1-40 letters, digits or . _ : - (no spaces), "
+                                   f"got {tag!r}")
+            if tag not in clean:
+                clean.append(tag)
+        if len(clean) > MAX_TAGS:
+            raise InvalidValue(f"at most {MAX_TAGS} tags per run, got {len(clean)}")
+        self.store.set_tags(self.run(run).id, clean)
+        return clean
+
     def runs(self, project: str | None = None, status: str | None = None) -> pd.DataFrame:
         """All runs as a DataFrame: id, project, name, status, day, step, hp (configured or
         last nudged), effective (what the optimizer uses now: lr, momentum, weight_decay,
@@ -222,11 +261,12 @@ class RunClient:
             "branch": r.branch,
             "heartbeat_age": (now - r.heartbeat) if r.heartbeat else None,
             "created": r.created, "study_id": _optional_int(r.study_id),
-            "reproducible": bool(r.reproducible), "error": r.error,
+            "reproducible": bool(r.reproducible), "error": r.error, "note": r.note or "",
+            "tags": list(r.tags or []),
         } for r in records]
         columns = ["id", "project", "name", "status", "day", "step", "hp", "effective",
                    "parent_id", "parent_day", "branch", "heartbeat_age", "created", "study_id",
-                   "reproducible", "error"]
+                   "reproducible", "error", "note", "tags"]
         # object columns keep None and plain ints where a float column would make 3 into 3.0
         return pd.DataFrame({c: pd.Series([row[c] for row in rows], dtype=object)
                              for c in columns}).astype(
@@ -454,7 +494,7 @@ class RunClient:
     def _check_intact(self, target: CheckpointRecord) -> None:
         """Refuse a day whose checkpoint file is missing, truncated or corrupted."""
         try:
-            ckpt.verify(ckpt.safe_path(self.store.root, target.path), target.sha256)
+            open_storage(root=self.store.root).verify(target.path, target.sha256)
         except CheckpointError as exc:
             raise CheckpointError(f"day {target.day} of run {target.run_id} cannot be used: "
                                   f"{exc}; choose another day") from None

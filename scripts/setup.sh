@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up babysit in ./.venv on a fresh machine. With --test, also what the tests need
-# (test packages and Debian's Chromium for the browser tests).
+# (test packages, Debian's Chromium for the browser tests and PostgreSQL for the cluster tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -14,6 +14,11 @@ if [ "${1:-}" = "--test" ]; then
     if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+    fi
+    # The cluster tests start a real PostgreSQL server from Debian's binaries.
+    if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && command -v apt-get >/dev/null 2>&1; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null
     fi
 else
     .venv/bin/python -m pip install -q -e ".[ui,study]"

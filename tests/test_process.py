@@ -26,9 +26,11 @@ def test_nudge_applies_at_a_step_boundary_and_is_recorded(trainers):
     events = c.events(run_id)
     nudge = events[events.kind == "nudge"].iloc[-1]
     assert nudge.step == result.step and nudge.source == "python"
-    assert nudge.detail["lr"] == {"old": 0.05, "new": 0.02}
-    assert nudge.detail["momentum"] == {"old": 0.9, "new": 0.95}
-    assert nudge.detail["clip"] == {"old": 1.0, "new": 0.5}
+    assert nudge.detail["lr"] == {"old": 0.05, "new": 0.02, "op": "set", "arg": 0.02,
+                                  "groups": [[0.05, 0.02]]}
+    assert nudge.detail["momentum"] == {"old": 0.9, "new": 0.95, "op": "set", "arg": 0.95,
+                                        "groups": [[0.9, 0.95]]}
+    assert nudge.detail["clip"] == {"old": 1.0, "new": 0.5, "op": "set", "arg": 0.5}
     assert c.run(run_id).hp["lr"] == 0.02
     trainers.wait_step(run_id, result.step + 3)
     lr = c.metrics(run_id, ["hp/lr"])
@@ -135,6 +137,28 @@ def test_fork_starts_from_the_parents_day_and_runs_beside_it(trainers):
     fork_event = c.events(parent).query("kind == 'fork'").iloc[-1]
     assert fork_event.detail["child"] == child and fork_event.detail["day"] == 2
     assert "forked" in c.events(child).kind.tolist()
+
+
+def test_a_fork_that_crashed_before_its_first_day_restarts_from_its_fork_point(trainers):
+    """Killed before its first own day was listed, a fork has no checkpoint of its own: its
+    restart starts from the parent's day it was forked from, never from fresh weights."""
+    _, parent = trainers.start("--pace", "0.01", "--day", "20 steps")
+    c = trainers.client
+    wait_for(lambda: len(c.checkpoints(parent)) >= 3, 60, "day 2")
+    day2, record = c.store.checkpoint(parent, 2), c.run(parent)
+    child = c.store.create_run(   # a fork as Client.fork makes it, whose process then died
+        project=record.project, name="early-fork", status="crashed", config=dict(day2.hp),
+        hp=dict(day2.hp), strict=False, day_spec=record.day_spec, day=2, step=day2.step,
+        parent_id=parent, parent_day=2, launch=record.launch, start_from=None,
+        error="killed before its first day")
+    c.restart(child)
+    wait_for(lambda: len(c.metrics(child, ["wsum"])) > 3, 60, "the restarted fork's steps")
+    first = c.metrics(child, ["wsum", "loss"]).sort_values("step").groupby("name").first()
+    parent_rows = c.metrics(parent, ["wsum", "loss"]).set_index(["name", "step"]).value
+    assert first.loc["wsum", "step"] == 40
+    assert first.loc["wsum", "value"] == parent_rows[("wsum", 40)]
+    assert first.loc["loss", "value"] == parent_rows[("loss", 40)]
+    wait_for(lambda: c.store.checkpoint(child, 2) is not None, 30, "its own copy of day 2")
 
 
 def test_a_killed_process_shows_as_crashed_and_restarts_from_its_last_day(trainers):
@@ -311,3 +335,37 @@ def test_the_guard_skips_a_corrupt_day_when_it_rolls_back(trainers):
     corrupt = events.query("kind == 'checkpoint_corrupt'")
     assert len(corrupt) and corrupt.iloc[0].detail["day"] == 2
     assert c.run(run_id).status in ("running", "diverged")      # not crashed
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_a_process_killed_right_after_three_short_days_loses_at_most_the_day_in_progress(
+        trainers, locked):
+    """10-step days and os._exit right after the third day's end: days 1 and 2 are listed
+    (the loop waits for each day's file and row before it snapshots the next), and every
+    listed day loads. ``locked``: another process holds the store's write lock for a while
+    after day 1, so the rows of days 2 and 3 wait; the process must not outrun them."""
+    import sqlite3
+
+    from babysit import checkpoint as ckpt
+
+    proc, run_id = trainers.start("--day", "10 steps", "--hard-exit-after-days", "3",
+                                  *(["--pace", "0.2"] if locked else []), wait_running=False)
+    if locked:
+        wait_for(lambda: trainers.client.store.checkpoint(run_id, 1), 60, "day 1")
+        conn = sqlite3.connect(trainers.root / "babysit.db", isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        # hold the lock until 5 s after day 2's file is on disk: a process that does not wait
+        # for day 2's row ends (at step 31) meanwhile, and day 2 is lost
+        day2 = trainers.root / "runs" / str(run_id) / ckpt.checkpoint_name(2, 0)
+        wait_for(lambda: day2.exists() or proc.poll() is not None, 60, "day 2's file")
+        deadline = time.monotonic() + 5
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        conn.execute("COMMIT")
+        conn.close()
+    assert proc.wait(timeout=120) == 0
+    listed = trainers.client.store.checkpoint_records(run_id)
+    assert {0, 1, 2} <= {r.day for r in listed}
+    for record in listed:
+        payload = ckpt.load(ckpt.safe_path(trainers.root, record.path), record.sha256)
+        assert payload["day"] == record.day and payload["step"] == record.step

@@ -16,6 +16,10 @@ A framework (the Hugging Face Trainer, Lightning) runs its own loop; its callbac
 A rollback cannot be applied inside a framework's loop without copying it: the boundary returns
 a ``Restore`` (the verified day), the callback stops the fit at that boundary and the wrapper
 (``huggingface.train`` / ``lightning.fit``) enters the fit again from the day's checkpoint.
+An exploit (PBT's copy of another run's day, the donor's) takes the same way, once the donor's
+day is known to fit: saved by the same framework, intact, and holding the live model's keys with
+their shapes (``FrameworkRun.fits``, checked before the framework loads a byte of it: the HF
+Trainer loads weights non-strictly, so a misfit would otherwise half-load).
 
 Everything that reaches into the Run is in ``FrameworkRun``, over the trainer package's
 ``LoopState`` and its command handlers: rollback and the guard's rollback are the only handlers
@@ -30,6 +34,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,11 +114,27 @@ def _link_or_copy(src: Path, dst: Path) -> None:
             shutil.copy2(path, target)
 
 
+def check_weights(model: Any, saved: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights ``saved`` (key -> shape) that do not fit ``model``: a key the model does
+    not have, another shape, or a model key left out unless it shares its tensor with a saved
+    one (tied weights are saved once). Raises CheckpointError naming the first few."""
+    state = model.state_dict()
+    problems = [f"{k} is not in the model" for k in sorted(set(saved) - set(state))]
+    problems += [f"{k} is {list(saved[k])} there, {list(state[k].shape)} here"
+                 for k in sorted(set(saved) & set(state)) if tuple(saved[k]) != tuple(state[k].shape)]
+    saved_ptrs = {state[k].data_ptr() for k in saved if k in state}
+    problems += [f"{k} is missing" for k in sorted(set(state) - set(saved))
+                 if state[k].data_ptr() not in saved_ptrs]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError("its weights do not fit the model: " + "; ".join(problems[:3]) + more)
+
+
 @dataclass
 class Restore:
     """A day the framework must go back to: a rollback, the guard's rollback, a restart or fork."""
 
-    kind: str                        # "rollback" | "start" (a restart or a fork's first process)
+    kind: str                        # "rollback" | "exploit" | "start" (a restart or a fork)
     payload: dict[str, Any]          # babysit's day file (counters, hp, the folder's manifest)
     folder: Path                     # the framework's checkpoint, verified
     record: CheckpointRecord | None = None
@@ -123,6 +144,7 @@ class Restore:
     source: str = "trainer"
     reason: str | None = None
     corrupt: list[dict[str, Any]] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)     # the event's (an exploit's donor)
 
 
 @dataclass
@@ -146,10 +168,15 @@ class FrameworkRun:
         self.loop = run._state              # LoopState: counters, flags, hp, outbox, saver
         self.framework, self.suffix, self.version = framework, suffix, version
         self.restore: Restore | None = None
+        #: set by the callback: raises CheckpointError when a day folder's weights do not fit
+        #: the live model (keys and shapes); an exploit is refused before anything is loaded
+        self.fits: Callable[[Path], None] | None = None
         self._deferred = False
         self._bound = False
         self._effective: tuple[Any, ...] | None = None
         self._effective_due = 0.0
+        self._first: Any = None         # the first optimizer, unwrapped: its group 0 is traced
+        self._others: tuple[Any, ...] | None = None     # group 0's momentum/betas, weight decay
         self._clean_folders()
 
     # ------------------------------------------------------------------ setup
@@ -177,6 +204,8 @@ class FrameworkRun:
             self._bound = True
             self.run._sync_hp_from_optimizer()
             loop.trace_hp()
+        self._first = knobs.unwrap(loop.optimizers[0]) if loop.optimizers else None
+        self._others = None
         self._effective = None
 
     def start(self) -> Restore | None:
@@ -256,11 +285,26 @@ class FrameworkRun:
         return _GO_ON
 
     def _trace(self, now: bool = False) -> None:
-        loop = self.loop
-        if not loop.optimizers:
+        """Trace what a schedule moved, at every step: cheap, since it runs at every step.
+
+        A schedule moves group 0's lr (HF's at every step): that one row is queued here. Only
+        when something else moved (a command, a restore, a schedule of momentum) does the
+        whole ``trace_hp`` walk every key and group.
+        """
+        first = self._first
+        if first is None:
             return
-        if loop.optimizers[0].param_groups[0]["lr"] != loop.traced.get("lr"):
+        loop = self.loop
+        group = first.param_groups[0]
+        lr = group["lr"]
+        others = (group.get("betas") or group.get("momentum"), group.get("weight_decay"))
+        if now or others != self._others or type(lr) is not float:
+            self._others = others
             loop.trace_hp()
+        elif lr != loop.traced.get("lr"):
+            loop.traced["lr"] = lr
+            step, day, branch = loop.where()
+            loop.outbox.queue.append((step, day, "hp/lr", lr, time.time(), branch))
         self._report_effective(now)
 
     def _report_effective(self, now: bool) -> None:
@@ -270,12 +314,21 @@ class FrameworkRun:
         clock = time.monotonic()
         if not now and clock < self._effective_due:
             return
+        # (due again in half a second whether or not it changed: comparing the fingerprint of
+        # every group at every step once half a second had passed was most of the hook's cost)
+        self._effective_due = clock + 0.5
         fingerprint = knobs.fingerprint(loop.optimizers)
         if fingerprint == self._effective:
             return
-        self._effective, self._effective_due = fingerprint, clock + 0.5
-        loop.outbox.put(RunUpdate(loop.run_id, {
-            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}}))
+        self._effective = fingerprint
+        update = RunUpdate(loop.run_id, {
+            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}})
+        if now:
+            loop.outbox.put(update)
+        else:
+            # no wake-up: the writer's next flush (a quarter second) carries it; waking it at
+            # each change of a schedule cost the loop thread a thread switch twice a second
+            loop.outbox.queue.append(update)
 
     def commands(self) -> Boundary:
         """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
@@ -305,14 +358,15 @@ class FrameworkRun:
 
     def _apply(self, command: CommandRecord) -> None:
         loop = self.loop
-        if command.kind == "rollback":
+        if command.kind in ("rollback", "exploit"):
             try:
-                self._cmd_rollback(command)
+                if command.kind == "rollback":
+                    self._cmd_rollback(command)
+                else:
+                    self._cmd_exploit(command)
             except (BabysitError, ValueError, TypeError, KeyError) as exc:
+                self.restore = None
                 commands.reject(loop, command, str(exc))
-        elif command.kind == "exploit":
-            commands.reject(loop, command, f"exploit is not supported by the {self.framework} "
-                                           "integration yet: fork from the donor's day instead")
         else:
             commands.apply(loop, command)
 
@@ -331,6 +385,45 @@ class FrameworkRun:
         payload, folder = self.load_day(record)
         self.restore = Restore("rollback", payload, folder, record, overrides=overrides,
                                command=command, source=command.source)
+
+    def _cmd_exploit(self, command: CommandRecord) -> None:
+        """``commands.exploit`` for a state the framework loads: the donor's day is checked
+        (its framework, manifest, and its weights' keys and shapes against the live model)
+        before anything is loaded; a misfit raises, the command is rejected, the run goes on."""
+        loop = self.loop
+        args = command.args
+        donor = args.get("donor", args.get("run"))      # "run": commands stored before v3
+        day, reason = args.get("day"), args.get("reason")
+        if isinstance(donor, bool) or not isinstance(donor, int) or donor == loop.run_id:
+            raise InvalidValue(f"exploit needs the id of another run, got {donor!r}")
+        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
+            raise InvalidValue(f"day must be a whole number >= 0, got {day!r}")
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidValue(f"reason must be text, got {reason!r}")
+        record = loop.store.checkpoint(donor, day)
+        if record is None:
+            raise InvalidValue(f"run {donor} has no checkpoint for day {day}")
+        overrides = dict(args.get("hp") or {})
+        clean = check_updates(overrides, dict(record.hp), strict=loop.strict,
+                              optimizer_keys=knobs.optimizer_keys(loop.optimizers)) \
+            if overrides else {}
+        try:
+            payload, folder = self.load_day(record)
+            if self.fits is not None:
+                self.fits(folder)
+        except CheckpointError as exc:
+            raise CheckpointError(f"run {donor}'s day {day} does not fit this run: {exc}") from exc
+        detail: dict[str, Any] = {
+            "from_run": record.run_id, "from_day": record.day, "from_step": record.step,
+            "old": dict(loop.hp), "new": {**payload.get("hp", {}), **clean},
+            "rewound_from_step": loop.step if record.step < loop.step else None}
+        if reason:
+            detail["reason"] = reason
+        decision = args.get("decision")
+        if isinstance(decision, int) and not isinstance(decision, bool):
+            detail["decision"] = decision
+        self.restore = Restore("exploit", payload, folder, record, overrides=clean,
+                               command=command, source=command.source, detail=detail)
 
     def _on_diverged(self, name: str, value: float) -> None:
         """The guard tripped: pause, or roll back to the last good day with the lr scaled."""
@@ -435,7 +528,7 @@ class FrameworkRun:
         optimizer and scheduler (overrides are nudges of those).
         """
         self.restore = None
-        if restore.kind == "rollback":
+        if restore.kind in ("rollback", "exploit"):
             self._rolled_back(restore)
         else:
             self._started(restore)
@@ -451,29 +544,44 @@ class FrameworkRun:
         loop.guard.forget()
 
     def _rolled_back(self, restore: Restore) -> None:
-        """``commands.restore_to`` for a state the framework loaded itself."""
+        """``commands.restore_to`` for a state the framework loaded itself (a rollback or an
+        exploit).
+
+        The framework's step counter is the day's (its schedule and data position follow it):
+        an exploit of a donor's day behind this run's step supersedes what the run did since,
+        as a rollback does; a day at or after it goes on from there on the same branch.
+        """
         loop = self.loop
         record, command = restore.record, restore.command
         assert record is not None
-        from_step, from_branch = loop.step, loop.branch
+        from_step, from_day, from_branch = loop.step, loop.day, loop.branch
         user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
         self._take_counters(restore.payload)
-        loop.branch = from_branch + 1
+        exploit = restore.kind == "exploit"
+        rewound = not exploit or loop.step < from_step
+        if rewound:
+            loop.branch = from_branch + 1
+        else:
+            loop.day = from_day     # the run's own days go on: the donor's day is not one
         loop.paused = user_paused
         loop.status = "paused" if user_paused else "running"
         overrides = dict(restore.overrides)
         for key, factor in restore.scale.items():
             overrides[key] = loop.current(key) * factor
         changes = commands.set_hp(loop, overrides) if overrides else {}
-        detail: dict[str, Any] = {"to_day": record.day, "to_step": record.step,
-                                  "from_step": from_step, "from_branch": from_branch}
+        if exploit:
+            detail: dict[str, Any] = {**restore.detail, "explore": changes}
+        else:
+            detail = {"to_day": record.day, "to_step": record.step,
+                      "from_step": from_step, "from_branch": from_branch}
         if restore.reason:
             detail["reason"] = restore.reason
-        records: list[Record] = [
-            Supersede(loop.run_id, loop.step), loop.event("rollback", restore.source, detail),
+        records: list[Record] = [Supersede(loop.run_id, loop.step)] if rewound else []
+        records += [
+            loop.event(restore.kind, restore.source, detail),
             RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step, "day": loop.day,
                                     "hp": dict(loop.hp), "status": loop.status})]
-        if changes:
+        if changes and not exploit:
             records.append(loop.event("nudge", restore.source, changes))
         if command is not None:
             loop.outbox.rewind(CommandOutcome(command.id, "applied", loop.step, None,

@@ -27,6 +27,7 @@ real optimizer) and scale the ``LambdaLR`` schedules' ``base_lrs``, so the sched
 from __future__ import annotations
 
 import enum
+import json
 import os
 import warnings
 from pathlib import Path
@@ -35,8 +36,8 @@ from typing import Any
 import transformers
 from transformers import TrainerCallback
 
-from babysit.errors import InvalidValue
-from babysit.integrations._common import FrameworkRun, Restore
+from babysit.errors import CheckpointError, InvalidValue
+from babysit.integrations._common import FrameworkRun, Restore, check_weights
 
 __all__ = ["BabysitCallback", "train"]
 
@@ -89,9 +90,11 @@ class BabysitCallback(TrainerCallback):
         return self.fw
 
     def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
-                       lr_scheduler: Any = None, **kwargs: Any) -> None:
+                       lr_scheduler: Any = None, model: Any = None, **kwargs: Any) -> None:
         fw = self._open(args)
         fw.bind([optimizer], [lr_scheduler])
+        if model is not None:
+            fw.fits = lambda folder: check_weights(model, _saved_shapes(folder))
         self._leaving = False
         if self._restore is not None:
             restore, self._restore = self._restore, None
@@ -159,8 +162,8 @@ class BabysitCallback(TrainerCallback):
     def _obey(self, boundary: Any, control: Any) -> None:
         if boundary.restore is not None:
             if not self._wrapped:
-                self.fw.refuse(boundary.restore, "rollback needs babysit.integrations."  # type: ignore[union-attr]
-                               "huggingface.train(trainer) instead of trainer.train()")
+                self.fw.refuse(boundary.restore, f"{boundary.restore.kind} needs babysit."  # type: ignore[union-attr]
+                               "integrations.huggingface.train(trainer) instead of trainer.train()")
                 return
             self._restore = boundary.restore
             self._leaving = True
@@ -201,6 +204,29 @@ class BabysitCallback(TrainerCallback):
         if self.fw is not None and self.fw.deferred and not self._leaving:
             self._obey(self.fw.commands(), control)
         return control
+
+
+def _saved_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a Trainer checkpoint's safetensors weights, read from their headers only
+    (one file, or the shards its index lists)."""
+    from safetensors import safe_open
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise CheckpointError(f"{folder.name} holds no safetensors weights")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in files:
+        path = folder / name
+        if path.parent != folder or not path.is_file():
+            raise CheckpointError(f"{folder.name}'s index lists {name!r}, not a file in it")
+        with safe_open(str(path), framework="pt") as f:
+            keys = f.keys()     # (safe_open is not iterable)
+            for key in keys:
+                shapes[key] = tuple(f.get_slice(key).get_shape())
+    return shapes
 
 
 def _finite(model: Any) -> bool:

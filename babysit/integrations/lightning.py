@@ -34,8 +34,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import Logger
 
 from babysit import checkpoint as ckpt
-from babysit.errors import InvalidValue
-from babysit.integrations._common import FrameworkRun, Restore
+from babysit.errors import CheckpointError, InvalidValue
+from babysit.integrations._common import FrameworkRun, Restore, check_weights
 
 __all__ = ["BabysitCallback", "BabysitLogger", "fit"]
 
@@ -122,6 +122,7 @@ class BabysitCallback(pl.Callback):
         fw = self._open(pl_module)
         fw.bind(list(trainer.optimizers),
                 [config.scheduler for config in trainer.lr_scheduler_configs])
+        fw.fits = lambda folder: check_weights(pl_module, _saved_shapes(folder))
         self._leaving = False
         self._last_step = int(trainer.global_step)
         if self._restore is not None:
@@ -182,8 +183,8 @@ class BabysitCallback(pl.Callback):
     def _obey(self, boundary: Any, trainer: Any) -> None:
         if boundary.restore is not None:
             if not self._wrapped:
-                self.fw.refuse(boundary.restore, "rollback needs babysit.integrations."  # type: ignore[union-attr]
-                               "lightning.fit(...) instead of trainer.fit(...)")
+                self.fw.refuse(boundary.restore, f"{boundary.restore.kind} needs babysit."  # type: ignore[union-attr]
+                               "integrations.lightning.fit(...) instead of trainer.fit(...)")
                 return
             self._restore = boundary.restore
             self._leaving = True
@@ -204,6 +205,20 @@ class BabysitCallback(pl.Callback):
                 self.fw.not_reproducible(f"RNG states missing from the checkpoint: {missing}")
         elif self.fw is not None:
             self.fw.not_reproducible("the checkpoint holds no RNG states")
+
+
+def _saved_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a day's ``state_dict``, memory-mapped (``weights_only=True``): the
+    tensors' bytes are not read."""
+    import torch
+    try:
+        saved = torch.load(folder / _CKPT, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:    # an unpickling refusal is final, whatever its type
+        raise CheckpointError(f"{folder.name}/{_CKPT} cannot be read safely: {exc}") from exc
+    state = saved.get("state_dict") if isinstance(saved, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{folder.name}/{_CKPT} holds no state_dict")
+    return {str(k): tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
 
 
 def _resumable(loader: Any) -> bool:

@@ -20,6 +20,7 @@ from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
 from babysit.store import fastpaths, history, series
 from babysit.store import schema as S
 from babysit.store.fastpaths import CommandProbe
+from babysit.store.feed import CommandFeed
 from babysit.store.outbox import (
     JSON_RUN_COLUMNS,
     CheckpointRow,
@@ -47,7 +48,8 @@ from babysit.store.records import (
 )
 
 __all__ = [
-    "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandOutcome", "CommandProbe",
+    "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandFeed", "CommandOutcome",
+    "CommandProbe",
     "CommandRecord", "DecisionRecord", "EventRow", "MetricRows", "Record", "Refused",
     "RunRecord", "RunUpdate", "Store", "StudyRecord", "Supersede",
 ]
@@ -62,9 +64,37 @@ _DECISION_FROM = {"approved": ("proposed",), "vetoed": ("proposed",),
 DB_NAME = "babysit.db"
 
 
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when it is missing."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _pk(result: Any) -> int:
     """The id an INSERT created."""
     return int(result.inserted_primary_key[0])
+
+
+#: the PostgreSQL advisory lock held while a store's schema is created or migrated ("baby")
+_SCHEMA_LOCK = 0x62616279
+#: SQLSTATEs worth a retry: serialization failure, deadlock, lock not available, connection lost
+_RETRY_SQLSTATES = ("40001", "40P01", "55P03")
+
+
+def _retryable(exc: sa.exc.OperationalError) -> bool:
+    """Will the same transaction likely succeed if tried again? PostgreSQL says so with its
+    SQLSTATE (a deadlock victim, a serialization failure, a dropped connection); SQLite only
+    in its message (locked, busy)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    if code:
+        return code in _RETRY_SQLSTATES or code.startswith("08")
+    text = str(exc.orig)
+    return "locked" in text or "busy" in text
 
 
 class Store:
@@ -93,6 +123,8 @@ class Store:
         except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open the store at {url}: {exc}") from exc
         self._ensure_schema(create)
+        self._file = fastpaths.sqlite_file(url) if self._sqlite else None
+        self._identity = _file_identity(self._file)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -140,6 +172,12 @@ class Store:
                         f"understands ({S.SCHEMA_VERSION}); upgrade babysit to open it")
                 return
             with self._write_engine.begin() as conn:
+                if not self._sqlite:
+                    # Two processes opening a new store at once would both CREATE TABLE (and
+                    # one fail): the first takes this lock, the second then finds the tables.
+                    # SQLite's BEGIN IMMEDIATE serialises them already. Released at commit.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": _SCHEMA_LOCK})
                 inspector = sa.inspect(conn)
                 if not inspector.has_table("meta"):
                     if not create:
@@ -162,8 +200,29 @@ class Store:
                                  .values(value=str(version)))
         except sa.exc.SQLAlchemyError as exc:   # locked, unreadable, or not a database at all
             self.close()
-            raise StoreError(f"cannot open the store at {self.url}: "
-                             f"{getattr(exc, 'orig', None) or exc}") from exc
+            why = str(getattr(exc, "orig", None) or exc)
+            hint = ""
+            if "not a database" in why or "malformed" in why:
+                hint = ("; the file is damaged or is not a babysit store: move it away (a new "
+                        "store is created in its place) or put back a copy")
+            raise StoreError(f"cannot open the store at {self.url}: {why}{hint}") from exc
+
+    def identity_changed(self) -> str | None:
+        """Why the database file this store opened is no longer the file at its path (removed,
+        or replaced by another file), or None while it is. A writer that kept writing to a
+        removed SQLite file would write into the void: its rows reach no reader. Other
+        databases: always None.
+
+        >>> store.identity_changed()
+        """
+        if self._file is None:
+            return None
+        now = _file_identity(self._file)
+        if now == self._identity:
+            return None
+        if now is None:
+            return f"the store's database {self._file} was removed"
+        return f"the store's database {self._file} was replaced by another file"
 
     def close(self) -> None:
         """Release connections; safe to call twice."""
@@ -181,8 +240,7 @@ class Store:
                 with self._write_engine.begin() as conn:
                     return fn(conn)
             except sa.exc.OperationalError as exc:
-                locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
-                if not locked or attempt == attempts - 1:
+                if not _retryable(exc) or attempt == attempts - 1:
                     raise StoreError(f"store write failed: {exc.orig}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -276,6 +334,16 @@ class Store:
             query = query.where(S.runs.c.status.in_(list(only_if_status)))
         return self._write(lambda c: c.execute(query).rowcount > 0)
 
+    def set_note(self, run_id: int, note: str) -> None:
+        """Replace a run's free-text note (validated by the Client)."""
+        if not self.update_run(int(run_id), note=str(note)):
+            raise UnknownRun(f"no run {run_id}")
+
+    def set_tags(self, run_id: int, tags: Sequence[str]) -> None:
+        """Replace a run's tags (validated by the Client)."""
+        if not self.update_run(int(run_id), tags=[str(t) for t in tags]):
+            raise UnknownRun(f"no run {run_id}")
+
     # --------------------------------------------------------------- metrics
     def insert_metrics(self, run_id: int, rows: Sequence[tuple[int, int, str, float, float, int]]
                        ) -> None:
@@ -358,6 +426,12 @@ class Store:
         finally:
             raw.close()
 
+    def latest_metric_of(self, run_ids: Sequence[int], name: str) -> dict[int, float]:
+        """``name`` at the latest live step of each of several runs, in a fixed number of
+        queries (the Runs page: 500 runs, not 500 queries). Runs that never logged it are
+        absent; NaN kept."""
+        return self.read(lambda c: history.latest_of(c, run_ids, name))
+
     # ---------------------------------------------------------------- events
     def add_event(self, run_id: int, step: int, day: int, kind: str, source: str,
                   detail: dict, branch: int) -> int:
@@ -388,6 +462,12 @@ class Store:
         query = sa.select(S.commands).where(
             c_.run_id == run_id, c_.status == "pending", c_.id > after_id).order_by(c_.id)
         return self.read(lambda c: [record(CommandRecord, r) for r in c.execute(query)])
+
+    def command_feed(self, run_id: int) -> CommandFeed:
+        """The trainer's poll: each pending command of the run once, whatever order their ids
+        commit in (PostgreSQL commits ids out of order; see store/feed.py)."""
+        return CommandFeed(self._read_engine, self._sqlite, run_id,
+                           lambda: self.pending_commands(run_id))
 
     def command_probe(self, run_id: int) -> CommandProbe:
         """A cheap check for the trainer's poll: is a command newer than some id pending?"""

@@ -9,6 +9,7 @@ curves of 100k rows and more: there, SQLAlchemy's per-row work is most of the co
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,6 +50,12 @@ def sqlite_engine(url: str, begin: str, busy_ms: int) -> sa.Engine:
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None: in memory)."""
+    database = sa.engine.make_url(url).database
+    return Path(database).resolve() if database and database != ":memory:" else None
 
 
 # ------------------------------------------------------------------------------ command probe

@@ -15,6 +15,11 @@ SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
+#: ids and byte sizes: 64-bit on PostgreSQL (an int4 metrics.id overflows at 2.1e9 rows, an int4
+#: size at a 2 GiB checkpoint); INTEGER on SQLite, whose integers are 64-bit already and where
+#: only "INTEGER PRIMARY KEY" is the autoincrementing rowid. SQLite's DDL is unchanged.
+BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 meta = sa.Table(
     "meta", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
@@ -23,7 +28,7 @@ meta = sa.Table(
 
 runs = sa.Table(
     "runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
     sa.Column("project", sa.String(200), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
@@ -34,7 +39,7 @@ runs = sa.Table(
     sa.Column("day", sa.Integer, nullable=False, default=0),
     sa.Column("step", sa.Integer, nullable=False, default=0),
     sa.Column("branch", sa.Integer, nullable=False, default=0),
-    sa.Column("parent_id", sa.Integer, nullable=True),
+    sa.Column("parent_id", BIG, nullable=True),
     sa.Column("parent_day", sa.Integer, nullable=True),
     sa.Column("launch", sa.JSON, nullable=True),       # executable, argv, cwd: forks need nothing else
     sa.Column("start_from", sa.JSON, nullable=True),   # the checkpoint a restart/fork starts from (v3)
@@ -47,7 +52,7 @@ runs = sa.Table(
     sa.Column("ended", sa.Float, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("reproducible", sa.Boolean, nullable=False, default=True),
-    sa.Column("study_id", sa.Integer, nullable=True),
+    sa.Column("study_id", BIG, nullable=True),
     sa.Column("trial", sa.Integer, nullable=True),      # the study's suggestion number (v2)
     sa.Column("max_days", sa.Integer, nullable=True),   # finishes by itself after that day (v2)
     sa.Column("effective", sa.JSON, nullable=True),     # what the optimizer uses now (v3)
@@ -74,8 +79,8 @@ metrics_v3 = sa.Table(
 
 events = sa.Table(
     "events", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BIG, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("day", sa.Integer, nullable=False),
     sa.Column("time", sa.Float, nullable=False),
@@ -89,8 +94,8 @@ events = sa.Table(
 
 commands = sa.Table(
     "commands", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BIG, nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("args", sa.JSON, nullable=False),
     sa.Column("source", sa.String(40), nullable=False),
@@ -104,14 +109,14 @@ commands = sa.Table(
 
 checkpoints = sa.Table(
     "checkpoints", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BIG, nullable=False),
     sa.Column("day", sa.Integer, nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("branch", sa.Integer, nullable=False),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("path", sa.Text, nullable=False),         # relative to the store root
-    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("size", BIG, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("hp", sa.JSON, nullable=False),
     sa.Column("metrics", sa.JSON, nullable=False),      # mean of each metric over that day
@@ -121,7 +126,7 @@ checkpoints = sa.Table(
 
 studies = sa.Table(
     "studies", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("project", sa.String(200), nullable=False),
     sa.Column("objective", sa.String(200), nullable=False),   # a metric name, read at day ends
@@ -133,7 +138,7 @@ studies = sa.Table(
     sa.Column("autopilot", sa.String(20), nullable=False),    # auto | supervised | off
     sa.Column("command", sa.JSON, nullable=False),            # a trial's launch record
     sa.Column("status", sa.String(20), nullable=False),       # created | running | done | stopped
-    sa.Column("parent_id", sa.Integer, nullable=True),        # a coarse-to-fine follow-up's parent
+    sa.Column("parent_id", BIG, nullable=True),        # a coarse-to-fine follow-up's parent
     sa.Column("pid", sa.Integer, nullable=True),              # the orchestrator's process
     sa.Column("pid_start", sa.Float, nullable=True),
     sa.Column("host", sa.String(200), nullable=True),
@@ -144,9 +149,9 @@ studies = sa.Table(
 
 decisions = sa.Table(
     "decisions", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("study_id", sa.Integer, nullable=False),
-    sa.Column("run_id", sa.Integer, nullable=False),          # the run the move acts on
+    sa.Column("id", BIG, primary_key=True, autoincrement=True),
+    sa.Column("study_id", BIG, nullable=False),
+    sa.Column("run_id", BIG, nullable=False),          # the run the move acts on
     sa.Column("kind", sa.String(20), nullable=False),         # exploit | explore | stop
     sa.Column("detail", sa.JSON, nullable=False),             # source_run, source_day, hp, reason
     sa.Column("status", sa.String(20), nullable=False),       # proposed | approved | vetoed | applied | failed

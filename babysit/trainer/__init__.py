@@ -20,7 +20,9 @@ from typing import Any
 
 from babysit.day import DaySpec
 from babysit.errors import BabysitError, InvalidValue
+from babysit.names import check_name
 from babysit.store import Store
+from babysit.trainer import resume
 from babysit.trainer.guard import Guard
 from babysit.trainer.run import Run
 
@@ -36,7 +38,8 @@ def _launch_record() -> dict[str, Any] | None:
     if not args or script in ("", "-") or script.endswith("ipykernel_launcher.py") or \
             bool(getattr(sys, "ps1", None)) or sys.flags.interactive:
         return None
-    keep = ("PYTHONPATH", "CUDA_VISIBLE_DEVICES", "BABYSIT_ROOT", "BABYSIT_STORE_URL")
+    keep = ("PYTHONPATH", "CUDA_VISIBLE_DEVICES", "BABYSIT_ROOT", "BABYSIT_STORE_URL",
+            "BABYSIT_CHECKPOINTS")
     return {"executable": sys.executable, "argv": args, "cwd": os.getcwd(),
             "env": {k: os.environ[k] for k in keep if k in os.environ}}
 
@@ -55,24 +58,28 @@ def init(project: str = "default", config: Mapping[str, Any] | None = None, *,
     """
     if not isinstance(project, str) or not project.strip():
         raise InvalidValue(f"project must be a non-empty string, got {project!r}")
+    check_name("project", project)
+    if name is not None:
+        check_name("run name", name)
     config = dict(config or {})
     for key in config:
-        if not isinstance(key, str):
-            raise InvalidValue(f"config keys must be strings, got {key!r}")
+        check_name("config key", key)
     spec = DaySpec.parse(day)
     store = Store.open(root, url=store_url)
     env_id = os.environ.get("BABYSIT_RUN_ID")
     event: tuple[str, dict[str, Any]] | None = None
+    start_from: dict[str, Any] | None = None
     if env_id:
         record = store.get_run(env_id)
         # One process per run: a second init() with the same id (e.g. a user re-running a fork's
         # command by hand) must not hijack a live run.
         if record.status not in ("starting", "crashed", "stopped"):
             raise BabysitError(f"run {record.id} is {record.status}; it already has a process")
+        start_from, event = resume.start_point(store, record)
         fill: dict[str, Any] = {}
         if record.launch is None:
             fill["launch"] = _launch_record()
-        if not record.start_from and record.step == 0:
+        if not start_from and record.step == 0:
             # launched by `babysit run`: the script's own init() supplies what the CLI did not
             fill.update(config={**config, **record.config}, hp={**config, **record.hp})
             if not record.project:
@@ -83,10 +90,6 @@ def init(project: str = "default", config: Mapping[str, Any] | None = None, *,
                 fill["day_spec"] = str(spec)
         if fill:
             store.update_run(record.id, **fill)
-        if record.parent_id is not None and record.start_from:
-            event = ("forked", {"parent": record.parent_id, "day": record.parent_day})
-        elif record.start_from:
-            event = ("restarted", {})
         run_id = record.id
     else:
         run_id = store.create_run(
@@ -94,6 +97,6 @@ def init(project: str = "default", config: Mapping[str, Any] | None = None, *,
             hp=config, strict=bool(strict), day_spec=str(spec), launch=_launch_record())
         if not name:
             store.update_run(run_id, name=f"{project.strip()}-{run_id}")
-    run = Run(store, run_id, guard=guard, poll_interval=poll_interval)
+    run = Run(store, run_id, guard=guard, poll_interval=poll_interval, start_from=start_from)
     run._start(event)
     return run

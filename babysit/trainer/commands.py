@@ -22,7 +22,7 @@ import torch
 
 from babysit import checkpoint as ckpt
 from babysit.errors import BabysitError, CheckpointError, InvalidValue
-from babysit.hparams import OPTIMIZER_KEYS, check_updates
+from babysit.hparams import check_nudge, check_updates, user_changes
 from babysit.store import (
     CheckpointRecord,
     CommandOutcome,
@@ -32,6 +32,7 @@ from babysit.store import (
     Supersede,
 )
 from babysit.trainer import knobs
+from babysit.trainer.saver import snapshot
 from babysit.trainer.state import LoopState
 
 
@@ -56,29 +57,51 @@ def _applied(loop: LoopState, command: CommandRecord, *effects: Record) -> None:
     loop.outbox.put(CommandOutcome(command.id, "applied", loop.step, None, effects))
 
 
-def set_hp(loop: LoopState, updates: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Validate, then apply hyperparameters (all or nothing); returns {key: {old, new}}.
+def apply_nudge(loop: LoopState, args: Mapping[str, Any], *, new: bool = False
+                ) -> dict[str, dict[str, Any]]:
+    """Validate a nudge's args (``hp``, ``scale``, ``scale_1m``, ``group``, ``new``) against
+    the live run, then apply it, all or nothing; returns the nudge event's detail,
+    ``{key: {"old", "new", "op", "arg"[, "groups"]}}`` in effective values.
 
-    The one place a nudge reaches the optimizer knobs.
+    The one place a nudge reaches the optimizer knobs (``knobs.nudge``: relative moves are
+    computed on what the optimizer uses at this step, schedule included) and the user's values
+    (``hparams.user_changes``). ``loop.hp`` keeps the configured values: a user key takes its
+    new value; an optimizer key takes the value the nudge gave param group 0 (exactly the value
+    of an absolute nudge; the effective value it produced for a relative one), which the
+    schedule then moves on from. ``new=True`` lets a restart or fork bring back keys that were
+    validated when they were stored.
     """
     keys = knobs.optimizer_keys(loop.optimizers)
-    clean = check_updates(updates, loop.hp, strict=loop.strict, optimizer_keys=keys)
-    changes: dict[str, dict[str, Any]] = {}
-    for key, value in clean.items():
-        old = loop.current(key)
-        if key in OPTIMIZER_KEYS and keys is not None:
-            knobs.set_value(loop.optimizers, loop.schedulers, key, value)
-        loop.hp[key] = value
-        changes[key] = {"old": old, "new": value}
-    return changes
+    n_groups = len(knobs.groups(loop.optimizers)) or None
+    if new:
+        args = {**args, "new": True}
+    clean = check_nudge(args, loop.hp, strict=loop.strict, optimizer_keys=keys,
+                        n_groups=n_groups)
+    parts = {"hp": clean["hp"], "scale": clean["scale"], "scale_1m": clean["scale_1m"]}
+    users = user_changes(loop.hp, **parts, skip=keys)     # computed, checked, nothing changed
+    optimizer = knobs.nudge(loop.optimizers, loop.schedulers, **parts, group=clean["group"])
+    # nothing below can fail: the nudge is in
+    for key, change in users.items():
+        loop.hp[key] = change["new"]
+    for key, change in optimizer.items():
+        first = change["groups"][0][1] if change["groups"] else None
+        loop.hp[key] = change["new"] if first is None else first
+    return {**users, **optimizer}
+
+
+def set_hp(loop: LoopState, updates: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Absolute values (overrides), as a nudge: ``apply_nudge(loop, {"hp": updates})``.
+    Kept for babysit/integrations/_common.py."""
+    return apply_nudge(loop, {"hp": dict(updates)})
 
 
 # ---------------------------------------------------------------------------- simple commands
 def nudge(loop: LoopState, command: CommandRecord) -> None:
-    changes = set_hp(loop, dict(command.args.get("hp", {})))
+    changes = apply_nudge(loop, command.args)
+    effective = loop.effective()
     loop.trace_hp()
     _applied(loop, command, loop.event("nudge", command.source, changes),
-             RunUpdate(loop.run_id, {"hp": dict(loop.hp)}))
+             RunUpdate(loop.run_id, {"hp": dict(loop.hp), "effective": effective}))
 
 
 def pause(loop: LoopState, command: CommandRecord) -> None:
@@ -113,7 +136,7 @@ def _whole_number(name: str, value: object) -> int:
 
 def load(loop: LoopState, record: CheckpointRecord) -> dict[str, Any]:
     """Read and verify a listed checkpoint (on the loop thread: it waits on the disk)."""
-    return ckpt.load(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+    return loop.checkpoints.load(record.path, record.sha256)
 
 
 def check_fits(loop: LoopState, payload: dict[str, Any], whose: str) -> None:
@@ -145,51 +168,93 @@ def check_fits(loop: LoopState, payload: dict[str, Any], whose: str) -> None:
                 raise CheckpointError(f"{whose} {name} has other param groups")
 
 
-def restore(loop: LoopState, payload: dict[str, Any], whose: str = "the") -> None:
+def restore(loop: LoopState, payload: dict[str, Any], whose: str = "the") -> list[str]:
     """Put every attached object, the RNGs, the counters, the hyperparameters and the data
-    position back as ``payload`` has them (checked first)."""
+    position back as ``payload`` has them (checked first). Returns the RNGs the checkpoint
+    had no state for. Not atomic by itself: a command restores through ``restore_to``."""
     check_fits(loop, payload, whose)
     state = payload["state"]
     for name, obj in loop.objects.items():
         obj.load_state_dict(state[name])
+    not_restored = ckpt.restore_rng(payload["rng"])
     loop.step, loop.day = int(payload["step"]), int(payload["day"])
     loop.hp.clear()
     loop.hp.update(payload["hp"])
     loop.guard.forget()
-    not_restored = ckpt.restore_rng(payload["rng"])
-    if not_restored:
-        loop.mark_not_reproducible(f"RNG states missing from the checkpoint: {not_restored}")
     loop.position.restore(payload)
+    return not_restored
+
+
+class _Before:
+    """The live state before a restore, to put back if any part of it fails: a rollback is
+    all or nothing. Costs a copy of the attached objects' state on the CPU, once a rollback."""
+
+    def __init__(self, loop: LoopState):
+        self.objects = {name: snapshot(obj.state_dict()) for name, obj in loop.objects.items()}
+        self.rng = ckpt.capture_rng()
+        self.counters = (loop.step, loop.day, loop.branch, loop.paused, loop.status)
+        self.hp = dict(loop.hp)
+        self.position = loop.position.memo()
+        guard = loop.guard
+        self.guard = (guard.best, guard.limit, guard.tripped)
+
+    def put_back(self, loop: LoopState) -> None:
+        for name, obj in loop.objects.items():
+            obj.load_state_dict(self.objects[name])
+        ckpt.restore_rng(self.rng)
+        loop.step, loop.day, loop.branch, loop.paused, loop.status = self.counters
+        loop.hp.clear()
+        loop.hp.update(self.hp)
+        loop.position.recall(self.position)
+        loop.guard.best, loop.guard.limit, loop.guard.tripped = self.guard
 
 
 def restore_to(loop: LoopState, payload: dict[str, Any], *, kind: str, source: str,
                detail: dict[str, Any], command: CommandRecord | None = None,
-               overrides: Mapping[str, Any] | None = None, keep_step: bool = False,
+               nudge_args: Mapping[str, Any] | None = None, keep_step: bool = False,
                whose: str = "the") -> None:
     """The one restore path of rollback, exploit and the guard's rollback.
 
-    Restores ``payload``, applies ``overrides`` on top, and records the jump as a ``kind``
-    event. A rollback (``keep_step=False``) always starts a new branch from the checkpoint's
-    step; an exploit keeps the run's own step counter unless the run is already past the
-    checkpoint's step, in which case what it did since is superseded, as in a rollback.
+    Restores ``payload``, applies the nudge ``nudge_args`` on top (an lr override rescales
+    the restored schedule), and records the jump as a ``kind`` event. A rollback
+    (``keep_step=False``) always starts a new branch from the checkpoint's step; an exploit
+    keeps the run's own step counter unless the run is already past the checkpoint's step, in
+    which case what it did since is superseded, as in a rollback.
+
+    All or nothing: the checkpoint is checked against the attached objects first, and if
+    loading it or applying the nudge still fails, the live state is put back as it was and
+    the error raised (the command is rejected; the run goes on exactly as before).
     """
+    check_fits(loop, payload, whose)
+    before = _Before(loop)
     from_step, from_day, from_branch = loop.step, loop.day, loop.branch
     user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
-    restore(loop, payload, whose)
-    rewound = not keep_step or loop.step < from_step
-    if rewound:
-        loop.branch = from_branch + 1
-    else:
-        loop.step, loop.day = from_step, from_day
-    loop.paused = user_paused
-    loop.status = "paused" if user_paused else "running"
-    changes = set_hp(loop, overrides) if overrides else {}
+    try:
+        not_restored = restore(loop, payload, whose)
+        rewound = not keep_step or loop.step < from_step
+        if rewound:
+            loop.branch = from_branch + 1
+        else:
+            loop.step, loop.day = from_step, from_day
+        loop.paused = user_paused
+        loop.status = "paused" if user_paused else "running"
+        changes = apply_nudge(loop, nudge_args) if nudge_args else {}
+    except Exception as exc:
+        before.put_back(loop)
+        if isinstance(exc, BabysitError):
+            raise
+        raise CheckpointError(f"{whose} checkpoint could not be restored "
+                              f"({type(exc).__name__}: {exc}); the run goes on as before"
+                              ) from exc
+    if not_restored:
+        loop.mark_not_reproducible(f"RNG states missing from the checkpoint: {not_restored}")
     records: list[Record] = [Supersede(loop.run_id, loop.step)] if rewound else []
     if kind == "exploit":
         detail = {**detail, "explore": changes}
+    effective = loop.effective()
     records += [loop.event(kind, source, detail), RunUpdate(loop.run_id, {
         "branch": loop.branch, "step": loop.step, "day": loop.day, "hp": dict(loop.hp),
-        "status": loop.status})]
+        "status": loop.status, "effective": effective})]
     if changes and kind != "exploit":
         records.append(loop.event("nudge", source, changes))
     if command is not None:
@@ -201,7 +266,7 @@ def restore_to(loop: LoopState, payload: dict[str, Any], *, kind: str, source: s
     loop.arm_day()
 
 
-def roll_back(loop: LoopState, record: CheckpointRecord, overrides: Mapping[str, Any],
+def roll_back(loop: LoopState, record: CheckpointRecord, nudge_args: Mapping[str, Any] | None,
               command: CommandRecord | None, source: str, reason: str | None = None) -> None:
     payload = load(loop, record)
     detail: dict[str, Any] = {"to_day": record.day, "to_step": record.step,
@@ -209,7 +274,7 @@ def roll_back(loop: LoopState, record: CheckpointRecord, overrides: Mapping[str,
     if reason:
         detail["reason"] = reason
     restore_to(loop, payload, kind="rollback", source=source, detail=detail, command=command,
-               overrides=overrides)
+               nudge_args=nudge_args)
 
 
 def rollback(loop: LoopState, command: CommandRecord) -> None:
@@ -221,7 +286,7 @@ def rollback(loop: LoopState, command: CommandRecord) -> None:
     if overrides:   # validated before anything changes
         check_updates(overrides, dict(record.hp), strict=loop.strict,
                       optimizer_keys=knobs.optimizer_keys(loop.optimizers))
-    roll_back(loop, record, overrides, command, command.source)
+    roll_back(loop, record, {"hp": overrides} if overrides else None, command, command.source)
 
 
 def exploit(loop: LoopState, command: CommandRecord) -> None:
@@ -252,7 +317,8 @@ def exploit(loop: LoopState, command: CommandRecord) -> None:
     if isinstance(decision, int) and not isinstance(decision, bool):
         detail["decision"] = decision
     restore_to(loop, payload, kind="exploit", source=command.source, detail=detail,
-               command=command, overrides=clean, keep_step=True, whose=f"run {donor}'s")
+               command=command, nudge_args={"hp": clean} if clean else None, keep_step=True,
+               whose=f"run {donor}'s")
 
 
 _HANDLERS: dict[str, Callable[[LoopState, CommandRecord], None]] = {
@@ -268,13 +334,15 @@ def on_diverged(loop: LoopState, name: str, value: float) -> None:
     step = loop.step
     loop.outbox.put(loop.event("diverged", "guard", {"metric": name, "value": value, "step": step}),
                     RunUpdate(loop.run_id, {"status": "diverged"}))
-    if guard.may_roll_back() and "lr" in loop.hp:
+    has_lr = "lr" in knobs.optimizer_keys(loop.optimizers) or "lr" in loop.hp
+    if guard.may_roll_back() and has_lr:
         record = last_good_day(loop)
         if record is not None:
             guard.rollbacks += 1
             try:
-                roll_back(loop, record, {"lr": loop.current("lr") * guard.lr_factor}, None,
-                          "guard", reason=f"{name} was {value} at step {step}")
+                # lr × lr_factor on the restored day's live lr (schedule included)
+                roll_back(loop, record, {"scale": {"lr": guard.lr_factor}}, None, "guard",
+                          reason=f"{name} was {value} at step {step}")
                 return
             except (CheckpointError, InvalidValue) as exc:
                 print(f"babysit: run {loop.run_id}: the guard could not roll back: {exc}",
@@ -288,7 +356,7 @@ def last_good_day(loop: LoopState) -> CheckpointRecord | None:
     """The newest listed checkpoint that passes its checks; corrupt ones are reported."""
     for record in reversed(loop.store.checkpoint_records(loop.run_id)):
         try:
-            ckpt.verify(ckpt.safe_path(loop.store.root, record.path), record.sha256)
+            loop.checkpoints.verify(record.path, record.sha256)
             return record
         except CheckpointError as exc:
             loop.outbox.put(loop.event("checkpoint_corrupt", "trainer",

@@ -457,10 +457,15 @@ def set_value(optimizers: Sequence[Any], schedulers: Sequence[Any], key: str, ne
 
 
 def optimizer_values(optimizers: Sequence[Any]) -> dict[str, float]:
-    """lr / momentum / weight_decay as the first param group uses them (for the run's hp)."""
+    """lr / momentum / weight_decay as the first param group was configured (the run's hp):
+    for lr the scheduler's ``initial_lr`` when it set one, since a warmup's first factor (often
+    0) is the schedule's doing, not the configuration."""
     out = {}
+    found = groups(optimizers)
     for key in optimizer_keys(optimizers):
         v = value(optimizers, key)
+        if key == "lr" and found and _number(found[0].get("initial_lr")) is not None:
+            v = _number(found[0]["initial_lr"])
         if v is not None:
             out[key] = v
     return out

@@ -13,12 +13,15 @@ Protocol (the loop thread on the left, the writer thread on the right):
   a ``store_refused`` event and the rest of its batch is written.
 - A day's checkpoint row waits for its file: the marker is held until the saver is done (then
   the row, or a ``checkpoint_failed`` event, is written), so a listed checkpoint is always
-  complete. Nothing else waits behind it (a command's reply goes out at once) except a rewind,
+  complete. The loop waits for the previous day's row before it snapshots the next day
+  (``wait_days_written``, bounded, not while the store fails): a process killed at any moment
+  loses at most the day in progress. Nothing else waits behind it (a command's reply goes out at once) except a rewind,
   which supersedes checkpoints and so must come after them.
 - The day means stored with a checkpoint are the means of the rows queued before its marker
   since the previous day's end (or rewind).
 - The heartbeat is a marker too, with the loop's step when it was queued: ``runs.step`` never
-  runs ahead of the metric rows in the store.
+  runs ahead of the metric rows in the store. It carries ``runs.effective`` when that changed
+  (``report``), so effective values and reads reach the store at most once a heartbeat.
 - ``close()`` (from the loop thread, after the saver has finished) writes what is left; if the
   store stays unreachable it saves the metric rows to ``unwritten-<time>.tsv``, in this thread,
   so no row ends up both in the store and in the file. It returns once every row is in one.
@@ -31,8 +34,11 @@ Protocol (the loop thread on the left, the writer thread on the right):
   writer saves the queued metric rows to the unwritten file instead of holding them, so a dead
   store never stalls training for long nor fills memory; the count is reported at close.
 
-The writer also polls for commands (a cheap probe on a time budget) and appends them to
-``commands``, which the loop thread reads at step boundaries.
+The writer also polls for commands (a cheap feed on a time budget) and appends them to
+``commands``, which the loop thread reads at step boundaries. Every few seconds it checks that
+the store's database file is still the one it opened (``Store.identity_changed``); when it was
+removed or replaced, it stops writing (``lost``), the loop pauses, and ``close()`` saves the rows
+to the file instead.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import pandas as pd
 from babysit.errors import StoreError
 from babysit.store import (
     CheckpointRow,
+    CommandFeed,
     CommandRecord,
     EventRow,
     MetricRows,
@@ -63,9 +70,12 @@ from babysit.store import (
     RunUpdate,
     Store,
 )
+from babysit.trainer import system
 from babysit.trainer.saver import SaveJob
 
 Where = Callable[[], tuple[int, int, int]]     # the loop's (step, day in progress, branch)
+#: how often the writer checks that the store's database file is still the one it opened
+IDENTITY_CHECK_S = 2.0
 
 #: items (metric rows, records) queued before ``run.log`` waits for the writer: about 40 MB
 MAX_QUEUED = 250_000
@@ -101,6 +111,7 @@ class Rewind:
 @dataclass(frozen=True)
 class Heartbeat:
     step: int
+    effective: dict[str, Any] | None = None     # runs.effective, when it changed
 
 
 class Outbox:
@@ -109,8 +120,10 @@ class Outbox:
     def __init__(self, store: Store, run_id: int, where: Where, folder: Path, *,
                  poll_s: float = 0.05, flush_s: float = 0.25, heartbeat_s: float = 1.0,
                  max_queued: int = MAX_QUEUED, max_batch_rows: int = MAX_BATCH_ROWS,
-                 max_wait_s: float = MAX_WAIT_S):
+                 max_wait_s: float = MAX_WAIT_S,
+                 report: Callable[[], dict[str, Any] | None] = lambda: None):
         self.store, self.run_id, self.where, self.folder = store, run_id, where, folder
+        self.report = report           # runs.effective if it changed, sent with the heartbeat
         self.poll_s, self.flush_s, self.heartbeat_s = poll_s, flush_s, heartbeat_s
         self.queue: deque[Any] = deque()
         self.commands: deque[CommandRecord] = deque()
@@ -127,14 +140,17 @@ class Outbox:
         self._throttle_unreported = 0.0
         self._throttle_reported_at = -math.inf
         self._unwritten_path: Path | None = None
+        self.lost: str | None = None       # why the store can no longer be written (see _check)
+        self.days_queued = 0               # day ends queued (loop thread) ...
+        self.days_written = 0              # ... and their rows written (writer thread)
         self._closing = False
-        self._seen_command = 0
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._held: deque[tuple[DayEnd, dict[str, float]]] = deque()
         self._retry: list[Record] = []     # a batch whose write failed, retried before anything
         self._failures = 0
         self._last_warning = 0.0
+        self._sampler: system.SystemSampler | None = None
         self._thread = threading.Thread(target=self._run, name=f"babysit-writer-{run_id}",
                                         daemon=True)
 
@@ -150,7 +166,19 @@ class Outbox:
         self.wake.set()
 
     def day_end(self, job: SaveJob, row: CheckpointRow) -> None:
+        self.days_queued += 1
         self.queue.append(DayEnd(job, row))
+
+    def wait_days_written(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the row of every day end queued so far is in the
+        store, while the writer is healthy: a file on disk that the store does not list is
+        a lost day for a process killed now. A failing store is not waited for."""
+        deadline = time.monotonic() + timeout
+        while self.days_written < self.days_queued and not self.lost and \
+                self._failures == 0 and self._thread.is_alive() and \
+                time.monotonic() < deadline:
+            self.wake.set()
+            time.sleep(0.002)
 
     def start(self) -> None:
         self._thread.start()
@@ -164,7 +192,7 @@ class Outbox:
         self.peak_queued = max(self.peak_queued, len(self.queue))
         self.wake.set()
         while len(self.queue) > low and self._thread.is_alive():
-            if self._failures >= SPILL_AFTER_FAILURES or (
+            if self.lost or self._failures >= SPILL_AFTER_FAILURES or (
                     self._failures and time.monotonic() - started > self.max_wait_s):
                 self._spill()               # the store is failing: bound memory, go on
                 break
@@ -205,16 +233,29 @@ class Outbox:
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
-        probe = self.store.command_probe(self.run_id)
+        feed = self.store.command_feed(self.run_id)
         try:
-            next_poll = next_flush = next_beat = time.monotonic()
+            next_poll = next_flush = next_beat = next_check = time.monotonic()
+            next_sample = next_poll + 1.0
             while True:
                 now = time.monotonic()
+                if now >= next_check and not self.lost:
+                    self._check()
+                    next_check = now + IDENTITY_CHECK_S
+                if self.lost:           # write nothing more; keep the rows for the file
+                    if self._closing:
+                        self._save_unwritten()
+                        return
+                    self.wake.wait(0.25)
+                    continue
+                if now >= next_sample and not self._closing:
+                    self._sample_system()
+                    next_sample = now + system.INTERVAL_S
                 if now >= next_poll and not self._closing:
-                    self._poll(probe)
+                    self._poll(feed)
                     next_poll = now + self.poll_s
                 if now >= next_beat:
-                    self.queue.append(Heartbeat(self.where()[0]))
+                    self.queue.append(Heartbeat(self.where()[0], self.report()))
                     next_beat = now + self.heartbeat_s
                 if self._retry or self._releasable() or (self.queue and (
                         now >= next_flush or self.wake.is_set() or len(self.queue) > 20000
@@ -238,24 +279,43 @@ class Outbox:
                 timeout = max(0.0, min(next_poll, next_beat) - time.monotonic())
                 self.wake.wait(0.05 if self._closing else timeout)
         finally:
-            probe.close()
+            feed.close()
+
+    def _sample_system(self) -> None:
+        """Queue this process's CPU / memory (/ GPU) as sys/* rows at the loop's step."""
+        if self._sampler is None:
+            self._sampler = system.SystemSampler()
+        step, day, branch = self.where()
+        now = time.time()
+        self.queue.extend((step, day, name, value, now, branch)
+                          for name, value in self._sampler.sample().items())
+
+    def _check(self) -> None:
+        """Is the store's database still the file it opened? Removed or replaced (by a user,
+        or a cleanup script), every later write would go into the void or into another store:
+        stop writing, say so once, and let the loop pause (it reads ``lost``)."""
+        reason = self.store.identity_changed()
+        if reason is None:
+            return
+        self.lost = reason
+        print(f"babysit: ERROR run {self.run_id}: {reason} while the run was training. "
+              "babysit stops writing to it and pauses the run: nothing it logs from now on "
+              "would reach a store. The run's checkpoints stay in "
+              f"{self.folder}; stop this process (Ctrl-C or SIGTERM) and its metric rows "
+              "not yet written are saved there as unwritten-*.tsv.", file=sys.stderr, flush=True)
 
     def _warn(self, message: str) -> None:
         if time.monotonic() - self._last_warning > 60:
             self._last_warning = time.monotonic()
             print(f"babysit: {message} (training goes on; will retry)", file=sys.stderr)
 
-    def _poll(self, probe: Callable[[int], bool]) -> None:
+    def _poll(self, feed: CommandFeed) -> None:
         try:
-            if not probe(self._seen_command):
-                return
-            commands = self.store.pending_commands(self.run_id, self._seen_command)
+            commands = feed.poll()      # each pending command once, whatever its id's order
         except StoreError as exc:      # a store hiccup never reaches the training loop
             self._warn(f"could not read commands: {exc}")
             return
-        for command in commands:
-            self._seen_command = max(self._seen_command, command.id)
-            self.commands.append(command)
+        self.commands.extend(commands)
 
     def _releasable(self) -> bool:
         return bool(self._held) and self._held[0][0].job.done.is_set()
@@ -303,8 +363,10 @@ class Outbox:
                 rows = []
             queue.popleft()
             if type(item) is Heartbeat:
-                batch.append(RunUpdate(self.run_id, {"heartbeat": time.time(),
-                                                     "step": item.step}))
+                values: dict[str, Any] = {"heartbeat": time.time(), "step": item.step}
+                if item.effective is not None:
+                    values["effective"] = item.effective
+                batch.append(RunUpdate(self.run_id, values))
             elif type(item) is DayEnd:
                 means = {k: sums[k] / counts[k] for k in sums}
                 sums.clear()
@@ -335,7 +397,7 @@ class Outbox:
         sums = np.bincount(codes[finite], weights=values[finite], minlength=len(names))
         counts = np.bincount(codes[finite], minlength=len(names))
         for i, name in enumerate(names):
-            if counts[i] and not name.startswith("hp/"):
+            if counts[i] and not name.startswith(("hp/", "sys/")):
                 self._sums[name] = self._sums.get(name, 0.0) + float(sums[i])
                 self._counts[name] = self._counts.get(name, 0) + int(counts[i])
 
@@ -353,6 +415,8 @@ class Outbox:
             refused = self.store.apply(batch, attempts=3 if self._closing else 8)
             self._failures = 0
             self.rows_written += rows
+            self.days_written += sum(1 for r in batch if type(r) is CheckpointRow or (
+                type(r) is EventRow and r.kind == "checkpoint_failed"))
         except StoreError as exc:
             self._failures += 1
             self._warn(f"store write failed: {exc}")

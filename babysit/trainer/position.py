@@ -68,6 +68,13 @@ class DataPosition:
                         "rng": payload["rng"]}
         self.reposition = True
 
+    def memo(self) -> dict[str, Any]:
+        """Everything this position holds, to put back with ``recall`` (a failed restore)."""
+        return dict(vars(self))
+
+    def recall(self, memo: dict[str, Any]) -> None:
+        vars(self).update(memo)
+
     def end_epoch(self) -> None:
         self.epoch += 1
         self.batch = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dis
 import math
 import os
 import signal
@@ -41,12 +42,18 @@ import torch
 from babysit import checkpoint as ckpt
 from babysit.day import DaySpec
 from babysit.errors import BabysitError, InvalidValue
+from babysit.names import check_name
+from babysit.storage import open_storage
 from babysit.store import CheckpointRow, RunUpdate, Store
 from babysit.trainer import commands, knobs, resume
 from babysit.trainer.guard import Guard
 from babysit.trainer.outbox import Outbox
 from babysit.trainer.saver import SaveJob, Saver, snapshot
-from babysit.trainer.state import LoopState
+from babysit.trainer.state import HpView, LoopState, has_tensor_knob
+
+#: how long a day's end waits for the previous day's row to be written (a healthy store takes
+#: milliseconds; a failing one is not waited for at all)
+DAY_ROW_WAIT_S = 10.0
 
 
 class Run:
@@ -54,35 +61,41 @@ class Run:
 
     def __init__(self, store: Store, run_id: int, *, guard: Guard | None = None,
                  poll_interval: float = 0.05, flush_interval: float = 0.25,
-                 heartbeat_interval: float = 1.0):
+                 heartbeat_interval: float = 1.0, start_from: dict[str, Any] | None = None):
         record = store.get_run(run_id)
         self.id = record.id
         self.project, self.name = record.project, record.name
         self.day_spec = DaySpec.parse(record.day_spec)
-        folder = ckpt.run_dir(store.root, self.id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder, self._previous_owner = resume.claim_folder(store, record)
+        self._record = record
         self._guard = guard or Guard()
         state = LoopState(run_id=self.id, store=store, folder=folder, hp=dict(record.hp),
+                          checkpoints=open_storage(root=store.root),
                           day_spec=self.day_spec, strict=record.strict,
                           reproducible=record.reproducible, branch=record.branch,
                           guard=self._guard)
         state.outbox = Outbox(store, self.id, state.where, folder, poll_s=poll_interval,
-                              flush_s=flush_interval, heartbeat_s=heartbeat_interval)
-        state.saver = Saver(self.id, state.outbox.wake.set)
+                              flush_s=flush_interval, heartbeat_s=heartbeat_interval,
+                              report=state.effective_report)
+        state.saver = Saver(self.id, state.outbox.wake.set, state.checkpoints, store.root)
         self._state = state
         self._log_row = state.outbox.queue.append      # the hot path of run.log
         self._queued = state.outbox.queue.__len__
         self._queue_limit = state.outbox.max_queued
-        #: the current hyperparameters, read-only: change them with nudges
-        self.hp: Mapping[str, Any] = types.MappingProxyType(state.hp)
+        #: the configured hyperparameters, read-only (change them with nudges); the loop's
+        #: reads are recorded, so a key it no longer reads shows as such
+        self.hp: Mapping[str, Any] = HpView(state)
         self._day_callbacks: list[Callable[[int], Any]] = []
+        self._metric_names: set[str] = set()
         self._max_days = record.max_days     # a study's trial ends by itself after this day
         self._days_done = False
-        self._start_from = record.start_from
+        self._start_from = start_from     # see resume.start_point
         self._started_from_checkpoint = False
         self._start_event: tuple[str, dict[str, Any]] = ("restarted", {})
         self._closed = False
         self._in_loop = False
+        self._left_loop_by_exception = False
+        self._sigterm_before: Any = None
 
     # ------------------------------------------------------------------ public properties
     @property
@@ -113,7 +126,8 @@ class Run:
     # ------------------------------------------------------------------ lifecycle
     def _start(self, start_event: tuple[str, dict[str, Any]] | None) -> None:
         state = self._state
-        resume.clean_leftovers(state.store, self.id, state.folder, self._start_from)
+        resume.clean_leftovers(state.store, state.checkpoints, self._record, state.folder,
+                               self._start_from, self._previous_owner)
         pid = os.getpid()
         try:
             pid_start = psutil.Process(pid).create_time()
@@ -134,7 +148,7 @@ class Run:
         atexit.register(self._atexit)
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, self._on_sigterm)
+                self._sigterm_before = signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # Stop at the next step boundary; a second SIGTERM ends the process at once.
@@ -165,6 +179,9 @@ class Run:
             state.objects[name] = obj
             if knobs.is_optimizer(obj):
                 state.optimizers.append(obj)
+                inner = knobs.unwrap(obj)
+                (state.tensor_optimizers if has_tensor_knob(inner)
+                 else state.plain_optimizers).append(inner)
             elif knobs.is_scheduler(obj):
                 state.schedulers.append(obj)
         if state.optimizers:
@@ -173,18 +190,21 @@ class Run:
         return self
 
     def _sync_hp_from_optimizer(self) -> None:
-        """The optimizer is the truth for lr/momentum/weight_decay: show what it really uses."""
+        """The optimizer is the truth for lr/momentum/weight_decay: its configured values
+        (before a schedule's first factor, e.g. a warmup's) become the run's hp, and what it
+        uses now becomes the run's effective values."""
         state = self._state
         changed = False
         for key, value in knobs.optimizer_values(state.optimizers).items():
-            if state.hp.get(key) != value:
-                if key in state.hp and not self._start_from:
+            if state.hp.get(key) != value and not self._start_from:
+                if key in state.hp:
                     warnings.warn(f"babysit: config {key}={state.hp[key]!r} but the optimizer "
-                                  f"uses {value!r}; showing the optimizer's value", stacklevel=4)
+                                  f"was given {value!r}; showing the optimizer's", stacklevel=4)
                 state.hp[key] = value
                 changed = True
-        values: dict[str, Any] = {"optimizer_keys": knobs.optimizer_keys(state.optimizers)}
-        if changed and not self._start_from:
+        values: dict[str, Any] = {"optimizer_keys": knobs.optimizer_keys(state.optimizers),
+                                  "effective": state.effective()}
+        if changed:
             values["hp"] = dict(state.hp)
         state.outbox.put(RunUpdate(self.id, values))
 
@@ -219,12 +239,28 @@ class Run:
         if self._closed:
             return
         self._closed = True
-        if exc_type is None:
-            self._close(self._end_status(), None)
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self._close("stopped", "interrupted")
-        else:
-            self._close("crashed", "".join(traceback.format_exception(exc_type, exc, tb))[-4000:])
+        self._close(*self._ending(exc))
+
+    def _ending(self, exc: BaseException | None) -> tuple[str, str | None, str | None]:
+        """(status, error, reason) of a run whose process ends with ``exc`` (None: normally).
+
+        Ctrl-C (KeyboardInterrupt, also SIGTERM outside the loop) is a stop, "interrupted";
+        ``sys.exit(0)`` ends as a normal end would; any other exit code or exception is a crash
+        whose error says what happened (the exit code, or the traceback).
+        """
+        if exc is None:
+            return self._end_status(), None, None
+        if isinstance(exc, KeyboardInterrupt):
+            return "stopped", "interrupted", "interrupted"
+        if isinstance(exc, SystemExit):
+            code = exc.code
+            if code is None or code == 0:
+                return self._end_status(), None, None
+            number = code if isinstance(code, int) else 1     # sys.exit("message") exits 1
+            return ("crashed", f"the process exited with code {number} (sys.exit({code!r})) at "
+                               f"step {self._state.step}", None)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return "crashed", text[-4000:], None
 
     def _end_status(self) -> str:
         """How a loop that ended without an error ends: stopped by a command, or finished (all
@@ -232,28 +268,47 @@ class Run:
         return "stopped" if self._state.stopping and not self._days_done else "finished"
 
     def _atexit(self) -> None:
-        if not self._closed:
-            self._closed = True
-            info = sys.exc_info()
-            if getattr(sys, "last_value", None) is not None or info[0] is not None:
-                self._close("crashed", "the process ended with an exception")
-            else:
-                self._close(self._end_status(), None)
+        """The process ends without finish() or ``with run:``. An uncaught exception is in
+        ``sys.last_value`` by now; a ``sys.exit()`` leaves no trace there, so a loop that an
+        exception left (see ``_loop``) with nothing else to go on ends as a crash whose exit
+        code only ``with run:`` (or ``babysit run``, which waits for the process) can tell."""
+        if self._closed:
+            return
+        self._closed = True
+        last = getattr(sys, "last_value", None)
+        if last is not None:
+            self._close(*self._ending(last))
+        elif self._left_loop_by_exception and not self._state.stopping:
+            self._close("crashed", f"the process exited from inside the training loop at step "
+                                   f"{self._state.step} (sys.exit, or an exception caught "
+                                   "outside the loop); use `with run:` to record the exit code",
+                        None)
+        else:
+            self._close(self._end_status(), None, None)
 
-    def _close(self, status: str, error: str | None) -> None:
+    def _close(self, status: str, error: str | None, reason: str | None = None) -> None:
         """End the run: finish the checkpoints queued, write everything logged (or save it to
-        a file), record the final status, release the store."""
+        a file), record the final status, release the store, its threads and connections."""
         state = self._state
         state.status = status
         state.saver.close()
+        detail: dict[str, Any] = {"reason": reason} if reason else {"error": error} if error else {}
         state.outbox.put(
             RunUpdate(self.id, {"status": status, "ended": time.time(), "error": error,
-                                "step": state.step, "heartbeat": time.time()}),
-            state.event(status, "trainer", {"error": error} if error else {}))
+                                "step": state.step, "heartbeat": time.time(),
+                                "effective": state.effective()}),
+            state.event(status, "trainer", detail))
         state.outbox.close()
-        with contextlib.suppress(BabysitError):
-            state.store.cancel_pending(self.id, f"run {self.id} is {status}")
+        if not state.outbox.lost:
+            with contextlib.suppress(BabysitError):
+                state.store.cancel_pending(self.id, f"run {self.id} is {status}")
+        state.store.close()
         atexit.unregister(self._atexit)
+        if self._sigterm_before is not None and \
+                threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGTERM, self._sigterm_before)
+            self._sigterm_before = None
 
     # ------------------------------------------------------------------ logging (hot path)
     def log(self, **metrics: float) -> None:
@@ -266,8 +321,10 @@ class Run:
         """
         state = self._state
         step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
-        put, guard = self._log_row, self._guard
+        put, guard, known = self._log_row, self._guard, self._metric_names
         for name, value in metrics.items():
+            if name not in known:       # checked once per name: log() stays a set lookup
+                known.add(check_name("metric name", name))
             if type(value) is not float:
                 value = float(value)
             put((step, day, name, value, now, branch))
@@ -302,40 +359,52 @@ class Run:
 
     def _loop(self, loader: Iterable[Any] | None, epochs: int | None, steps: int | None
               ) -> Iterator[Any]:
-        state = self._state
-        position = state.position
         self._in_loop = True
         try:
-            self._begin()
-            if loader is None:
-                while state.step < steps and not state.stopping:  # type: ignore[operator]
-                    yield state.step
-                    self._after_step()
-                return
-            while not state.stopping:
-                if (epochs is not None and position.epoch >= epochs) or \
-                        (steps is not None and state.step >= steps):
-                    return
-                exhausted = True
-                for batch in position.open_epoch(loader, state.mark_not_reproducible):
-                    yield batch
-                    position.batch += 1
-                    self._after_step()
-                    if position.reposition or state.stopping or \
-                            (steps is not None and state.step >= steps):
-                        exhausted = False
-                        break
-                if position.reposition:     # a rollback or exploit: reopen at its position
-                    continue
-                if not exhausted:
-                    return
-                position.end_epoch()
-                if self.day_spec.unit == "epochs" and \
-                        position.epoch % int(self.day_spec.amount) == 0:
-                    self._end_day()
-                self._boundary()
+            yield from self._steps(loader, epochs, steps)
+        except GeneratorExit:
+            # The user's code left the loop: a break, or an exception unwinding their frame
+            # (sys.exit leaves no other trace for _atexit).
+            self._left_loop_by_exception = _unwinding(sys._getframe(1))
+            raise
+        except BaseException:
+            self._left_loop_by_exception = True
+            raise
         finally:
             self._in_loop = False
+
+    def _steps(self, loader: Iterable[Any] | None, epochs: int | None, steps: int | None
+               ) -> Iterator[Any]:
+        state = self._state
+        position = state.position
+        self._begin()
+        if loader is None:
+            while state.step < steps and not state.stopping:  # type: ignore[operator]
+                yield state.step
+                self._after_step()
+            return
+        while not state.stopping:
+            if (epochs is not None and position.epoch >= epochs) or \
+                    (steps is not None and state.step >= steps):
+                return
+            exhausted = True
+            for batch in position.open_epoch(loader, state.mark_not_reproducible):
+                yield batch
+                position.batch += 1
+                self._after_step()
+                if position.reposition or state.stopping or \
+                        (steps is not None and state.step >= steps):
+                    exhausted = False
+                    break
+            if position.reposition:     # a rollback or exploit: reopen at its position
+                continue
+            if not exhausted:
+                return
+            position.end_epoch()
+            if self.day_spec.unit == "epochs" and \
+                    position.epoch % int(self.day_spec.amount) == 0:
+                self._end_day()
+            self._boundary()
 
     def _begin(self) -> None:
         state = self._state
@@ -343,6 +412,7 @@ class Run:
         if not self._started_from_checkpoint and state.store.checkpoint(self.id, 0) is None:
             self._save_day()        # day 0: the very start, so a user can always go back to it
         state.arm_day()
+        state.effective()
         state.trace_hp()
 
     def _after_step(self) -> None:
@@ -352,12 +422,11 @@ class Run:
         if state.step >= state.next_day_step or (
                 state.day_deadline is not math.inf and time.monotonic() >= state.day_deadline):
             self._end_day()
-        if state.outbox.commands or state.paused or self._guard.tripped is not None:
+        if state.outbox.commands or state.paused or self._guard.tripped is not None or \
+                state.outbox.lost:
             self._boundary()
         if state.optimizers:
-            group = state.optimizers[0].param_groups[0]
-            if group["lr"] != state.traced.get("lr"):
-                state.trace_hp()
+            state.knobs_moved()
 
     def _boundary(self) -> None:
         """Apply commands, handle divergence, and wait while paused. Runs between steps."""
@@ -365,6 +434,9 @@ class Run:
         tripped = self._guard.take()
         if tripped is not None:
             commands.on_diverged(state, *tripped)
+        if state.outbox.lost and not state.paused:
+            # the store is gone (the writer said why in the log): wait for a stop, as paused
+            state.paused, state.status = True, "paused"
         inbox = state.outbox.commands
         while True:
             while inbox:
@@ -406,7 +478,9 @@ class Run:
     def _save_day(self) -> None:
         """Snapshot the state as the checkpoint of the day just done; the saver writes it."""
         state = self._state
-        state.saver.wait_idle()      # the previous day's file first: never more than a day behind
+        # The previous day's file, then its row, first: never more than a day behind.
+        state.saver.wait_idle()
+        state.outbox.wait_days_written(DAY_ROW_WAIT_S)
         day, step, branch = state.day, state.step, state.branch
         payload = {
             "format": ckpt.FORMAT, "run_id": self.id, "day": day, "step": step, "branch": branch,
@@ -420,3 +494,15 @@ class Run:
             self.id, day, step, branch, time.time(), str(path.relative_to(state.store.root)),
             0, "", dict(state.hp), {}))
         state.saver.submit(job)
+
+
+def _unwinding(frame: types.FrameType | None) -> bool:
+    """Is ``frame`` (the user's, which held the loop) being unwound by an exception, rather
+    than leaving the loop by ``break`` or ``return``? Both close the loop's generator; a break
+    or return does it at the POP_TOP that drops the iterator, an exception wherever it was
+    raised. (CPython bytecode; anything unexpected counts as a normal exit.)"""
+    try:
+        assert frame is not None
+        return dis.opname[frame.f_code.co_code[frame.f_lasti]] != "POP_TOP"
+    except Exception:      # noqa: BLE001 - another interpreter: no opinion
+        return False

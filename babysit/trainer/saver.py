@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from babysit import checkpoint as ckpt
+from babysit.storage import CheckpointStorage
 
 
 def snapshot(value: Any) -> Any:
@@ -59,7 +59,9 @@ class SaveJob:
 class Saver:
     """The saver thread: writes day checkpoints, oldest first."""
 
-    def __init__(self, run_id: int, on_done: Callable[[], None]):
+    def __init__(self, run_id: int, on_done: Callable[[], None], checkpoints: CheckpointStorage,
+                 root: Path):
+        self._checkpoints, self._root = checkpoints, root
         self._jobs: queue.SimpleQueue[SaveJob | None] = queue.SimpleQueue()
         self._on_done = on_done
         self._last: SaveJob | None = None
@@ -87,7 +89,8 @@ class Saver:
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                job.size, job.sha = ckpt.save(job.path, job.payload)
+                job.size, job.sha = self._checkpoints.save(
+                    str(job.path.relative_to(self._root)), job.payload)
             except Exception as exc:  # noqa: BLE001 - disk full, I/O error, unpicklable state
                 job.error = f"{type(exc).__name__}: {exc}"
                 print(f"babysit: could not save {job.path.name}: {job.error}", file=sys.stderr)

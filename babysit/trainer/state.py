@@ -7,11 +7,16 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from babysit.day import DaySpec
+from babysit.hparams import OPTIMIZER_KEYS
+from babysit.storage import CheckpointStorage
 from babysit.store import EventRow, RunUpdate, Store
 from babysit.trainer import knobs
 from babysit.trainer.guard import Guard
@@ -31,6 +36,7 @@ class LoopState:
     reproducible: bool
     branch: int
     guard: Guard
+    checkpoints: CheckpointStorage     # where day checkpoints live ($BABYSIT_CHECKPOINTS)
     outbox: Outbox = field(init=False)
     saver: Saver = field(init=False)
     position: DataPosition = field(default_factory=DataPosition)
@@ -41,8 +47,17 @@ class LoopState:
     stopping: bool = False
     objects: dict[str, Any] = field(default_factory=dict)
     optimizers: list[Any] = field(default_factory=list)
+    plain_optimizers: list[Any] = field(default_factory=list)   # unwrapped, float knobs
+    tensor_optimizers: list[Any] = field(default_factory=list)  # unwrapped, a tensor knob
     schedulers: list[Any] = field(default_factory=list)
     traced: dict[str, float] = field(default_factory=dict)   # hp/<key> values last logged
+    # Effective values. The loop thread compares ``knob_key`` (a cheap copy of every group's
+    # values) at each step boundary; when it changed, ``seen`` becomes (step, fingerprint),
+    # replaced whole so that the writer thread can read it at any time (effective_report).
+    knob_key: list[Any] = field(default_factory=list)
+    seen: tuple[int, tuple[float | None, ...]] = (0, ())
+    reads: dict[str, int] = field(default_factory=dict)     # user key -> last step it was read
+    _reported: tuple[Any, dict[str, int]] | None = None      # the writer's: last report sent
     next_day_step: float = math.inf    # a day of steps ends when step reaches this
     day_deadline: float = math.inf     # a day of seconds ends at this time.monotonic()
 
@@ -67,13 +82,59 @@ class LoopState:
         """The value in use for ``key``: the optimizer's for its keys, else the run's hp."""
         return knobs.current(self.optimizers, self.hp, key)
 
+    # ------------------------------------------------------------------ effective values
+    def _knob_key(self) -> list[Any]:
+        # What the step boundary compares, ~1 us a group where knobs.fingerprint costs ~10:
+        # the raw entries, each a float or a tuple of floats (a tensor lr changes in place,
+        # so attach() keeps such optimizers out of this list and they are always fingerprinted).
+        return [(g["lr"], g.get("momentum"), g.get("betas"), g.get("weight_decay"))
+                for opt in self.plain_optimizers for g in opt.param_groups]
+
+    def knobs_moved(self) -> bool:
+        """At a step boundary: did any param group's lr, momentum or weight_decay change since
+        the last call (the schedule, a nudge, the user's code)? Then ``seen`` is brought up to
+        date and the ``hp/<key>`` lines get a point."""
+        key = self._knob_key()
+        if key == self.knob_key and not self.tensor_optimizers:
+            return False
+        self.knob_key = key
+        fingerprint = knobs.fingerprint(self.optimizers)
+        if fingerprint == self.seen[1]:
+            return False
+        self.seen = (self.step, fingerprint)
+        self.trace_hp()
+        return True
+
+    def effective(self) -> dict[str, Any]:
+        """``runs.effective`` as of now (the loop thread's view): what the optimizers use,
+        with the steps at which the loop last read each user key."""
+        self.knob_key = self._knob_key()
+        self.seen = (self.step, knobs.fingerprint(self.optimizers))
+        return {"step": self.step, **effective_of(self.seen[1]), "reads": self._user_reads()}
+
+    def _user_reads(self) -> dict[str, int]:
+        reads = dict(self.reads)            # one C-level copy: safe beside the loop thread
+        for key in OPTIMIZER_KEYS if self.optimizers else ():
+            reads.pop(key, None)            # those are applied through the optimizer
+        return reads
+
+    def effective_report(self) -> dict[str, Any] | None:
+        """For the writer thread's heartbeat: ``runs.effective`` if it changed since the last
+        report (so at most once a heartbeat, about once a second), else None."""
+        seen, reads = self.seen, self._user_reads()
+        if self._reported is not None and self._reported[0] is seen and \
+                self._reported[1] == reads:
+            return None
+        self._reported = (seen, reads)
+        return {"step": seen[0], **effective_of(seen[1]), "reads": reads}
+
     def trace_hp(self) -> None:
-        """Log hyperparameters as ``hp/<key>`` metrics when they change (a step line)."""
+        """Log hyperparameters as ``hp/<key>`` metrics when they change (a step line): the
+        configured value of a user key, the effective value (group 0's) of an optimizer key."""
         step, day, branch = self.where()
         now = time.time()
-        values = {key: self.current(key) for key in self.hp}
-        for key in knobs.optimizer_keys(self.optimizers) or []:
-            values[key] = self.current(key)
+        values = dict(self.hp)
+        values.update({k: v for k, v in effective_of(self.seen[1]).items() if k != "groups"})
         for key, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
@@ -89,3 +150,48 @@ class LoopState:
               file=sys.stderr)
         self.outbox.put(self.event("not_reproducible", "trainer", {"reason": why}),
                         RunUpdate(self.run_id, {"reproducible": False}))
+
+
+def effective_of(fingerprint: tuple[float | None, ...]) -> dict[str, Any]:
+    """``knobs.effective`` rebuilt from ``knobs.fingerprint`` (every group's lr, momentum,
+    weight_decay in a row), so the writer thread never touches the optimizer."""
+    n = len(OPTIMIZER_KEYS)
+    per_group = [{k: v for k, v in zip(OPTIMIZER_KEYS, fingerprint[i:i + n], strict=True)
+                  if v is not None} for i in range(0, len(fingerprint), n)]
+    return {**per_group[0], "groups": per_group} if per_group else {}
+
+
+class HpView(Mapping[str, Any]):
+    """``run.hp``: the run's hyperparameters, read-only (change them with nudges). Each read of
+    a key records the step, so the dashboard can say that a knob the loop stopped reading (a
+    batch size read once, before the loop) does nothing any more."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: LoopState):
+        self._state = state
+
+    def __getitem__(self, key: str) -> Any:
+        state = self._state
+        value = state.hp[key]
+        state.reads[key] = state.step
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state.hp
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state.hp)
+
+    def __len__(self) -> int:
+        return len(self._state.hp)
+
+    def __repr__(self) -> str:
+        return f"HpView({self._state.hp!r})"
+
+
+def has_tensor_knob(optimizer: Any) -> bool:
+    """Does a param group keep lr / momentum / weight_decay as a tensor (changed in place)?"""
+    return any(isinstance(v, Tensor) or (isinstance(v, tuple) and any(
+        isinstance(b, Tensor) for b in v)) for g in optimizer.param_groups
+        for v in (g.get("lr"), g.get("momentum"), g.get("betas"), g.get("weight_decay")))

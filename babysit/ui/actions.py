@@ -228,10 +228,11 @@ def best_val(checkpoints: pd.DataFrame) -> str:
     if checkpoints is None or not len(checkpoints) or "metrics" not in checkpoints:
         return ""
     name = None
-    for metrics in checkpoints["metrics"]:
-        if isinstance(metrics, Mapping):
-            names = sorted(str(k) for k in metrics if str(k).startswith("val_"))
-            name = names[0] if names else None
+    for metrics in checkpoints["metrics"]:      # day 0 (the start) has no means: skip it
+        names = sorted(str(k) for k in metrics if str(k).startswith("val_")) \
+            if isinstance(metrics, Mapping) else []
+        if names:
+            name = names[0]
             break
     if name is None:
         return ""

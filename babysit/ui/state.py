@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from babysit.client import Client
-from babysit.store import DB_NAME
+from babysit.store import DB_NAME, RunRecord
 from babysit.ui.curves import CurveCache
 
 #: how often the live parts of a page redraw, in seconds
@@ -76,6 +76,11 @@ def _checkpoints(root: str, url: str | None, run_id: int) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=1, show_spinner=False)
+def _effective(root: str, url: str | None, run_id: int) -> dict:
+    return dict(_client(root, url).store.get_run(run_id).effective or {})
+
+
+@st.cache_data(ttl=1, show_spinner=False)
 def _latest_loss(root: str, url: str | None, run_id: int) -> float | None:
     return _client(root, url).store.latest_metric(run_id, "loss")
 
@@ -104,11 +109,45 @@ def checkpoints(run_id: int) -> pd.DataFrame:
     return _checkpoints(*store_location(), int(run_id))
 
 
+@st.cache_data(ttl=1, show_spinner=False)
+def _record(root: str, url: str | None, run_id: int) -> RunRecord:
+    return _client(root, url).store.get_run(run_id)
+
+
+def record(run_id: int) -> RunRecord:
+    """One run's full record (config, launch, note, tags), at most a second old."""
+    return _record(*store_location(), int(run_id))
+
+
+def effective(run_id: int) -> dict:
+    """What the trainer reports its optimizer uses now: {"lr", "momentum", "step", ...}."""
+    return _effective(*store_location(), int(run_id))
+
+
 def latest_loss(run_id: int) -> float | None:
     return _latest_loss(*store_location(), int(run_id))
 
 
+@st.cache_data(ttl=1, show_spinner=False)
+def _runs_summary(root: str, url: str | None, ids: tuple[int, ...]
+                  ) -> tuple[dict[int, float], dict[int, pd.DataFrame]]:
+    store = _client(root, url).store
+    latest = store.latest_metric_of(ids, "loss")
+    by_run: dict[int, list[dict]] = {}
+    for k in store.checkpoints_of(ids):
+        by_run.setdefault(int(k.run_id), []).append({"day": k.day, "metrics": k.metrics})
+    frames = {i: pd.DataFrame(rows, columns=["day", "metrics"]) for i, rows in by_run.items()}
+    return latest, frames
+
+
+def runs_summary(ids: list[int]) -> tuple[dict[int, float], dict[int, pd.DataFrame]]:
+    """(latest loss by run, live day checkpoints by run) for the Runs page: two queries for
+    every run together, whatever their number."""
+    return _runs_summary(*store_location(), tuple(sorted(int(i) for i in ids)))
+
+
 def refresh() -> None:
     """Forget cached query results: called after an action, so its effect shows at once."""
-    for fn in (_runs, _metrics, _events, _checkpoints, _latest_loss):
+    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _record, _latest_loss,
+               _runs_summary):
         fn.clear()

@@ -26,7 +26,10 @@ from plotly.colors import sample_colorscale
 
 from babysit.study.space import Param, Space, check_direction
 from babysit.ui.downsample import downsample_indices
-from babysit.ui.figures import _fmt, _log_ticks, _parse_detail, empty_figure
+from babysit.ui.figures import _log_ticks
+from babysit.ui.fmt import _fmt, _parse_detail
+from babysit.ui.plotting import empty_figure
+from babysit.ui.text import plot, shorten
 
 __all__ = [
     "COLORSCALE",
@@ -178,26 +181,28 @@ def study_curves_figure(
             line={"color": color, "width": 3.2 if run_id == best else 1.4},
             marker={"size": 4, "color": color}, opacity=1.0 if run_id == best else 0.85,
             showlegend=False,
-            hovertemplate=f"{label}<br>{objective} %{{y:.4g}} at {x} %{{x}}"
+            hovertemplate=f"{label}<br>{plot(objective)} %{{y:.4g}} at {x} %{{x}}"
                           f"<br>final {_fmt(final)}<extra></extra>",
         ))
     if not traces:
-        return empty_figure(f"No {objective} yet")
+        return empty_figure(f"No {plot(objective)} yet")
     if scale is not None:
         # The colour bar: an invisible marker carrying the scale.
         traces.append(go.Scatter(
-            x=[None], y=[None], mode="markers", name=objective, showlegend=False,
-            hoverinfo="skip", marker={"color": [scale.cmin], **scale.marker(f"final {objective}")},
+            x=[None], y=[None], mode="markers", name=plot(objective), showlegend=False,
+            hoverinfo="skip",
+            marker={"color": [scale.cmin], **scale.marker(f"final {plot(objective)}")},
         ))
     layout: dict[str, Any] = {
         "xaxis": {"title": {"text": x}},
-        "yaxis": _y_axis(objective, np.concatenate(drawn), log_y),
+        "yaxis": _y_axis(plot(objective), np.concatenate(drawn), log_y),
         "height": 420, "hovermode": "closest", "uirevision": "study-curves",
         "margin": {"l": 60, "r": 20, "t": 30, "b": 40},
     }
     if best is not None:
         layout["title"] = {"text": f"best: {names.get(best, f'#{best}')} "
-                                   f"({objective} {_fmt(scores[best])}) · colour: final {objective}",
+                                   f"({plot(objective)} {_fmt(scores[best])}) · colour: final "
+                                   f"{plot(objective)}",
                            "font": {"size": 13}, "x": 0.01}
     return go.Figure(data=traces, layout=layout)
 
@@ -240,7 +245,7 @@ class Axis:
     @property
     def title(self) -> str:
         extra = {"log": " (log)", "pow2": " (log2)", "one_minus_log": " (log of 1-β)"}
-        return self.param.name + extra.get(self.param.scale, "")
+        return plot(self.param.name) + extra.get(self.param.scale, "")
 
 
 def hp_axis(param: Param) -> Axis:
@@ -255,7 +260,7 @@ def hp_axis(param: Param) -> Axis:
     if p.scale == "choice":
         choices = p.choices or ()
         return Axis(p, (-0.5, len(choices) - 0.5), tuple(float(i) for i in range(len(choices))),
-                    tuple(_fmt(c) for c in choices))
+                    tuple(plot(shorten(_fmt(c), 40)) for c in choices))
     assert p.low is not None and p.high is not None
     probe = Axis(p, (0.0, 1.0), (), ())
     lo, hi = probe.position(p.low), probe.position(p.high)
@@ -326,13 +331,13 @@ def parallel_figure(
     if log_y and bool(np.all(obj > 0)):
         logs = np.log10(obj)
         ticks = _log_ticks(float(logs.min()), float(logs.max()))
-        dimensions.append({"label": f"{objective} (log)", "values": logs,
+        dimensions.append({"label": f"{plot(objective)} (log)", "values": logs,
                            "tickvals": ticks, "ticktext": [_fmt(round(10.0**t, 12)) for t in ticks]})
     else:
-        dimensions.append({"label": objective, "values": obj})
+        dimensions.append({"label": plot(objective), "values": obj})
     return go.Figure(
         go.Parcoords(
-            line={"color": obj, **scale.marker(objective, x=1.06)},
+            line={"color": obj, **scale.marker(plot(objective), x=1.06)},
             dimensions=dimensions, labelangle=0, labelside="top",
         ),
         layout={"height": 380, "margin": {"l": 60, "r": 110, "t": 60, "b": 30}},
@@ -356,7 +361,7 @@ def hp_scatter_figure(
     """
     check_direction(direction)
     if study_runs is None or not len(study_runs) or param.name not in study_runs.columns:
-        return empty_figure(f"No runs with {param.name} yet")
+        return empty_figure(f"No runs with {plot(param.name)} yet")
     ys = (pd.to_numeric(study_runs["objective"], errors="coerce").to_numpy(dtype=np.float64)
           if "objective" in study_runs.columns else np.full(len(study_runs), np.nan))
     raw = list(study_runs[param.name])
@@ -371,20 +376,23 @@ def hp_scatter_figure(
     names = _run_names(study_runs)
     # coloured like the other figures; no colour bar: the y axis is the objective already
     marker = {"size": 10, "color": [float(ys[i]) for i in keep],
-              "line": {"width": 0.5, "color": "#333333"}, **scale.marker(objective, bar=False)}
+              "line": {"width": 0.5, "color": "#333333"},
+              **scale.marker(plot(objective), bar=False)}
     trace = go.Scatter(
-        x=xs, y=[float(ys[i]) for i in keep], mode="markers", name=param.name, marker=marker,
-        customdata=[[ids[i], _json_value(raw[i])] for i in keep],
-        hovertext=[f"{names.get(ids[i], f'#{ids[i]}')}<br>{param.name} = {_fmt(raw[i])}"
-                   f"<br>{objective} = {_fmt(float(ys[i]))}" for i in keep],
+        x=xs, y=[float(ys[i]) for i in keep], mode="markers", name=plot(param.name),
+        marker=marker, customdata=[[ids[i], _json_value(raw[i])] for i in keep],
+        hovertext=[f"{names.get(ids[i], f'#{ids[i]}')}<br>{plot(param.name)} = "
+                   f"{plot(shorten(_fmt(raw[i]), 80))}<br>{plot(objective)} = "
+                   f"{_fmt(float(ys[i]))}" for i in keep],
         hoverinfo="text", showlegend=False,
     )
     return go.Figure(data=[trace], layout={
         "xaxis": _scatter_xaxis(param),
-        "yaxis": _y_axis(objective, [ys[i] for i in keep], log_y),
+        "yaxis": _y_axis(plot(objective), [ys[i] for i in keep], log_y),
         "height": 320, "hovermode": "closest", "dragmode": "select",
         "margin": {"l": 60, "r": 10, "t": 30, "b": 50}, "uirevision": f"hp-{param.name}",
-        "title": {"text": f"{param.name} · {param.describe()}", "font": {"size": 13}, "x": 0.01},
+        "title": {"text": plot(f"{param.name} · {param.describe()}"), "font": {"size": 13},
+                  "x": 0.01},
     })
 
 
@@ -395,7 +403,7 @@ def _plottable(param: Param, value: Any) -> bool:
 
 def _x_value(param: Param, value: Any) -> Any:
     if param.scale == "choice":
-        return _fmt(value)
+        return plot(shorten(_fmt(value), 40))     # the category, as hp_axis's ticktext names it
     if param.scale == "one_minus_log":
         return 1.0 - float(value)
     return float(value)
@@ -409,7 +417,7 @@ def _json_value(value: Any) -> Any:
 def _scatter_xaxis(param: Param) -> dict[str, Any]:
     axis = hp_axis(param)
     if param.scale == "choice":
-        return {"title": {"text": param.name}, "type": "category",
+        return {"title": {"text": plot(param.name)}, "type": "category",
                 "categoryorder": "array", "categoryarray": list(axis.ticktext)}
     pad = 0.04 * (axis.range[1] - axis.range[0])
     if param.scale == "log":
@@ -423,11 +431,12 @@ def _scatter_xaxis(param: Param) -> dict[str, Any]:
                 "tickvals": [2.0**t for t in axis.tickvals], "ticktext": list(axis.ticktext)}
     if param.scale == "one_minus_log":
         # x is 1 - beta on a log axis; reversed, so the largest beta sits at the right
-        return {"title": {"text": f"{param.name} (log scale of 1-{param.name})"}, "type": "log",
+        return {"title": {"text": plot(f"{param.name} (log scale of 1-{param.name})")},
+                "type": "log",
                 "range": [-axis.range[0] + pad, -axis.range[1] - pad],
                 "tickvals": [10.0 ** (-t) for t in axis.tickvals], "ticktext": list(axis.ticktext)}
     span = axis.range[1] - axis.range[0]
-    return {"title": {"text": param.name}, "range": [axis.range[0] - 0.04 * span,
+    return {"title": {"text": plot(param.name)}, "range": [axis.range[0] - 0.04 * span,
                                                      axis.range[1] + 0.04 * span]}
 
 
@@ -519,7 +528,7 @@ def family_tree_figure(
         y=[-row[i] for i in ids], mode="markers", name="run", showlegend=False,
         marker={"size": 12, "color": colors, "line": {"width": 1, "color": "#444444"}},
         customdata=ids,
-        hovertext=[f"{names.get(i, f'#{i}')}<br>{records[i].get('status', '')} · day "
+        hovertext=[f"{names.get(i, f'#{i}')}<br>{plot(records[i].get('status', ''))} · day "
                    f"{_fmt(_number(records[i].get('day')))} · final {_fmt(finals.get(i, math.nan))}"
                    for i in ids], hoverinfo="text",
     ))
@@ -557,12 +566,12 @@ def _copy_edges(events: pd.DataFrame | None, ids: set[int],
             changes = ", ".join(f"{k} {_fmt(v.get('old'))} → {_fmt(v.get('new'))}"
                                 for k, v in explore.items() if isinstance(v, Mapping))
             source_name = e.get("source") or ""
-            text = (f"#{target} copied #{source}'s day {_fmt(from_day)} weights"
-                    f"{f' ({source_name})' if source_name else ''}")
+            text = plot(f"#{target} copied #{source}'s day {_fmt(from_day)} weights"
+                        f"{f' ({source_name})' if source_name else ''}")
             if changes:
-                text += f"<br>{changes}"
+                text += f"<br>{plot(shorten(changes, 200))}"
             if d.get("reason"):
-                text += f"<br>{d['reason']}"
+                text += f"<br>{plot(shorten(d['reason'], 200))}"
             edges.append({"kind": "exploit", "from_run": source, "from_day": from_day,
                           "run": target, "to_day": to_day, "text": text})
     for run_id, r in records.items():
@@ -583,7 +592,7 @@ def importance_figure(importances: Mapping[str, float]) -> go.Figure:
     >>> importance_figure({"lr": 0.8, "momentum": 0.2}).data[0].y
     ('momentum', 'lr')
     """
-    items = [(str(k), float(v)) for k, v in importances.items() if math.isfinite(float(v))]
+    items = [(plot(k), float(v)) for k, v in importances.items() if math.isfinite(float(v))]
     if not items:
         return empty_figure("No importance yet")
     items.sort(key=lambda kv: kv[1])           # plotly draws the first bar at the bottom
@@ -612,8 +621,9 @@ def _run_names(study_runs: pd.DataFrame | None) -> dict[int, str]:
     if study_runs is None or not len(study_runs) or "id" not in study_runs.columns:
         return {}
     names = study_runs["name"] if "name" in study_runs.columns else [""] * len(study_runs)
-    return {int(i): f"#{int(i)} {n}".rstrip() if isinstance(n, str) else f"#{int(i)}"
-            for i, n in zip(study_runs["id"], names, strict=True)}
+    # escaped for plotly: every caller puts a name into a label or hover text
+    return {int(i): plot(f"#{int(i)} {shorten(n, 80)}".rstrip()) if isinstance(n, str)
+            else f"#{int(i)}" for i, n in zip(study_runs["id"], names, strict=True)}
 
 
 def _number(value: Any) -> float:

@@ -9,11 +9,13 @@ import sys
 
 import pytest
 
+from babysit.ui.server import streamlit_argv
 from tests.conftest import REPO, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TOKEN = "e2e-test-token"      # handed to the server in $BABYSIT_TOKEN, as `babysit ui` does
 
 
 def _free_port() -> int:
@@ -25,12 +27,11 @@ def _free_port() -> int:
 @pytest.fixture
 def server(trainers):
     port = _free_port()
-    env = trainers.env()
+    env = dict(trainers.env(), BABYSIT_TOKEN=TOKEN)
     log = open(trainers.root.parent / "streamlit.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    # the command line `babysit ui` runs: Streamlit started by babysit.ui.warm
+    proc = subprocess.Popen(streamlit_argv("127.0.0.1", port, app=REPO / "app.py"), env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
 
     def up() -> bool:
         with socket.socket() as s:
@@ -54,7 +55,7 @@ def test_babysit_a_run_from_the_browser(trainers, server):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{server}/run?run={run_id}")
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the link babysit ui prints
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_visible(timeout=60_000)
         # the live curve is drawn and grows
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
@@ -72,21 +73,33 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         assert c.run(run_id).step > step_before
         page.screenshot(path=str(ARTIFACTS / "e2e-2-after-nudge.png"), full_page=True)
 
-        # roll back to day 1 via the UI
-        wait_for(lambda: len(c.checkpoints(run_id)) >= 3, 60, "day 2")
-        page.reload()
-        expect(page.get_by_role("button", name="Roll back")).to_be_visible(timeout=60_000)
-        page.get_by_role("combobox", name="day to roll back to").click()
-        page.keyboard.type("1")         # filters the days; the first match is day 1
-        page.keyboard.press("Enter")
+        # the Days list is live: a day saved after the page was drawn can be chosen, no reload
+        days_drawn = int(c.checkpoints(run_id).day.max())
+        wait_for(lambda: int(c.checkpoints(run_id).day.max()) > days_drawn, 60, "a new day")
+        new_day = int(c.checkpoints(run_id).day.max())
+        assert new_day > days_drawn
+        days = page.get_by_role("combobox", name="day to roll back to")
+
+        def offered() -> bool:
+            days.click()
+            page.keyboard.type(str(new_day))      # filters the (virtualised) list of days
+            found = page.get_by_role("option", name=str(new_day), exact=True).count() > 0
+            if not found:
+                page.keyboard.press("Escape")
+            return found
+        wait_for(offered, 30, f"day {new_day} in the rollback list without a reload")
+        page.get_by_role("option", name=str(new_day), exact=True).click()
         page.get_by_text("Yes, roll back").click()
         page.get_by_role("button", name="Roll back").click()
         wait_for(lambda: "rollback" in c.events(run_id).kind.tolist(), 30, "the UI rollback")
         rollback = c.events(run_id).query("kind == 'rollback'").iloc[-1]
-        assert rollback.detail["to_day"] == 1 and rollback.source == "ui"
-        trainers.wait_step(run_id, 25)
+        assert rollback.detail["to_day"] == new_day and rollback.source == "ui"
+        # the confirmation unticks after its action: a second rollback needs a new tick
+        expect(page.get_by_role("checkbox", name="Yes, roll back")).not_to_be_checked(
+            timeout=30_000)
+        trainers.wait_step(run_id, 20 * new_day + 5)
         live = c.metrics(run_id, ["loss"])
-        assert live.step.is_unique and (live.step >= 20).any()
+        assert live.step.is_unique and (live.step > 20 * new_day).any()
         page.screenshot(path=str(ARTIFACTS / "e2e-3-after-rollback.png"), full_page=True)
 
         # fork via the UI
@@ -98,3 +111,73 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         page.screenshot(path=str(ARTIFACTS / "e2e-4-after-fork.png"), full_page=True)
         browser.close()
     c.stop(child)
+
+
+DOCS = REPO / "docs"
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_panels_console_and_pages(trainers, server):
+    """One panel per metric, the console tail of a launched run, and the README screenshots."""
+    from playwright.sync_api import expect, sync_playwright
+
+    c = trainers.client
+    script = str(REPO / "tests" / "e2e" / "metrics_trainer.py")
+    ids = [c.launch([sys.executable, script, "--lr", str(lr)], cwd=str(trainers.root.parent))
+           for lr in (0.05, 0.2)]
+    for run_id in ids:
+        wait_for(lambda r=run_id: len(c.metrics(r, ["val_acc"])) >= 3, 90, "val_acc rows")
+    run_id = ids[0]
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")
+        chart = page.locator(".js-plotly-plot").first
+        expect(chart).to_be_visible(timeout=60_000)
+        # the trainer samples its own CPU and memory every 5 s: panels of their own
+        wait_for(lambda: len(c.metrics(run_id, ["sys/rss_mb"])) >= 1, 60, "sys/rss_mb rows")
+        page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the picker lists them now
+        chart = page.locator(".js-plotly-plot").first
+        expect(chart).to_be_visible(timeout=60_000)
+        for name in ("loss", "val_loss", "val_acc", "sys/cpu_percent", "sys/rss_mb", "lr",
+                     "1 − momentum"):
+            expect(chart.locator(".annotation-text", has_text=name).first).to_be_visible(
+                timeout=30_000)
+        # one y axis per metric panel (+ lr, momentum), not one shared axis
+        assert chart.locator(".yaxislayer-above .ytick").count() > 0
+        # 7 panels (loss, val_loss, val_acc, sys/cpu_percent, sys/rss_mb, lr, 1 − momentum) and
+        # the overlay of days and events: one y axis each, not one shared axis
+        page.wait_for_function(
+            "() => { const p = document.querySelector('.js-plotly-plot');"
+            " return p && p.layout && Object.keys(p.layout)"
+            ".filter(k => k.startsWith('yaxis')).length >= 8 }", timeout=30_000)
+        # the console tail shows what the trainer printed, and keeps up
+        expect(page.get_by_text(f"metrics trainer: started run {run_id}")).to_be_visible(
+            timeout=30_000)
+        step_line = page.get_by_text("metrics trainer: step").last
+        expect(step_line).to_be_visible(timeout=30_000)
+        DOCS.mkdir(exist_ok=True)
+        page.set_viewport_size({"width": 1400, "height": 1900})
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(DOCS / "run.png"), full_page=False)
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+        page.goto(f"{server}/?token={TOKEN}")               # Runs is the default page
+        expect(page.get_by_role("button", name="Open run")).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(DOCS / "runs.png"), full_page=False)
+
+        page.goto(f"{server}/compare?token={TOKEN}")
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+        page.set_viewport_size({"width": 1400, "height": 1300})
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(DOCS / "compare.png"), full_page=False)
+        browser.close()
+    for run_id in ids:
+        c.stop(run_id)

@@ -17,6 +17,7 @@ from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, _free_port
 from tests.ui.test_study_page import study_store  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+TOKEN = "study-browser-test-token"
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def study_server(study_store):  # noqa: F811
     port = _free_port()
     root = study_store["root"]
     log = open(root.parent / "streamlit.log", "wb")  # noqa: SIM115 - closed below
-    env = {**__import__("os").environ, "BABYSIT_ROOT": str(root)}
+    env = {**__import__("os").environ, "BABYSIT_ROOT": str(root), "BABYSIT_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address",
          "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
@@ -53,7 +54,7 @@ def test_box_select_runs_and_launch_the_next_batch(study_server):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(f"{url}/study?study={sid}")
+        page.goto(f"{url}/study?study={sid}&token={TOKEN}")    # the link babysit ui prints
         chart = page.locator(f".st-key-study_hp_{sid}_lr")
         chart.locator(".nsewdrag").first.wait_for(timeout=60_000)
         chart.scroll_into_view_if_needed()

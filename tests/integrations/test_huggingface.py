@@ -306,3 +306,63 @@ def test_a_paused_run_rolls_back_with_an_override_and_stays_paused(root, tmp_pat
     assert lr[20] == pytest.approx(2e-4 * linear(20, 30) / linear(10, 30), rel=1e-9)
     assert max(old) == 14
     c.close()
+
+
+def _donor(root, tmp_path, **kwargs) -> int:
+    """A finished run with days at steps 10 and 20, to exploit."""
+    trainer = build(str(tmp_path / "donor"), steps=20, day="10 steps", root=root, name="donor",
+                    **kwargs)
+    train(trainer)
+    return babysit_callback(trainer).run.id
+
+
+def test_exploit_goes_on_from_the_donors_day_exactly(root, tmp_path):
+    c = babysit.Client(root)
+    donor = _donor(root, tmp_path)
+    at = At(15, lambda run_id: c.exploit(run_id, donor, day=1, wait=False, reason="pbt"))
+    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", lr=3e-3, callbacks=[at],
+                    root=root, name="target")
+    at.trainer = trainer
+    train(trainer)
+    run_id = babysit_callback(trainer).run.id
+    record = c.run(run_id)
+    assert record.status == "finished" and record.step == 20 and record.branch == 1
+    exploit = c.events(run_id).query("kind == 'exploit'").iloc[0]
+    assert exploit["step"] == 10
+    detail = exploit["detail"]
+    assert detail["from_run"] == donor and detail["from_day"] == 1 and detail["from_step"] == 10
+    assert detail["rewound_from_step"] == 15 and detail["reason"] == "pbt"
+    for name in ("loss", "grad_norm", "learning_rate"):
+        theirs, _ = curve(c, donor, name)
+        live, old = curve(c, run_id, name)
+        assert sorted(old) == list(range(10, 15)), name     # its own steps since: superseded
+        assert sorted(live) == list(range(20)), name
+        for step in range(10, 20):
+            assert live[step] == theirs[step], (name, step)     # the donor's state, bit for bit
+    lr, _ = curve(c, run_id, "learning_rate")
+    assert lr[9] == pytest.approx(3 * linear(9, total=20), rel=1e-9)    # its own lr before
+    days = c.checkpoints(run_id)
+    assert list(days["day"]) == [1, 2] and list(days["branch"]) == [0, 1]
+    c.close()
+
+
+def test_an_exploit_of_a_misfit_donor_is_rejected_before_anything_is_loaded(root, tmp_path):
+    c = babysit.Client(root)
+    donor = _donor(root, tmp_path, width=16)     # another model: the HF Trainer would half-load it
+    at = At(15, lambda run_id: c.exploit(run_id, donor, day=1, wait=False))
+    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", callbacks=[at], root=root,
+                    name="target")
+    at.trainer = trainer
+    train(trainer)
+    run_id = babysit_callback(trainer).run.id
+    record = c.run(run_id)
+    assert record.status == "finished" and record.step == 20 and record.branch == 0
+    events = c.events(run_id)
+    assert events.query("kind == 'exploit'").empty
+    rejected = events.query("kind == 'rejected'").iloc[0]
+    assert rejected["step"] == 15
+    error = rejected["detail"]["error"]
+    assert f"run {donor}'s day 1 does not fit" in error and "c_proj.bias is [16] there, [32] here" in error
+    live, old = curve(c, run_id)
+    assert sorted(live) == list(range(20)) and not old
+    c.close()

@@ -156,3 +156,25 @@ def test_a_rollback_to_a_day_inside_an_epoch_is_marked_not_reproducible(root, tm
     reason = c.events(run_id).query("kind == 'not_reproducible'").iloc[0]["detail"]
     assert "inside an epoch" in str(reason)
     c.close()
+
+
+def test_exploit_goes_on_from_the_donors_day_exactly(root, tmp_path):
+    c = babysit.Client(root)
+    trainer, model = build(str(tmp_path / "donor"), root=root, epochs=2, name="donor")
+    fit(trainer, model, *loaders())
+    donor = next(cb for cb in trainer.callbacks if isinstance(cb, BabysitCallback)).run.id
+    at = At(BATCHES + 4, lambda run_id: c.exploit(run_id, donor, day=1, wait=False))
+    trainer, model = build(str(tmp_path / "out"), root=root, epochs=3, lr=0.2, callbacks=[at],
+                           name="target")
+    fit(trainer, model, *loaders())
+    run_id = next(cb for cb in trainer.callbacks if isinstance(cb, BabysitCallback)).run.id
+    record = c.run(run_id)
+    assert record.status == "finished" and record.branch == 1 and record.step == 3 * BATCHES
+    exploit = c.events(run_id).query("kind == 'exploit'").iloc[0]
+    assert exploit["step"] == BATCHES and exploit["detail"]["from_run"] == donor
+    theirs, _ = curve(c, donor)
+    live, old = curve(c, run_id)
+    assert sorted(old) == list(range(BATCHES, BATCHES + 4))
+    for step in range(BATCHES, 2 * BATCHES):
+        assert live[step] == theirs[step], step     # the donor's weights, optimizer, RNG
+    c.close()

@@ -11,11 +11,13 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 import babysit
+from babysit.ui import auth
 from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "babysit" / "ui" / "app.py")
 PAGES = ("runs", "run", "compare", "lineage")
+TOKEN = "test-token-0123456789"     # this server start's secret: the tests pass it as ?token=
 
 
 def page_script(name: str) -> str:
@@ -31,12 +33,16 @@ def render(name: str) -> AppTest:
 
 @pytest.fixture(autouse=True)
 def local_server(monkeypatch):
-    """Pretend the server binds 127.0.0.1, as `babysit ui` does; clear cached handles."""
+    """Pretend the server binds 127.0.0.1, as `babysit ui` does, with a known token; clear
+    cached handles."""
     old = st_config.get_option("server.address")
     st_config.set_option("server.address", "127.0.0.1")
     monkeypatch.delenv("BABYSIT_STORE_URL", raising=False)
     monkeypatch.delenv("BABYSIT_OPEN_RUN", raising=False)
+    auth.forget()
+    monkeypatch.setenv(auth.TOKEN_ENV, TOKEN)
     yield
+    auth.forget()
     st_config.set_option("server.address", old)
     import streamlit as st
     st.cache_resource.clear()
@@ -106,6 +112,7 @@ def test_run_page_opens_run_from_env_and_query(store_with_runs, monkeypatch):
     assert at.title[0].value.startswith("Run #1")
     at = AppTest.from_string(page_script("run"), default_timeout=30)
     at.query_params["run"] = "2"
+    at.query_params["token"] = TOKEN
     at.run()
     assert at.title[0].value.startswith("Run #2")
     # a finished run has no process: its knobs are off, fork stays on
@@ -127,7 +134,14 @@ def test_remote_server_disables_controls_without_password(store_with_runs):
     at = render("run")
     no_exceptions(at)
     assert at.button(key="run_fork").disabled
-    assert "password" in texts(at, "info")
+    assert "read-only" in texts(at, "info")
+
+
+def test_local_server_without_token_only_looks(store_with_runs):
+    at = render("run")
+    no_exceptions(at)
+    assert at.button(key="run_fork").disabled
+    assert "read-only: open the link printed by `babysit ui`" in texts(at, "info")
 
 
 def commands(trainers) -> int:
@@ -137,10 +151,11 @@ def commands(trainers) -> int:
 
 @pytest.mark.slow
 def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
-    proc, run_id = trainers.start("--pace", "0.01")
+    proc, run_id = trainers.start("--pace", "0.01", "--day", "20 steps")
     monkeypatch.setenv("BABYSIT_ROOT", str(trainers.root))
     at = AppTest.from_string(page_script("run"), default_timeout=30)
     at.query_params["run"] = str(run_id)
+    at.query_params["token"] = TOKEN
     at.run()
     no_exceptions(at)
     old = trainers.client.run(run_id).hp["lr"]
@@ -171,6 +186,208 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
     at.button(key="run_resume").click().run()
     assert not at.error, texts(at, "error")
     wait_for(lambda: trainers.client.run(run_id).status == "running", 15, "resume")
+    # a rollback unticks its confirmation: the next one needs a new tick
+    wait_for(lambda: len(trainers.client.checkpoints(run_id)) >= 2, 60, "two days")
+    # the page's queries are cached for a second: the new day shows on a later run
+    wait_for(lambda: "1" in at.run().selectbox(key="rollback_day").options, 30, "day 1 listed")
+    at.selectbox(key="rollback_day").select(1)
+    at.checkbox(key="rollback_confirm").check()
+    at.button(key="run_rollback").click().run()
+    assert not at.error, texts(at, "error")
+    assert "rollback" in trainers.client.events(run_id).kind.tolist()
+    assert at.checkbox(key="rollback_confirm").value is False
+
     at.button(key="run_stop").click().run()
     assert not at.error, texts(at, "error")
     wait_for(lambda: trainers.client.run(run_id).status == "stopped", 15, "stop")
+
+
+def test_run_header_shows_effective_values_and_days(store_with_runs):
+    client = babysit.Client(store_with_runs)
+    # what the trainer reports its optimizer uses, not the configured value
+    client.store.update_run(1, effective={"step": 299, "lr": 0.025, "momentum": 0.9})
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    no_exceptions(at)
+    header = {m.label: m.value.replace("\\", "") for m in at.metric}   # markdown-escaped
+    assert header["lr"] == "0.025 · schedule ×0.25 of 0.1"
+    assert header["days saved"] == "3"           # finished: 300 steps of 100-step days
+    assert "now 0.025 · schedule ×0.25 of 0.1" in texts(at, "markdown").replace("\\", "")
+
+
+def test_run_page_panels_picker_log_and_memory(store_with_runs):
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    no_exceptions(at)
+    picker = at.multiselect(key="run_panels")
+    assert picker.options == ["loss", "val_loss"]
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert '"loss"' in figure and '"val_loss"' in figure
+    picker.set_value(["val_loss"]).run()
+    no_exceptions(at)
+    from babysit.ui import prefs
+    assert prefs.load_panels(store_with_runs, "t") == ["val_loss"]
+    at.multiselect(key="run_log_panels").set_value(["val_loss"]).run()
+    at.toggle(key="run_superseded").set_value(True).run()
+    no_exceptions(at)
+    import json
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [a["text"] for a in spec["layout"]["annotations"]][0] == "val_loss"
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    # a fresh session of the same project starts from the remembered choice
+    again = AppTest.from_string(page_script("run"), default_timeout=30)
+    again.query_params["run"] = "2"
+    again.run()
+    assert again.multiselect(key="run_panels").value == ["val_loss"]
+
+
+def test_run_page_console_tail(store_with_runs):
+    from babysit.ui import console
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    assert "No console output saved" in texts(at, "caption")
+    path = console.log_path(store_with_runs, 1)
+    path.write_text("".join(f"line {i}\n" for i in range(500)) + "Traceback: boom\n")
+    at.run()
+    no_exceptions(at)
+    shown = at.code[0].value
+    assert shown.endswith("Traceback: boom") and "line 499" in shown and "line 100\n" not in shown
+
+
+def test_compare_page_several_metrics_aligned_by_fork(store_with_runs):
+    import json
+    at = render("compare")
+    no_exceptions(at)
+    assert at.multiselect(key="compare_metrics").value == ["loss", "val_loss"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["loss", "val_loss"]
+    legend = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+    assert len(legend) == 2 and all(n.startswith(("#1", "#2")) for n in legend)
+    assert any("lr=0.1" in t["hovertemplate"] and "m=0.9" in t["hovertemplate"]
+               for t in spec["data"])
+    at.radio(key="compare_align").set_value("fork").run()
+    at.multiselect(key="compare_log_panels").set_value(["loss"]).run()
+    no_exceptions(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "steps since the fork point"
+    assert spec["layout"]["yaxis"]["type"] == "log"
+
+
+def test_run_page_downloads_shown_metrics(store_with_runs):
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    at.multiselect(key="run_panels").set_value(["val_loss"]).run()
+    no_exceptions(at)
+    from babysit.ui import state
+    from babysit.ui.frames import metrics_csv
+    csv = metrics_csv(state.metrics(1), ["val_loss"]).decode().splitlines()
+    assert csv[0].startswith("step,") and len(csv) == 301
+    assert all(",val_loss," in line for line in csv[1:])
+    assert at.get("download_button")[0].proto.label == "Download shown metrics (CSV)"
+
+
+def test_runs_page_search_and_hp_range(store_with_runs):
+    at = render("runs")
+    at.selectbox(key="runs_hp").select("lr").run()
+    at.number_input(key="runs_hp_low").set_value(0.08).run()
+    no_exceptions(at)
+    assert list(at.dataframe[0].value["id"]) == [1]          # lr 0.1 only
+    at.number_input(key="runs_hp_low").set_value(None).run()
+    at.text_input(key="runs_search").input("t-2").run()
+    no_exceptions(at)
+    assert list(at.dataframe[0].value["name"]) == ["t-2"]
+
+
+def test_empty_run_page_title_first_and_a_way_back(tmp_path, monkeypatch, store_with_runs):
+    at = render("run")
+    assert at.get("page_link")[0].proto.label == "← All runs"
+    monkeypatch.setenv("BABYSIT_ROOT", str(tmp_path / "nothing"))
+    at = render("run")
+    no_exceptions(at)
+    assert at.title[0].value == "Run" and "No runs yet" in texts(at, "info")
+    first = at.main.children[0]          # the title's container comes before the message
+    assert [type(e).__name__ for e in first.children.values()] == ["Title"]
+
+
+def test_run_page_note_tags_config_and_search_by_tag(store_with_runs):
+    client = babysit.Client(store_with_runs)
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.query_params["token"] = TOKEN
+    at.run()
+    no_exceptions(at)
+    at.text_area(key="run_note_1").input("too timid after day 2").run()
+    at.text_input(key="run_tags_1").input("baseline sgd baseline").run()
+    at.button(key="run_note_save").click().run()
+    no_exceptions(at)
+    assert not at.error, texts(at, "error")
+    record = client.run(1)
+    assert record.note == "too timid after day 2" and record.tags == ["baseline", "sgd"]
+    assert '"lr"' in at.json[0].proto.body            # the full config is shown
+    at.text_input(key="run_tags_1").input("bad\u0007tag").run()
+    at.button(key="run_note_save").click().run()
+    assert "tag" in texts(at, "error") and client.run(1).tags == ["baseline", "sgd"]
+
+    runs = render("runs")
+    runs.text_input(key="runs_search").input("sgd").run()
+    assert list(runs.dataframe[0].value["id"]) == [1]
+
+
+def test_client_note_and_tags_validation(store_with_runs):
+    from babysit.errors import InvalidValue
+    client = babysit.Client(store_with_runs)
+    assert client.set_tags(2, ["a", "b:c", "a"]) == ["a", "b:c"]
+    for bad in ("one string", ["has space"], [""], ["x" * 41], [3]):
+        with pytest.raises(InvalidValue):
+            client.set_tags(2, bad)
+    with pytest.raises(InvalidValue):
+        client.set_note(2, "\x1b[31mred")
+    with pytest.raises(InvalidValue):
+        client.set_note(2, "x" * 10_001)
+    client.set_note(2, "line one\nline two")
+    assert client.run(2).note == "line one\nline two" and client.run(2).tags == ["a", "b:c"]
+
+
+def test_cli_note_and_tag(store_with_runs):
+    import subprocess
+    import sys
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO))
+    def cli(*argv: str) -> str:
+        return subprocess.run([sys.executable, "-m", "babysit", "--root", str(store_with_runs),
+                               *argv], env=env, capture_output=True, text=True, check=True).stdout
+    assert "tags a b" in cli("tag", "1", "+a", "b")
+    assert "tags b c" in cli("tag", "1", "-a", "+c")
+    assert "saved" in cli("note", "1", "plateau", "after", "day", "2")
+    record = babysit.Client(store_with_runs).run(1)
+    assert record.tags == ["b", "c"] and record.note == "plateau after day 2"
+
+
+def test_runs_page_asks_the_store_for_all_runs_at_once(store_with_runs):
+    import sqlalchemy as sa
+
+    from babysit.ui import state
+    client = babysit.Client(store_with_runs)
+    assert client.store.latest_metric_of([1, 2, 99], "loss") == {
+        1: pytest.approx(1 / 300), 2: pytest.approx(1 / 300)}
+    render("runs")                                  # opens the dashboard's client
+
+    def statements() -> int:
+        import streamlit as st
+        st.cache_data.clear()
+        seen = []
+        engine = state.client().store._read_engine
+        listener = lambda *a: seen.append(1)       # noqa: E731
+        sa.event.listen(engine, "before_cursor_execute", listener)
+        at = render("runs")
+        sa.event.remove(engine, "before_cursor_execute", listener)
+        no_exceptions(at)
+        return len(seen)
+    few = statements()
+    for i in range(6):
+        client.store.create_run(project="t", name=f"more-{i}", config={}, hp={"lr": 0.1},
+                                strict=False, day_spec="", status="finished")
+    assert statements() == few                       # not one query per run

@@ -365,7 +365,8 @@ def test_describe_event_kinds() -> None:
     assert datetime.fromtimestamp(T0).strftime("%Y-%m-%d") in day_before
 
 
-@pytest.mark.parametrize("module", ["__init__.py", "downsample.py", "figures.py"])
+@pytest.mark.parametrize("module", ["__init__.py", "downsample.py", "figures.py", "fmt.py", "frames.py",
+                                    "plotting.py", "compare_figures.py", "lineage_figures.py"])
 def test_figure_modules_do_not_import_streamlit(module: str) -> None:
     # Read the source rather than import: the package must import where Streamlit is absent.
     tree = ast.parse((REPO / "babysit" / "ui" / module).read_text())

@@ -8,6 +8,8 @@ through the store, as the orchestrator writes them.
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,7 +19,10 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 import babysit
+from babysit.ui.auth import TOKEN_ENV
 from tests.conftest import wait_for
+
+TOKEN = "study-page-test-token"      # this server start's secret, passed as ?token=
 
 PAGE = "from babysit.ui.views import study as page\npage.render()\n"
 SPACE = {"lr": {"scale": "log", "low": 1e-3, "high": 1.0},
@@ -87,7 +92,10 @@ def study_store(tmp_path, monkeypatch) -> dict:
 
 
 def render(**query) -> AppTest:
+    """The page in a session that opened the link `babysit ui` printed (token and all)."""
+    os.environ[TOKEN_ENV] = TOKEN        # how the launcher hands it to the server
     at = AppTest.from_string(PAGE, default_timeout=60)
+    at.query_params["token"] = TOKEN
     for k, v in query.items():
         at.query_params[k] = v
     at.run()
@@ -99,7 +107,9 @@ def no_exceptions(at: AppTest) -> None:
 
 
 def texts(at: AppTest, kind: str) -> str:
-    return " ".join(str(e.value) for e in getattr(at, kind))
+    """What the user reads: user-supplied text is sent as Markdown with every punctuation
+    character backslash-escaped (babysit.ui.text.md), which renders as the text itself."""
+    return re.sub(r"\\(.)", r"\1", " ".join(str(e.value) for e in getattr(at, kind)))
 
 
 def test_renders_on_an_empty_store_and_creates_nothing(tmp_path, monkeypatch):

@@ -72,15 +72,18 @@ def selected_run(ids: Sequence[int], live: Sequence[int] = ()) -> int | None:
 def no_store_message() -> None:
     """What a page shows before any run has created the store."""
     from babysit.ui.state import store_location
+    from babysit.ui.text import md
 
     root, _ = store_location()
-    st.info(f"No runs yet in `{root}`. Start one with `babysit demo` (a small demo run and "
+    st.info(f"No runs yet in {md(root)}. Start one with `babysit demo` (a small demo run and "
             "this dashboard), or add `run = babysit.init(...)` to a training script and "
             "launch it with `babysit run -- python train.py`.")
 
 
 def store_error(exc: BaseException) -> None:
-    st.error(f"Cannot read the babysit store: {exc}")
+    from babysit.ui.text import md
+
+    st.error("Cannot read the babysit store: " + md(exc))
 
 
 def load_runs() -> Any:
@@ -101,51 +104,15 @@ def load_runs() -> Any:
     return df
 
 
-PASSWORD_KEY = "babysit_password"   # session_state key of the sidebar's password box
-
-
-def _expected_password() -> str | None:
-    try:
-        section = st.secrets.get("babysit")
-        value = section.get("password") if section is not None else None
-    except Exception:               # no secrets.toml at all: Streamlit raises on access
-        return None
-    return str(value) if value else None
-
-
-def _host_header() -> str | None:
-    try:
-        return st.context.headers.get("Host")
-    except Exception:
-        return None
-
-
-def needs_password() -> bool:
-    """True when other machines may reach this server: steering then takes the password."""
-    from babysit.ui.actions import is_local
-
-    return not is_local(st.get_option("server.address"), _host_header())
-
-
 def control_access() -> tuple[bool, str]:
-    """(may this browser steer runs?, the note to show when not)."""
-    from babysit.ui.actions import password_ok
+    """(may this browser session steer runs?, the note to show where the controls are when not).
 
-    if not needs_password():
+    Steering takes the token of the link ``babysit ui`` printed, or the password; every action
+    checks again with ``auth.require()`` (a disabled button is only a hint to the browser).
+    """
+    from babysit.ui import auth
+
+    auth.admit()
+    if auth.may_steer():
         return True, ""
-    expected = _expected_password()
-    if expected is None:
-        return False, ("This dashboard can be reached from other machines, so its controls are "
-                       "off until a password is set: add `[babysit] password = \"...\"` to "
-                       "`.streamlit/secrets.toml`, or serve it with `babysit ui` (127.0.0.1 "
-                       "only). You can still look.")
-    if password_ok(st.session_state.get(PASSWORD_KEY), expected):
-        return True, ""
-    return False, "Enter the dashboard password in the sidebar to steer runs. You can still look."
-
-
-def password_box() -> None:
-    """The sidebar's password entry, shown only when the server is not local-only."""
-    if needs_password() and _expected_password() is not None:
-        st.sidebar.text_input("Password", type="password", key=PASSWORD_KEY,
-                              help="needed to steer runs from another machine")
+    return False, auth.note()

@@ -1,4 +1,4 @@
-"""Compare page: one metric of several runs overlaid."""
+"""Compare page: several runs overlaid, one panel per chosen metric."""
 
 from __future__ import annotations
 
@@ -6,19 +6,23 @@ import streamlit as st
 
 from babysit.errors import BabysitError
 from babysit.ui import state
-from babysit.ui.figures import compare_figure
+from babysit.ui.compare_figures import compare_panels_figure
+from babysit.ui.panels import group_panels
+from babysit.ui.text import md
 from babysit.ui.views import COMPARE_RUNS, load_runs
 
 
 @st.fragment(run_every=state.REFRESH_S)
-def live_compare(run_ids: list[int], metric: str, log_y: bool, smoothing: float) -> None:
+def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[str],
+                 smoothing: float) -> None:
     try:
         runs = state.runs()
         metrics = {i: state.metrics(i) for i in run_ids}
     except BabysitError as exc:
-        st.error(f"Cannot read the runs: {exc}")
+        st.error(f"Cannot read the runs: {md(exc)}")
         return
-    figure = compare_figure(metrics, metric, runs, log_y=log_y, smoothing=smoothing)
+    figure = compare_panels_figure(metrics, names, runs, align=align, log_y=set(log_y),
+                                   smoothing=smoothing)
     st.plotly_chart(figure, key="compare_figure", width="stretch")
 
 
@@ -42,15 +46,20 @@ def render() -> None:
         for i in chosen:
             names += [n for n in state.metrics(i)["name"].unique() if not str(n).startswith("hp/")]
     except BabysitError as exc:
-        st.error(f"Cannot read the runs: {exc}")
+        st.error(f"Cannot read the runs: {md(exc)}")
         return
-    names = sorted(set(names), key=lambda n: (n != "loss", n))
+    names = [n for _, group in group_panels(set(names)) for n in group]
     if not names:
         st.info("These runs have logged no metrics yet.")
         return
-    c1, c2, c3 = st.columns([2, 1, 2])
-    metric = c1.selectbox("Metric", names, key="compare_metric")
-    log_y = c2.toggle("log y", key="compare_log_y")
-    smoothing = c3.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing")
-    live_compare([int(i) for i in chosen], str(metric), bool(log_y), float(smoothing))
-
+    default = [n for n in names if n == "loss" or n.startswith("val")][:4] or names[:1]
+    c1, c2 = st.columns([3, 2])
+    chosen_names = c1.multiselect("Metrics (one panel each)", names, default=default,
+                                  key="compare_metrics")
+    align = c2.radio("align by", ["step", "fork"], key="compare_align", horizontal=True,
+                     format_func=lambda a: "step" if a == "step" else "steps since the fork point")
+    c3, c4 = st.columns([3, 2])
+    log_y = c3.multiselect("log y", chosen_names, key="compare_log_panels")
+    smoothing = c4.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing")
+    live_compare([int(i) for i in chosen], [str(n) for n in chosen_names], str(align),
+                 [str(n) for n in log_y], float(smoothing))

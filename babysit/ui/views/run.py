@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from babysit.errors import BabysitError
+from babysit.hparams import describe_lr
 from babysit.store import LIVE
-from babysit.ui import actions, state
-from babysit.ui.figures import run_figure
-from babysit.ui.views import OPEN_RUN, control_access, load_runs, open_run, selected_run
+from babysit.ui import actions, auth, console, prefs, state
+from babysit.ui.frames import metrics_csv
+from babysit.ui.panels import group_panels, panels_figure
+from babysit.ui.text import md
+from babysit.ui.views import (
+    OPEN_RUN,
+    control_access,
+    load_runs,
+    open_run,
+    page,
+    selected_run,
+)
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
-_FIXED_KEYS = ("lr", "momentum")   # have their own buttons; the rest get an exact entry each
+_ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
+_FIXED_KEYS = ("lr", "momentum")
+_CONSOLE_LINES = 200
+_PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
 
 
 def _fmt(value: Any) -> str:
@@ -29,59 +44,138 @@ def _run_row(runs: pd.DataFrame, run_id: int) -> dict[str, Any]:
     return runs[runs["id"] == run_id].iloc[0].to_dict()
 
 
+def _now(row: dict[str, Any], run_id: int) -> dict[str, Any]:
+    """What the trainer reports its optimizer uses (``effective``), else the configured hp."""
+    effective = row.get("effective")
+    if not isinstance(effective, dict):
+        try:
+            effective = state.effective(run_id)
+        except BabysitError:
+            effective = {}
+    return effective or {}
+
+
+def _lr_text(row: dict[str, Any], now: dict[str, Any]) -> str:
+    """"lr 0.0125 · schedule ×0.25 of 0.05": the live lr beside the configured one."""
+    hp = row.get("hp") or {}
+    return describe_lr(now.get("lr"), hp.get("lr")).removeprefix("lr").strip() or "–"
+
+
+def _momentum_now(row: dict[str, Any], now: dict[str, Any]) -> Any:
+    return now.get("momentum", (row.get("hp") or {}).get("momentum"))
+
+
 @st.fragment(run_every=state.REFRESH_S)
-def live_view(run_id: int) -> None:
-    """Status line, curves and audit log; redraws every couple of seconds on its own."""
+def live_header(run_id: int) -> None:
+    """Status, day, step, effective lr / momentum and heartbeat; refreshes on its own."""
     try:
         row = _run_row(state.runs(), run_id)
+    except (BabysitError, IndexError) as exc:
+        st.error(f"Cannot read run {run_id}: {md(exc)}")
+        return
+    now = _now(row, run_id)
+    age = row.get("heartbeat_age")
+    cols = st.columns([1.9, 0.9, 1, 2.4, 1.1, 1.1])
+    cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
+    live = str(row.get("status")) in LIVE
+    cols[1].metric("day" if live else "days saved",
+                   md(day_text(row.get("day"), str(row.get("status"))).split(" ")[0]),
+                   help=md(days_saved(row.get("day"))))
+    cols[2].metric("step", row.get("step"))
+    cols[3].metric("lr", md(_lr_text(row, now)))
+    cols[4].metric("momentum", md(_fmt(_momentum_now(row, now))))
+    cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
+    if row.get("status") in ("crashed", "diverged") and row.get("error"):
+        st.error(f"Run {run_id} {md(row['status'])}: {md(row['error'])}")
+
+
+def day_text(day: Any, status: str) -> str:
+    """The header's day: "3 in progress" while the run trains (day = days saved), else "2 saved".
+
+    >>> day_text(2, "running"), day_text(2, "finished")
+    ('3 in progress', '2 saved')
+    """
+    try:
+        n = int(day)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{n + 1} in progress" if status in LIVE else f"{n} saved"
+
+
+def days_saved(day: Any) -> str:
+    """The header's hover: "day 3 in progress, 2 days saved"."""
+    try:
+        n = int(day)
+    except (TypeError, ValueError):
+        return "no day saved yet"
+    return f"day {n + 1} in progress, {n} day{'s' if n != 1 else ''} saved"
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def live_view(run_id: int) -> None:
+    """Curves and audit log; redraws every couple of seconds on its own."""
+    try:
         metrics = state.metrics(run_id)
         events = state.events(run_id)
         checkpoints = state.checkpoints(run_id)
     except BabysitError as exc:
-        st.error(f"Cannot read run {run_id}: {exc}")
+        st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
-    hp = row.get("hp") or {}
-    age = row.get("heartbeat_age")
-    cols = st.columns([1.6, 0.8, 1, 1, 1, 1.1])
-    cols[0].metric("status", actions.status_mark(str(row["status"])))
-    cols[1].metric("day", row.get("day"))
-    cols[2].metric("step", row.get("step"))
-    cols[3].metric("lr", _fmt(hp.get("lr")))
-    cols[4].metric("momentum", _fmt(hp.get("momentum")))
-    cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
-    if row.get("status") in ("crashed", "diverged") and row.get("error"):
-        st.error(f"Run {run_id} {row['status']}: {row['error']}")
-    figure = run_figure(metrics, events, checkpoints,
-                        x=st.session_state.get("run_x", "step"),
-                        log_y=bool(st.session_state.get("run_log_y", False)),
-                        smoothing=float(st.session_state.get("run_smoothing", 0.0)))
+    panels = st.session_state.get(_PANELS) or None
+    figure = panels_figure(metrics, events, checkpoints, panels=panels,
+                           log_y=set(st.session_state.get("run_log_panels") or ()),
+                           x=st.session_state.get("run_x", "step"),
+                           show_superseded=bool(st.session_state.get("run_superseded", False)),
+                           smoothing=float(st.session_state.get("run_smoothing", 0.0)))
     st.plotly_chart(figure, key="run_figure", width="stretch")
     with st.expander(f"Events ({len(events)})", expanded=False):
         st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
                      key="run_events")
 
 
+@st.fragment(run_every=state.REFRESH_S)
+def live_console(run_id: int) -> None:
+    """The tail of the run's console output (its process log), live."""
+    text = console.tail(state.store_location()[0], run_id, lines=int(_CONSOLE_LINES))
+    with st.expander("Console output", expanded=bool(text)):
+        if text is None:
+            st.caption("No console output saved for this run: runs started with "
+                       "`babysit run`, restarts and forks save it in runs/<id>/process.log.")
+        else:
+            st.code(text or "(nothing printed yet)", language=None, height=260)
+
+
 def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
-    """Run one action: st.success with what the trainer applied, st.error with why not."""
+    """Run one action: st.success with what the trainer applied, st.error with why not.
+
+    Every action passes here, and here the session must have shown the token or the password:
+    a disabled button is only a hint to the browser, a crafted websocket message can click it.
+    """
     try:
-        with st.spinner(f"{label}…"):
+        auth.require()
+        with st.spinner(f"{md(label)}…"):
             message = fn()
     except BabysitError as exc:
-        where.error(str(exc))
+        where.error(md(exc))
         return None
     state.refresh()
-    # rerun so every "now" value on the page shows the change; the message survives the rerun
+    # rerun the controls fragment only: its "now" values and day lists show the change at once,
+    # the chart and the header refresh on their own; the message survives the rerun
     st.session_state[_FLASH] = message
-    st.rerun()
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:      # a click that came with a full run (AppTest does that)
+        st.rerun()
     return message
 
 
 def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback: Any) -> None:
     hp = row.get("hp") or {}
+    now = _now(row, run_id)
     off = not enabled
     c1, c2, c3 = st.columns(3)
     with c1:
-        st.markdown(f"**Learning rate** · now {_fmt(hp.get('lr'))}")
+        st.markdown(f"**Learning rate** · now {md(_lr_text(row, now))}")
         b1, b2 = st.columns(2)
         if b1.button("lr ×0.5", key="lr_half", disabled=off, width="stretch"):
             _act(feedback, "halving lr", lambda: actions.lr_times(client, run_id, 0.5))
@@ -91,7 +185,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         if st.button("Set lr", key="lr_set", disabled=off):
             _act(feedback, "setting lr", lambda: actions.set_value(client, run_id, "lr", text))
     with c2:
-        st.markdown(f"**Momentum** · now {_fmt(hp.get('momentum'))}")
+        st.markdown(f"**Momentum** · now {md(_fmt(_momentum_now(row, now)))}")
         b1, b2 = st.columns(2)
         if b1.button("More momentum", key="momentum_more", disabled=off, width="stretch",
                      help="halves 1-β: 0.9 → 0.95"):
@@ -107,7 +201,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
             _act(feedback, "setting momentum",
                  lambda: actions.set_value(client, run_id, "momentum", mtext))
     with c3:
-        st.markdown(f"**Process** · {actions.status_mark(str(row['status']))}")
+        st.markdown(f"**Process** · {md(actions.status_mark(str(row['status'])))}")
         if st.button("Pause", key="run_pause", disabled=off, width="stretch"):
             _act(feedback, "pausing", lambda: actions.pause(client, run_id))
         if st.button("Resume", key="run_resume", disabled=off, width="stretch"):
@@ -123,9 +217,9 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         with st.expander("Other hyperparameters", expanded="weight_decay" in others):
             for name in others:
                 a, b = st.columns([3, 1], vertical_alignment="bottom")
-                value = a.text_input(f"{name} (now {_fmt(hp[name])})", key=f"hp_{name}",
-                                     disabled=off)
-                if b.button(f"Set {name}", key=f"hp_set_{name}", disabled=off):
+                value = a.text_input(f"{md(name)} (now {md(_fmt(hp[name]))})",
+                                     key=f"hp_{name}", disabled=off)
+                if b.button(f"Set {md(name)}", key=f"hp_set_{name}", disabled=off):
                     _act(feedback, f"setting {name}",
                          lambda n=name, v=value: actions.set_value(client, run_id, n, v))
 
@@ -146,7 +240,7 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
     try:
         checkpoints = state.checkpoints(run_id)
     except BabysitError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.subheader("Days")
     if not len(checkpoints):
@@ -164,11 +258,16 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
         day = st.selectbox("day to roll back to", days, index=len(days) - 1, key="rollback_day")
         over = st.text_input("overrides (key=value …)", key="rollback_overrides",
                              placeholder="lr=0.05", disabled=not enabled)
+        if st.session_state.pop(_ROLLED_BACK, False):
+            st.session_state["rollback_confirm"] = False     # one tick, one rollback
         sure = st.checkbox("Yes, roll back (later days stay in the store, superseded)",
                            key="rollback_confirm", disabled=not enabled)
         if st.button("Roll back", key="run_rollback", disabled=not enabled or not live):
-            _act(feedback, "rolling back", lambda: actions.rollback(
-                client, run_id, day, confirmed=sure, overrides=over))
+            def do_rollback() -> str:
+                message = actions.rollback(client, run_id, day, confirmed=sure, overrides=over)
+                st.session_state[_ROLLED_BACK] = True
+                return message
+            _act(feedback, "rolling back", do_rollback)
     with c2:
         st.markdown("**Fork** a new run from a day")
         fday = st.selectbox("day to fork from", days, index=len(days) - 1, key="fork_day")
@@ -186,11 +285,92 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
             open_run(child)
 
 
+def _download(run_id: int) -> None:
+    try:
+        metrics = state.metrics(run_id)
+    except BabysitError:
+        return
+    panels = st.session_state.get(_PANELS) or None
+    st.download_button(
+        "Download shown metrics (CSV)", key="run_csv", mime="text/csv",
+        file_name=f"run-{run_id}-metrics.csv",
+        data=metrics_csv(metrics, panels,
+                         superseded=bool(st.session_state.get("run_superseded", False))))
+
+
+def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
+    """The run's note and tags (editable), its full config and the command that launched it."""
+    tags = row.get("tags") if isinstance(row.get("tags"), list) else []
+    note = str(row.get("note") or "")
+    title = "Note, tags, config and launch command"
+    if tags:
+        title += " · " + " ".join(f"#{t}" for t in tags)
+    with st.expander(md(title), expanded=False):
+        where = st.container()
+        a, b = st.columns([3, 2])
+        new_note = a.text_area("note", value=note, key=f"run_note_{run_id}", height=90,
+                               disabled=not enabled)
+        new_tags = b.text_input("tags (space separated)", value=" ".join(tags),
+                                key=f"run_tags_{run_id}", disabled=not enabled)
+        if b.button("Save note and tags", key="run_note_save", disabled=not enabled):
+            def save() -> str:
+                client.set_note(run_id, new_note)
+                saved = client.set_tags(run_id, str(new_tags).split())
+                return f"saved the note and {len(saved)} tag(s) of run {run_id}"
+            _act(where, "saving", save)
+        try:
+            record = state.record(run_id)
+        except BabysitError as exc:
+            st.error(md(exc))
+            return
+        c1, c2 = st.columns(2)
+        c1.markdown("**config**")
+        c1.json(dict(record.config or {}), expanded=True)
+        c2.markdown("**launch command**")
+        launch = record.launch or {}
+        argv = [str(launch.get("executable") or ""), *map(str, launch.get("argv") or [])]
+        c2.code(shlex.join(a for a in argv if a) if launch.get("argv") else
+                "(started from an interactive session)", language=None)
+        if launch.get("cwd"):
+            c2.caption(f"in {md(launch['cwd'])}")
+
+
+def _view_controls(run_id: int, project: str) -> None:
+    """x axis, smoothing, rolled-back branches, and the panel picker remembered per project."""
+    v1, v2, v3 = st.columns([2, 2, 1.4])
+    v1.radio("x axis", ["step", "day", "time"], key="run_x", horizontal=True)
+    v2.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
+    v3.toggle("show rolled-back branches", key="run_superseded",
+              help="after a rollback the x range fits the live branch; this brings back the "
+                   "abandoned one")
+    try:
+        present = [str(n) for n in state.metrics(run_id)["name"].unique()
+                   if not str(n).startswith("hp/")]
+    except BabysitError:
+        present = []
+    names = [n for _, group in group_panels(n for n in present if not n.startswith("sys/"))
+             for n in group] + sorted(n for n in present if n.startswith("sys/"))
+    root = state.store_location()[0]
+    if st.session_state.get("run_panels_project") != project:
+        saved = prefs.load_panels(root, project) or []
+        st.session_state[_PANELS] = [n for n in saved if n in names]
+        st.session_state["run_panels_project"] = project
+    st.session_state[_PANELS] = [n for n in st.session_state.get(_PANELS) or [] if n in names]
+    p1, p2 = st.columns([3, 2])
+    chosen = p1.multiselect("panels (in this order; empty = all)", names, key=_PANELS,
+                            help="remembered for this project")
+    p2.multiselect("log y", names, key="run_log_panels")
+    if list(chosen) != (prefs.load_panels(root, project) or []):
+        prefs.save_panels(root, project, list(chosen))
+
+
 def render() -> None:
+    top = st.container()          # the title goes above whatever load_runs says
     runs = load_runs()
     if runs is None:
-        st.title("Run")
+        top.title("Run")
         return
+    top.page_link(page("runs"), label="← All runs", icon=None)
     ids = sorted((int(i) for i in runs["id"]), reverse=True)
     live_ids = [int(i) for i, s in zip(runs["id"], runs["status"], strict=False) if s in LIVE]
     current = selected_run(ids, live_ids)
@@ -205,36 +385,51 @@ def render() -> None:
         st.session_state[OPEN_RUN] = run_id
         st.query_params["run"] = str(run_id)
     row = _run_row(runs, run_id)
-    st.title(f"Run #{run_id} {row.get('name') or ''}")
+    st.title(f"Run #{run_id} {md(row.get('name') or '')}")
     if row.get("parent_id") is not None and not pd.isna(row.get("parent_id")):
         st.caption(f"forked from run #{int(row['parent_id'])} at day {int(row['parent_day'])}")
 
-    v1, v2, v3 = st.columns([2, 1, 2])
-    v1.radio("x axis", ["step", "day", "time"], key="run_x", horizontal=True)
-    v2.toggle("log y", key="run_log_y")
-    v3.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
+    _view_controls(run_id, str(row.get("project") or ""))
 
-    chart = st.container()
+    live_header(run_id)
+    live_view(run_id)
+    _download(run_id)
+    live_console(run_id)
     st.divider()
+    controls(run_id)
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def controls(run_id: int) -> None:
+    """The knobs, the Days table and the rollback / fork day lists, refreshed on their own.
+
+    A click reruns this fragment only: the chart above keeps drawing, the page does not move.
+    """
+    try:
+        row = _run_row(state.runs(), run_id)
+    except (BabysitError, IndexError) as exc:
+        st.error(f"Cannot read run {run_id}: {md(exc)}")
+        return
     allowed, why = control_access()
+    # one slot whatever it holds: a page that gains the right to steer (a reloaded tab proving
+    # itself) redraws its elements in place instead of shifting them all by one
+    note = st.empty()
     if not allowed:
-        st.info(why)
+        note.info(why)
     elif row.get("status") not in LIVE:
         hint = "restart it (babysit restart)" if row.get("status") in ("crashed", "stopped") \
             else "fork it from a day below to train further"
-        st.caption(f"Run {run_id} is {row.get('status')}: no process to steer; {hint}.")
+        note.caption(f"Run {run_id} is {md(row.get('status'))}: no process to steer; {hint}.")
     feedback = st.container()
     flash = st.session_state.pop(_FLASH, None)
     if flash:
-        feedback.success(flash)
+        feedback.success(md(flash))
     try:
         client = state.client()
     except BabysitError as exc:
-        st.error(f"Cannot open the babysit store: {exc}")
+        st.error(f"Cannot open the babysit store: {md(exc)}")
         return
     steerable = allowed and row.get("status") in LIVE
     _knobs(client, run_id, row, steerable, feedback)
     _days(client, run_id, row, allowed, feedback)
-    with chart:
-        live_view(run_id)
-
+    _about(client, run_id, row, allowed)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
+from babysit.errors import BabysitError
 from babysit.store import STATUSES
 from babysit.ui import actions, state
+from babysit.ui.frames import filter_runs
+from babysit.ui.text import md
 from babysit.ui.views import compare_runs, load_runs, open_run
 
 
@@ -18,14 +22,38 @@ def render() -> None:
     projects = sorted({p for p in df["project"] if p})
     chosen_projects = c1.multiselect("Project", projects, key="runs_projects")
     chosen_status = c2.multiselect("Status", list(STATUSES), key="runs_status")
-    if chosen_projects:
-        df = df[df["project"].isin(chosen_projects)]
-    if chosen_status:
-        df = df[df["status"].isin(chosen_status)]
+    f1, f2, f3, f4 = st.columns([3, 1.4, 1, 1])
+    search = f1.text_input("Search name, project or tag", key="runs_search",
+                           placeholder="e.g. warmup baseline")
+    keys = sorted({k for hp in df["hp"] if isinstance(hp, dict) for k, v in hp.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)})
+    hp = f2.selectbox("hyperparameter", [None, *keys], key="runs_hp",
+                      format_func=lambda k: "–" if k is None else k)
+    low = f3.number_input("from", value=None, format="%g", key="runs_hp_low", disabled=hp is None)
+    high = f4.number_input("to", value=None, format="%g", key="runs_hp_high", disabled=hp is None)
+    live_table(list(chosen_projects), list(chosen_status), str(search or ""), hp, low, high)
+
+
+@st.fragment(run_every=state.REFRESH_S)
+def live_table(projects: list[str], statuses: list[str], search: str = "",
+               hp: str | None = None, low: float | None = None,
+               high: float | None = None) -> None:
+    """The runs table and its buttons; step, status and heartbeat refresh on their own."""
+    try:
+        df = state.runs()
+    except BabysitError as exc:
+        st.error(f"Cannot read the runs: {md(exc)}")
+        return
+    if projects:
+        df = df[df["project"].isin(projects)]
+    if statuses:
+        df = df[df["status"].isin(statuses)]
+    df = filter_runs(df, search, hp=hp, low=low, high=high)
     df = df.sort_values("id", ascending=False)
     ids = [int(i) for i in df["id"]]
-    latest = {i: state.latest_loss(i) for i in ids}
-    best = {i: actions.best_val(state.checkpoints(i)) for i in ids}
+    latest, checkpoints = state.runs_summary(ids)      # two queries for all runs
+    empty = pd.DataFrame(columns=["day", "metrics"])
+    best = {i: actions.best_val(checkpoints.get(i, empty)) for i in ids}
     table = actions.runs_table(df, latest, best)
 
     bad = table["status"].str.contains("crashed|diverged")

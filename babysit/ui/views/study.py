@@ -17,7 +17,7 @@ import streamlit as st
 from babysit.errors import BabysitError
 from babysit.store import LIVE
 from babysit.study.space import SCALES, Space, SpaceError
-from babysit.ui import state, study_state
+from babysit.ui import auth, state, study_state
 from babysit.ui import study_actions as sa
 from babysit.ui.study_figures import (
     family_tree_figure,
@@ -27,6 +27,7 @@ from babysit.ui.study_figures import (
     study_curves_figure,
     wants_log,
 )
+from babysit.ui.text import md
 from babysit.ui.views import control_access, open_run, page
 
 OPEN_STUDY = "open_study"        # session_state key: id of the study shown
@@ -45,12 +46,16 @@ _STOPPING_HELP = ("One rule per line, checked at day ends: `patience:3` (no bett
 
 
 def _act(where: Any, label: str, fn: Callable[[], str]) -> None:
-    """Run one action: its message after a rerun (st.success), or st.error with why not."""
+    """Run one action: its message after a rerun (st.success), or st.error with why not.
+
+    Every action passes here, and here the session must have shown the token or the password.
+    """
     try:
-        with st.spinner(f"{label}…"):
+        auth.require()
+        with st.spinner(f"{md(label)}…"):
             message = fn()
     except (BabysitError, SpaceError) as exc:
-        where.error(str(exc))
+        where.error(md(exc))
         return
     study_state.refresh()
     st.session_state[_FLASH] = message
@@ -130,7 +135,7 @@ def _new_study_form(existing: list[str], allowed: bool) -> None:
                 space_format = sa.spec_format(upload.name)
                 space_text = upload.getvalue().decode("utf-8")
             except (SpaceError, UnicodeDecodeError) as exc:
-                st.error(f"Cannot read {upload.name}: {exc}")
+                st.error(f"Cannot read {md(upload.name)}: {md(exc)}")
     slots["space"] = st.empty()
 
     c1, c2 = st.columns([1, 2])
@@ -171,10 +176,10 @@ def _new_study_form(existing: list[str], allowed: bool) -> None:
             request = sa.check_study_form(form, existing, commands)
         except sa.FormErrors as exc:
             for field, message in exc.errors.items():
-                slots.get(field, st).error(message)
+                slots.get(field, st).error(md(message))
             return
         for note in request.notes:
-            st.info(note)
+            st.info(md(note))
 
         def launch() -> str:
             message, study_id = sa.create_and_launch(_writer(), request)
@@ -205,7 +210,7 @@ def _live(study_id: int, objective: str, direction: str, x: str, log_y: bool) ->
         runs = study_state.study_runs(study_id)
         curves = {int(i): study_state.curve(int(i), objective) for i in runs["id"]}
     except BabysitError as exc:
-        st.error(f"Cannot read study {study_id}: {exc}")
+        st.error(f"Cannot read study {study_id}: {md(exc)}")
         return
     st.plotly_chart(study_curves_figure(curves, runs, objective, direction, x=x, log_y=log_y),
                     key="study_curves", width="stretch")
@@ -222,7 +227,7 @@ def _wait_for_runs(study_id: int) -> None:
         if len(study_state.study_runs(study_id)):
             st.rerun()
     except BabysitError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
 
 
 @st.fragment(run_every=state.REFRESH_S * 2)
@@ -230,7 +235,7 @@ def _live_header(study_id: int, allowed: bool) -> None:
     try:
         _header(study_state.study(study_id), study_state.study_runs(study_id), allowed)
     except BabysitError as exc:
-        st.error(f"Cannot read study {study_id}: {exc}")
+        st.error(f"Cannot read study {study_id}: {md(exc)}")
 
 
 def _header(record: Any, runs: pd.DataFrame, allowed: bool) -> None:
@@ -240,24 +245,24 @@ def _header(record: Any, runs: pd.DataFrame, allowed: bool) -> None:
     done = len(sa.finished_runs(runs))
     live = int(runs["status"].isin(("starting", "running", "paused")).sum()) if len(runs) else 0
     cols = st.columns(5)
-    cols[0].metric("status", record.status)
+    cols[0].metric("status", md(record.status))
     cols[1].metric("runs done", f"{done} / {budget.get('runs', '?')}")
     cols[2].metric("running", f"{live} (≤ {budget.get('parallel', '?')})")
-    cols[3].metric(f"best {record.objective}", _fmt(best.get("best", best.get("objective")))
-                   if best else "–")
-    cols[4].metric("autopilot", record.autopilot)
+    cols[3].metric(f"best {md(record.objective)}",
+                   md(_fmt(best.get("best", best.get("objective")))) if best else "–")
+    cols[4].metric("autopilot", md(record.autopilot))
     strategy = dict(record.strategy or {})
     kind = strategy.pop("kind", "?")
     extra = " ".join(f"{k}={v}" for k, v in strategy.items())
     parent = f" · follow-up of study #{record.parent_id}" if record.parent_id else ""
-    st.caption(f"{record.direction} {record.objective} · {kind} {extra} · "
-               f"{budget.get('days', '?')} days per run{parent}")
+    st.caption(md(f"{record.direction} {record.objective} · {kind} {extra} · "
+                  f"{budget.get('days', '?')} days per run{parent}"))
     if best:
         bid = int(best["id"])
         hp = ", ".join(f"{p}={_fmt(best.get(p))}" for p in record.space if p in best)
-        st.page_link(page("run"), label=f"Best run #{bid} {best.get('name', '')}: "
+        st.page_link(page("run"), label=md(f"Best run #{bid} {best.get('name', '')}: "
                      f"{record.objective} {_fmt(best.get('best', best.get('objective')))} "
-                     f"at day {_fmt(best.get('best_day'))} ({hp})",
+                     f"at day {_fmt(best.get('best_day'))} ({hp})"),
                      icon=":material/emoji_events:", query_params={"run": str(bid)})
     feedback = st.container()
     try:
@@ -302,13 +307,13 @@ def _follow_up(client: Any, record: Any, space: Space, picked: dict[str, list],
         region = sa.region_from_selection(space, picked)
         narrowed = space.narrow_to(region) if region else None
     except (BabysitError, SpaceError) as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     if not region or narrowed is None:
         st.caption("Nothing selected yet: the new study would search the same space.")
         return
-    st.caption("Region: " + "; ".join(f"{p.name} {p.describe()}" for p in narrowed
-                                      if p.name in region))
+    st.caption("Region: " + md("; ".join(f"{p.name} {p.describe()}" for p in narrowed
+                                         if p.name in region)))
     n = sum(1 for name in existing if name.startswith(f"{record.name}-fine"))
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     name = c1.text_input("Name of the follow-up study", value=f"{record.name}-fine{n + 1}",
@@ -339,7 +344,7 @@ def _autopilot(client: Any, record: Any, runs: pd.DataFrame, allowed: bool) -> N
                   "waits for Approve below; off: none")
     error = st.session_state.pop(_ERROR, None)
     if error:
-        feedback.error(error)
+        feedback.error(md(error))
     _live_decisions(record.id, allowed)
 
     if len(runs) < 2:
@@ -378,7 +383,7 @@ def _live_decisions(study_id: int, allowed: bool) -> None:
         decisions = study_state.decisions(study_id)
         client = state.client()
     except BabysitError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     pending = decisions[decisions["status"] == "proposed"] if len(decisions) else decisions
     if not len(pending):
@@ -386,7 +391,7 @@ def _live_decisions(study_id: int, allowed: bool) -> None:
     for d in pending.to_dict("records"):
         did = int(d["id"])
         c1, c2, c3 = st.columns([6, 1, 1], vertical_alignment="center")
-        c1.markdown(f"**{d['kind']}** · {sa.describe_decision(d)}")
+        c1.markdown(f"**{md(d['kind'])}** · {md(sa.describe_decision(d))}")
         if c2.button("Approve", key=f"study_approve_{did}", disabled=not allowed):
             _act(feedback, "approving", partial(sa.approve, client, did))
         if c3.button("Veto", key=f"study_veto_{did}", disabled=not allowed):
@@ -406,7 +411,7 @@ def _live_tree(study_id: int, direction: str, pbt: bool) -> None:
         runs = study_state.study_runs(study_id)
         events = study_state.events([int(i) for i in runs["id"]])
     except BabysitError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     if pbt or (events["kind"] == "exploit").any():
         st.subheader("Family tree · who copied whom, at which day")
@@ -420,7 +425,7 @@ def _live_runs(study_id: int) -> None:
         runs = study_state.study_runs(study_id)
         space = Space.from_dict(study_state.study(study_id).space)
     except BabysitError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     table = sa.runs_table(runs, space)
     event = st.dataframe(table, key=f"study_runs_{study_id}", hide_index=True, width="stretch",
@@ -436,6 +441,7 @@ def _live_runs(study_id: int) -> None:
 def _switch_autopilot(client: Any, study_id: int, key: str) -> None:
     """on_change of the mode radio: runs before the page, which then shows the outcome."""
     try:
+        auth.require()
         st.session_state[_FLASH] = sa.set_autopilot(client, study_id, st.session_state[key])
     except BabysitError as exc:
         st.session_state[_ERROR] = str(exc)
@@ -447,13 +453,13 @@ def _study_view(record: Any, existing: list[str], allowed: bool) -> None:
         runs = study_state.study_runs(record.id)
         client = state.client()
     except BabysitError as exc:
-        st.error(f"Cannot read study {record.id}: {exc}")
+        st.error(f"Cannot read study {record.id}: {md(exc)}")
         return
     space = Space.from_dict(record.space)
     header = st.container()
     flash = st.session_state.pop(_FLASH, None)
     if flash:
-        st.success(flash)
+        st.success(md(flash))
     if not len(runs):
         with header:
             _header(record, runs, allowed)
@@ -516,14 +522,15 @@ def _stopped(client: Any, study_id: int) -> str:
 def render() -> None:
     st.title("Studies")
     allowed, why = control_access()
+    note = st.empty()        # one slot either way: nothing below shifts when a tab proves itself
     if not allowed:
-        st.info(why)
+        note.info(why)
     studies = pd.DataFrame()
     if state.store_exists():
         try:
             studies = study_state.studies()
         except BabysitError as exc:
-            st.error(f"Cannot read the babysit store: {exc}")
+            st.error(f"Cannot read the babysit store: {md(exc)}")
             return
     names = [str(n) for n in studies["name"]] if len(studies) else []
     if not len(studies):
@@ -548,6 +555,6 @@ def render() -> None:
     try:
         record = study_state.study(study_id)
     except BabysitError as exc:
-        st.error(f"Cannot read study {study_id}: {exc}")
+        st.error(f"Cannot read study {study_id}: {md(exc)}")
         return
     _study_view(record, names, allowed)

@@ -35,9 +35,9 @@ class RandomTokens(torch.utils.data.Dataset):
 def build(output_dir: str, *, steps: int = 40, day: str = "10 steps", lr: float = 1e-3,
           warmup: int = 5, callbacks: list | None = None, project: str = "hf-tiny",
           babysit: bool = True, pace: float = 0.0, nan_filter: bool = True,
-          save_steps: int = 0, **callback_kwargs) -> Trainer:
+          save_steps: int = 0, width: int = 32, **callback_kwargs) -> Trainer:
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2,
+    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=width, n_layer=1, n_head=2,
                         bos_token_id=0, eos_token_id=0)
     model = GPT2LMHeadModel(config)
     args = TrainingArguments(

@@ -53,9 +53,10 @@ def loaders() -> tuple[DataLoader, DataLoader]:
 
 
 def build(root_dir: str, *, epochs: int = 4, day: str = "1 epoch", pace: float = 0.0,
-          callbacks: list | None = None, project: str = "pl-tiny", **callback_kwargs):
+          callbacks: list | None = None, project: str = "pl-tiny", lr: float = 0.05,
+          **callback_kwargs):
     torch.manual_seed(0)
-    model = Tiny(pace=pace)
+    model = Tiny(lr=lr, pace=pace)
     trainer = pl.Trainer(
         max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=root_dir,
         logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -1,0 +1,83 @@
+"""Starting the dashboard (``babysit ui``, ``babysit demo``): a Streamlit server locked down.
+
+A fresh random token per start reaches the server in its environment (``$BABYSIT_TOKEN``: other
+users cannot read a process's environment, while anyone can read its command line in ``ps``);
+the link printed here carries it. Streamlit's options are passed as flags, so a
+``config.toml`` elsewhere cannot loosen them: XSRF protection and CORS on, usage statistics and
+the developer toolbar (Deploy, Clear cache) off. No Streamlit import here: the CLI starts fast.
+
+>>> link("127.0.0.1", 8501, "abc")
+'http://127.0.0.1:8501/?token=abc'
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from babysit.ui.auth import TLS_HELP, TOKEN_ENV, TOKEN_PARAM, is_loopback
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def new_token() -> str:
+    """A token for one start: ``$BABYSIT_TOKEN`` when the user chose one, else 256 random bits."""
+    return os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
+
+
+def link(address: str, port: int, token: str, *, tls: bool = False) -> str:
+    """The URL to open: the server's address (this host's name when it listens everywhere)."""
+    host = address
+    if address in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in address:
+        host = f"[{address}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}/?{TOKEN_PARAM}={token}"
+
+
+def streamlit_argv(address: str, port: int, *, app: Path = APP, ssl_cert: str | None = None,
+                   ssl_key: str | None = None) -> list[str]:
+    """``python -m babysit.ui.warm run app.py`` (Streamlit, warmed) with babysit's options."""
+    # babysit.ui.warm: streamlit run, after importing what the pages need (a fast first chart)
+    argv = [sys.executable, "-m", "babysit.ui.warm", "run", str(app),
+            "--server.address", address, "--server.port", str(int(port)),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+            "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
+    if ssl_cert and ssl_key:
+        argv += ["--server.sslCertFile", str(ssl_cert), "--server.sslKeyFile", str(ssl_key)]
+    return argv
+
+
+def serve(root: Path | str, *, address: str = "127.0.0.1", port: int = 8501,
+          store_url: str | None = None, extra_env: Mapping[str, str] | None = None,
+          ssl_cert: str | None = None, ssl_key: str | None = None) -> int:
+    """Run the dashboard until Ctrl-C; prints the link with this start's token.
+
+    >>> serve("checkpoints")      # doctest: +SKIP
+    dashboard: http://127.0.0.1:8501/?token=...
+    """
+    if bool(ssl_cert) != bool(ssl_key):
+        raise ValueError("TLS needs both --ssl-cert and --ssl-key")
+    token = new_token()
+    env = dict(os.environ, **(extra_env or {}))
+    env["BABYSIT_ROOT"] = str(root)
+    env[TOKEN_ENV] = token
+    if store_url:
+        env["BABYSIT_STORE_URL"] = store_url
+    tls = bool(ssl_cert and ssl_key)
+    if not is_loopback(address) and not tls:
+        print("babysit: warning: " + TLS_HELP.replace("`", "") +
+              "\n    (or: babysit ui --ssl-cert cert.pem --ssl-key key.pem)\n", file=sys.stderr)
+    print(f"dashboard: {link(address, port, token, tls=tls)}\n"
+          "  (this link steers runs: the token in it is this start's secret)", flush=True)
+    argv = streamlit_argv(address, port, ssl_cert=ssl_cert, ssl_key=ssl_key)
+    try:
+        return subprocess.call(argv, env=env)
+    except KeyboardInterrupt:
+        return 0
