@@ -53,13 +53,21 @@ def checkpoint_name(day: int, branch: int) -> str:
 def safe_path(root: Path, relative: str) -> Path:
     """Resolve a checkpoint path from the store or the UI; refuse anything outside ``root``.
 
-    Absolute paths, ``..`` and symlinks that lead out of the root are all refused.
+    Absolute paths, ``..``, symlinks that lead out of the root, and symlinks below the root at
+    all (a link from one run's folder into another's would have a trainer write through it)
+    are refused; the root itself may be a link.
     """
     if not isinstance(relative, str) or not relative or os.path.isabs(relative):
         raise CheckpointError(f"checkpoint path must be relative to the store root, got {relative!r}")
     if ".." in Path(relative).parts:
         raise CheckpointError(f"checkpoint path may not contain '..', got {relative!r}")
     root_real = Path(os.path.realpath(root))
+    below = root_real
+    for part in Path(relative).parts:
+        below = below / part
+        if _is_symlink(below):
+            raise CheckpointError(f"{below} is a symlink: babysit never reads or writes a "
+                                  "checkpoint through a link below the store root")
     target = Path(os.path.realpath(root_real / relative))
     if root_real != target and root_real not in target.parents:
         raise CheckpointError(f"checkpoint path {relative!r} leads outside {root_real}")

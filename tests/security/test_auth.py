@@ -188,8 +188,8 @@ def test_babysit_ui_hands_the_token_over_out_of_sight_of_ps(tmp_path, address):
         link = wait_for(lambda: re.search(rf"http://\S+:{port}/\?token=(\S+)",
                                           out.read_text()), 60, "the printed link")
         token = link.group(1)
-        servers = wait_for(lambda: [p for p in _descendants(proc.pid) if b"streamlit" in
-                                    Path(f"/proc/{p}/cmdline").read_bytes()], 60, "streamlit")
+        servers = wait_for(lambda: [p for p in _descendants(proc.pid) if b"--server.port" in
+                                    Path(f"/proc/{p}/cmdline").read_bytes()], 60, "the server")
         for pid in [proc.pid, *servers]:
             assert token.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
         assert f"{auth.TOKEN_ENV}={token}".encode() in Path(f"/proc/{servers[0]}/environ").read_bytes()

@@ -162,9 +162,20 @@ def test_a_trainer_whose_run_folder_became_a_link_writes_nothing_through_it(tmp_
     assert list(outside.iterdir()) == []
     client = babysit.Client(root)
     failed = client.events(run.id).query("kind == 'checkpoint_failed'")
-    # refused by the storage's path check (the link leads outside the root) or, were the path
-    # still inside, by the symlink check when the file is opened
+    # refused where the path is resolved (it leads outside the store) or where it is written
     assert len(failed) >= 2 and all("symlink" in d["error"] or "leads outside" in d["error"]
-                                    for d in failed["detail"])
+                                    for d in failed["detail"]), failed["detail"].tolist()
     assert client.run(run.id).step >= 11
     client.close()
+
+
+def test_a_link_from_one_run_folder_into_another_is_refused(layout):
+    """Inside the root, but a link all the same: run 2's trainer must not write into run 1."""
+    root, _ = layout
+    (root / "runs" / "1").mkdir()
+    (root / "runs" / "2").symlink_to(root / "runs" / "1", target_is_directory=True)
+    with pytest.raises(CheckpointError, match="symlink"):
+        ckpt.safe_path(root, "runs/2/day0001.b0.pt")
+    assert ckpt.safe_path(root, "runs/1/day0001.b0.pt") == \
+        (root / "runs" / "1" / "day0001.b0.pt").resolve()
+    assert list((root / "runs" / "1").iterdir()) == []

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from babysit.study.space import Param, Space
-from babysit.ui import figures, study_figures
+from babysit.ui import compare_figures, figures, panels, study_figures
 from babysit.ui.text import md, plain, plot, shorten
 
 IMAGE = "![t](http://127.0.0.1:9/track.png)"
@@ -64,10 +64,11 @@ def assert_inert(fig) -> None:
     for where, text in found:
         if where.endswith(("legendgroup", "uid", "uirevision", ".type", "mode")) \
                 or ".customdata" in where:
-            continue           # never drawn (no template below refers to customdata)
+            continue           # never drawn as text (templates use customdata only as a number)
         assert not LIVE_TAG.search(text), (where, text[:200])
         if "hovertemplate" in where or "texttemplate" in where:
-            assert set(re.findall(r"%\{([^}]*)\}", text)) <= {"y:.4g", "x", "y", "x:.3f"}, text
+            assert set(re.findall(r"%\{([^}]*)\}", text)) <= {"y:.4g", "x", "y", "x:.3f",
+                                                               "customdata:.4g"}, text
         assert "\x1b" not in text, where
     drawn = " ".join(t for _, t in found)
     assert "&lt;a href" in drawn or "&lt;" in drawn     # the names are there, as text
@@ -92,6 +93,11 @@ def test_run_compare_and_lineage_figures_hold_no_markup_from_names():
     assert max(len(t.name) for t in compare.data) < 400         # a 100 kB value is cut short
     assert_inert(figures.compare_figure({1: metrics}, TEMPLATE, runs))
     assert_inert(figures.lineage_figure(runs))
+    # the pages' own figures: one panel per metric (titles), the compare panels (legend, hover)
+    assert_inert(panels.panels_figure(metrics, events))
+    assert_inert(panels.panels_figure(metrics, events, panels=[LINK, TEMPLATE], hp=[LINK]))
+    assert_inert(compare_figures.compare_panels_figure({1: metrics, 2: metrics},
+                                                       [LINK, TEMPLATE], runs))
 
 
 def test_study_figures_hold_no_markup_from_names():
