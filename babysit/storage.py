@@ -115,7 +115,8 @@ class LocalStorage:
         return ckpt.safe_path(self.root, relative_key(relative))
 
     def save(self, relative: str, payload: dict[str, Any]) -> tuple[int, str]:
-        return ckpt.save(self._path(relative), payload)
+        # root: no folder between the store root and the file may be a symlink
+        return ckpt.save(self._path(relative), payload, root=self.root)
 
     def verify(self, relative: str, sha256: str | None = None) -> dict[str, Any]:
         return ckpt.verify(self._path(relative), sha256)
