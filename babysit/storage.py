@@ -115,7 +115,9 @@ class LocalStorage:
         return ckpt.safe_path(self.root, relative_key(relative))
 
     def save(self, relative: str, payload: dict[str, Any]) -> tuple[int, str]:
-        return ckpt.save(self._path(relative), payload)
+        # Not resolved first: checkpoint.save refuses a symlink anywhere between the root and
+        # the file itself, and says so (a resolved path would only say "outside the root").
+        return ckpt.save(self.root / relative_key(relative), payload, root=self.root)
 
     def verify(self, relative: str, sha256: str | None = None) -> dict[str, Any]:
         return ckpt.verify(self._path(relative), sha256)

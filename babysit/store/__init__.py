@@ -254,6 +254,11 @@ class Store:
         database fails."""
         try:
             with self._read_engine.connect() as conn:
+                if not self._sqlite:
+                    # One snapshot for the whole read, as SQLite's read transaction gives: a
+                    # curve is read in several statements (blocks, then tail), and under
+                    # PostgreSQL's READ COMMITTED a block packed between them hides points.
+                    conn.execution_options(isolation_level="REPEATABLE READ")
                 return fn(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"store read failed: {getattr(exc, 'orig', None) or exc}") from exc

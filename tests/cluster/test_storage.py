@@ -243,7 +243,8 @@ def test_a_trainer_keeps_its_days_in_s3(s3, s3_env, location, trainers, monkeypa
     s3_client.put_object(Bucket=s3.bucket, Key=leftover, Body=b"half a checkpoint")
     upload = s3_client.create_multipart_upload(Bucket=s3.bucket,
                                                Key=f"{prefix}/runs/{run_id}/day0098.b0.pt")
-    wait("the run to be seen crashed", lambda: client.run(run_id).status == "crashed", 60)
+    wait("the monitor step to mark the run crashed",         # reading never writes
+         lambda: client.check_runs(run_id) or client.run(run_id).status == "crashed", 60)
     client.restart(run_id)
     wait("the leftover to go", lambda: leftover not in _keys(s3, prefix))
     assert upload["UploadId"] not in {u["UploadId"] for u in _uploads(s3, prefix)}

@@ -113,7 +113,7 @@ def test_the_command_feed_hands_each_pending_command_over_once(store_url, tmp_pa
 
 
 def test_ids_beyond_32_bits_work(store_url, tmp_path):
-    """metrics.id reaches 2**31 after 2.1e9 rows: a long-lived store must keep going."""
+    """events.id (and every id) reaches 2**31 in a long-lived store: it must keep going."""
     store = _open(store_url, tmp_path)
     try:
         run = _run(store)
@@ -121,14 +121,15 @@ def test_ids_beyond_32_bits_work(store_url, tmp_path):
         with engine.begin() as conn:
             if _pg(store_url):
                 conn.exec_driver_sql(
-                    "SELECT setval(pg_get_serial_sequence('metrics', 'id'), 2147483647)")
+                    "SELECT setval(pg_get_serial_sequence('events', 'id'), 2147483647)")
             else:
                 conn.exec_driver_sql(
-                    "INSERT INTO metrics (id, run_id, step, day, name, value, time, branch, "
-                    "superseded) VALUES (2147483647, 0, 0, 0, 'x', 0, 0, 0, 0)")
+                    "INSERT INTO events (id, run_id, step, day, time, kind, source, detail, "
+                    "branch, superseded) VALUES (2147483647, 0, 0, 0, 0, 'x', 'x', '{}', 0, 0)")
         engine.dispose()
-        store.insert_metrics(run, [(0, 1, "loss", 1.0, 0.0, 0)])
-        assert store.metrics(run)["id"].tolist() == [2**31]
+        event = store.add_event(run, 1, 1, "nudge", "cli", {}, 0)
+        assert event == 2**31
+        assert store.events(run)["id"].tolist() == [2**31]
     finally:
         store.close()
 
@@ -174,6 +175,34 @@ def test_driver_errors_are_babysit_errors(store_url, tmp_path):
 
 
 # ------------------------------------------------------------------------------ concurrency
+def test_a_read_sees_one_snapshot(store_url, tmp_path):
+    """A read of several statements (a curve: its packed blocks, then its tail) must not see
+    a write that commits between them, or a block packed meanwhile hides or doubles points.
+    SQLite's read transaction gives one snapshot; PostgreSQL's default READ COMMITTED takes a
+    new one per statement."""
+    store = _open(store_url, tmp_path)
+    engine = _engine(store_url)
+    try:
+        run = _run(store)
+        store.add_event(run, 1, 1, "nudge", "cli", {}, 0)
+
+        def two_statements(conn: sa.Connection) -> tuple[int, int]:
+            count = sa.text("SELECT count(*) FROM events WHERE run_id = :run")
+            first = conn.execute(count, {"run": run}).scalar_one()
+            with engine.begin() as other:        # another process's write commits meanwhile
+                other.execute(sa.text(
+                    "INSERT INTO events (run_id, step, day, time, kind, source, detail, branch,"
+                    " superseded) VALUES (:run, 2, 1, 0, 'nudge', 'cli', '{}', 0, false)"),
+                    {"run": run})
+            return first, conn.execute(count, {"run": run}).scalar_one()
+        assert store.read(two_statements) == (1, 1)
+        assert len(store.events(run)) == 2
+    finally:
+        engine.dispose()
+        store.close()
+
+
+
 _OPENER = textwrap.dedent("""
     import sys, time
     from babysit.store import Store
@@ -261,32 +290,38 @@ _WRITER = textwrap.dedent("""
 
 
 def test_sixteen_writers_and_a_polling_reader_see_every_row_exactly_once(store_url, tmp_path):
-    """16 trainer-like processes write their runs' metrics while a reader tops up each run's
-    curve by id, as the dashboard's curve cache does: every row arrives exactly once."""
+    """16 trainer-like processes write their runs' metrics (packed into blocks as they go)
+    while a reader keeps reading every run's points: each read is a whole prefix of what was
+    written (steps 0..n-1, none missing, none twice), and the last one is everything. A read
+    made of several statements (blocks, then the tail) must see one snapshot: a block packed
+    between them would otherwise hide or double points."""
     store = _open(store_url, tmp_path)
     try:
         runs = [_run(store, f"w{i}") for i in range(16)]
-        batches, rows = 40, 25
+        batches, rows = 40, 64              # 2560 points a run: packed into blocks twice
         procs = [subprocess.Popen([sys.executable, "-c", _WRITER, store_url, str(run),
                                    str(batches), str(rows), str(tmp_path / "root")], env=_env(),
                                   stderr=subprocess.PIPE, text=True) for run in runs]
-        seen: dict[int, list[int]] = {run: [] for run in runs}
-        last = dict.fromkeys(runs, 0)
+        bad: list[str] = []
+        reads = 0
 
-        def top_up() -> None:
+        def read_all() -> None:
+            nonlocal reads
             for run in runs:
-                new = store.metrics(run, since_id=last[run])
-                if len(new):
-                    last[run] = int(new["id"].max())
-                    seen[run].extend(new["step"].tolist())
+                steps = store.metrics(run, ["loss"])["step"].tolist()
+                reads += 1
+                if steps != list(range(len(steps))):
+                    missing = sorted(set(range(max(steps, default=-1) + 1)) - set(steps))
+                    bad.append(f"run {run}: {len(steps)} points, missing {missing[:5]}..., "
+                               f"{len(steps) - len(set(steps))} twice")
         while any(p.poll() is None for p in procs):
-            top_up()
-            time.sleep(0.05)
-        top_up()
+            read_all()
+        read_all()
         for p in procs:
             assert p.returncode == 0, p.stderr.read()[-2000:]
+        assert not bad, f"{len(bad)} of {reads} reads were not a whole prefix: {bad[:3]}"
         for run in runs:
-            assert sorted(seen[run]) == list(range(batches * rows)), f"run {run}"
+            assert store.metrics(run)["step"].tolist() == list(range(batches * rows))
     finally:
         store.close()
 
