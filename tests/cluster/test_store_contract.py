@@ -149,13 +149,9 @@ def test_checkpoints_over_2_gib_are_recorded(store_url, tmp_path):
         store.close()
 
 
-def test_names_too_long_for_the_schema_are_refused_at_the_api(store_url, tmp_path, monkeypatch,
-                                                              request):
+def test_names_too_long_for_the_schema_are_refused_at_the_api(store_url, tmp_path, monkeypatch):
     """SQLite ignores VARCHAR(200), PostgreSQL enforces it: refuse at the API on both, with a
     message that names the value, instead of a failing batch."""
-    request.applymarker(pytest.mark.xfail(
-        strict=True, reason="names are not validated at init() yet (core's names item); "
-                            "PostgreSQL raises a raw DataError, SQLite stores them"))
     monkeypatch.setenv("BABYSIT_STORE_URL", store_url)
     monkeypatch.delenv("BABYSIT_RUN_ID", raising=False)
     with pytest.raises(InvalidValue, match="200"):
