@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 import psutil
 
-from babysit.errors import LaunchError
+from babysit.checkpoint import refuse_symlinks
+from babysit.errors import CheckpointError, LaunchError
 
 #: a process on another host is taken for gone when its heartbeat is older than this
 REMOTE_HEARTBEAT_TIMEOUT_S = 15.0
@@ -123,7 +124,12 @@ def start_detached(argv: list[str], *, cwd: str, env: dict[str, str], log_path: 
     """Start ``argv`` in its own session (it outlives the dashboard or CLI that started it),
     output appended to ``log_path``; returns its pid. ``what`` names it in errors."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    try:        # never write through a link planted in the run folder (or as the log itself)
+        refuse_symlinks(log_path)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    except (CheckpointError, OSError) as exc:
+        raise LaunchError(f"could not open the log of {what} at {log_path}: {exc}") from exc
+    with os.fdopen(fd, "ab") as log:
         try:
             proc = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -44,6 +44,7 @@ to the file instead.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -58,7 +59,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from babysit.errors import StoreError
+from babysit import checkpoint as ckpt
+from babysit.errors import CheckpointError, StoreError
 from babysit.store import (
     CheckpointRow,
     CommandFeed,
@@ -464,9 +466,16 @@ class Outbox:
     def _write_unwritten(self, rows: list[tuple]) -> Path:
         """Append metric rows to this run's unwritten file (created on first use)."""
         if self._unwritten_path is None:
-            self._unwritten_path = self.folder / f"unwritten-{int(time.time())}.tsv"
-            with open(self._unwritten_path, "w") as f:
+            path = self.folder / f"unwritten-{time.time_ns()}.tsv"
+            try:
+                ckpt.refuse_symlinks(path)
+            except CheckpointError as exc:
+                # never write through a link; the rows go beside the store instead of nowhere
+                path = self.store.root / f"unwritten-run{self.run_id}-{time.time_ns()}.tsv"
+                print(f"babysit: {exc}; saving the unwritten rows to {path}", file=sys.stderr)
+            with _open_new(path) as f:
                 f.write("step\tday\tname\tvalue\ttime\tbranch\n")
+            self._unwritten_path = path
         with open(self._unwritten_path, "a") as f:
             for row in rows:
                 f.write("\t".join(str(x) for x in row) + "\n")
@@ -490,3 +499,9 @@ class Outbox:
         if rows:
             self._warn(f"the store has failed {self._failures} write(s) in a row; {len(rows)} "
                        f"metric rows saved to {path} to keep memory bounded")
+
+
+def _open_new(path: Path) -> Any:
+    """A new file for writing that is not a link and did not exist (O_EXCL | O_NOFOLLOW)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(fd, "w")

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -179,3 +180,40 @@ def test_a_link_from_one_run_folder_into_another_is_refused(layout):
     assert ckpt.safe_path(root, "runs/1/day0001.b0.pt") == \
         (root / "runs" / "1" / "day0001.b0.pt").resolve()
     assert list((root / "runs" / "1").iterdir()) == []
+
+
+def test_a_process_log_is_never_written_through_a_linked_run_folder(tmp_path):
+    """The launcher's process.log, like a checkpoint: a run folder swapped for a link is
+    refused before the process starts, and nothing lands in the link's target."""
+    from babysit.errors import LaunchError
+    from babysit.launcher import start_detached
+
+    root, outside = tmp_path / "store", tmp_path / "victim"
+    (root / "runs").mkdir(parents=True)
+    outside.mkdir()
+    (root / "runs" / "7").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(LaunchError, match="symlink"):
+        start_detached([sys.executable, "-c", "print('hi')"], cwd=str(tmp_path), env={},
+                       log_path=root / "runs" / "7" / "process.log", what="run 7")
+    assert list(outside.iterdir()) == []
+
+
+def test_unwritten_rows_never_go_through_a_linked_run_folder(tmp_path):
+    """Rows the store could not take are saved beside the store, not through the link."""
+    from babysit.store import Store
+    from babysit.trainer.outbox import Outbox
+    from tests.trainer.test_outbox import Position
+
+    root, outside = tmp_path / "store", tmp_path / "victim"
+    outside.mkdir()
+    store = Store.open(root)
+    run_id = store.create_run(project="p", name="n", config={}, hp={}, day_spec="10 steps")
+    (root / "runs").mkdir(exist_ok=True)
+    folder = root / "runs" / str(run_id)
+    folder.symlink_to(outside, target_is_directory=True)
+    outbox = Outbox(store, run_id, Position(), folder, system_s=None)
+    path = outbox._write_unwritten([(0, 1, "loss", 1.0, 0.0, 0), (1, 1, "loss", 0.5, 0.0, 0)])
+    assert list(outside.iterdir()) == []
+    assert path.parent == root and path.read_text().count("\n") == 3    # header + 2 rows
+    assert outbox.unwritten == 2
+    store.close()
