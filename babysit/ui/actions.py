@@ -92,6 +92,32 @@ def lr_times(client: Client, run_id: int, factor: float, *,
     return _applied(result)
 
 
+#: a key the loop read within this many steps of the trainer's last report counts as read now
+READ_SLACK_STEPS = 50
+
+
+def unread_note(key: str, effective: Mapping[str, Any] | None) -> str:
+    """"" when the training loop reads ``run.hp[key]``, else what the user should know: a knob
+    the loop does not read does nothing when nudged, and must not pretend to.
+
+    >>> unread_note("clip", {"step": 900, "reads": {"clip": 899}})
+    ''
+    >>> unread_note("batch_size", {"step": 900, "reads": {"batch_size": 0}})
+    'not read by the loop since step 0'
+    >>> unread_note("warmup", {"step": 900, "reads": {}})
+    'never read by the loop'
+    """
+    if not isinstance(effective, Mapping) or not isinstance(effective.get("reads"), Mapping):
+        return ""           # the trainer has not reported (an older trainer, or not started)
+    reads, step = effective["reads"], effective.get("step")
+    last = reads.get(key)
+    if last is None:
+        return "never read by the loop"
+    if isinstance(step, int) and isinstance(last, int) and step - last > READ_SLACK_STEPS:
+        return f"not read by the loop since step {last}"
+    return ""
+
+
 def set_value(client: Client, run_id: int, name: str, text: object, *,
               timeout: float = ACTION_TIMEOUT_S) -> str:
     """Set hyperparameter ``name`` to the number typed in its box (for lr: the effective lr

@@ -391,3 +391,27 @@ def test_runs_page_asks_the_store_for_all_runs_at_once(store_with_runs):
         client.store.create_run(project="t", name=f"more-{i}", config={}, hp={"lr": 0.1},
                                 strict=False, day_spec="", status="finished")
     assert statements() == few                       # not one query per run
+
+
+def test_a_knob_the_loop_does_not_read_says_so(tmp_path, monkeypatch):
+    """`clip` is read every step, `batch_size` only before the loop, `warmup` never: the Run
+    page marks the two the loop does not read, from what the trainer reported."""
+    root = tmp_path / "store"
+    run = babysit.init(project="t", config={"lr": 0.1, "clip": 1.0, "batch_size": 64,
+                                            "warmup": 10}, root=root, day="100 steps")
+    model = torch.nn.Linear(2, 1)
+    run.attach(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert run.hp["batch_size"] == 64                 # read once, before the loop
+    for _ in run.loop(steps=300):
+        run.log(loss=run.hp["clip"])
+    run.finish()
+    reads = babysit.Client(root).run(run.id).effective["reads"]
+    assert reads["clip"] >= 250 and reads["batch_size"] == 0 and "warmup" not in reads
+    monkeypatch.setenv("BABYSIT_ROOT", str(root))
+    monkeypatch.setenv("BABYSIT_OPEN_RUN", str(run.id))
+    at = render("run")
+    no_exceptions(at)
+    notes = texts(at, "caption")
+    assert "batch_size: not read by the loop since step 0" in notes.replace("\\", "")
+    assert "warmup: never read by the loop" in notes.replace("\\", "")
+    assert "clip:" not in notes.replace("\\", "")

@@ -217,8 +217,14 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         with st.expander("Other hyperparameters", expanded="weight_decay" in others):
             for name in others:
                 a, b = st.columns([3, 1], vertical_alignment="bottom")
+                unread = actions.unread_note(name, row.get("effective"))
                 value = a.text_input(f"{md(name)} (now {md(_fmt(hp[name]))})",
-                                     key=f"hp_{name}", disabled=off)
+                                     key=f"hp_{name}", disabled=off,
+                                     help=f"{unread}: a nudge of it changes nothing the loop "
+                                          "does" if unread else None)
+                if unread:
+                    a.caption(f"⚠ {md(name)}: {unread}", help="babysit records the last step "
+                              "at which the loop read run.hp[key]")
                 if b.button(f"Set {md(name)}", key=f"hp_set_{name}", disabled=off):
                     _act(feedback, f"setting {name}",
                          lambda n=name, v=value: actions.set_value(client, run_id, n, v))
