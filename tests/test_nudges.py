@@ -4,6 +4,8 @@ logged it (``used_lr0``, ``used_lr1``: each group's lr as its update used it).""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -45,14 +47,25 @@ def _used(c, run_id: int, group: int = 0):
     return c.metrics(run_id, [f"used_lr{group}"]).set_index("step").value
 
 
-@pytest.mark.parametrize("scheduler", ["step", "warmup_cosine"])
-def test_lr_x05_halves_the_lr_the_optimizer_uses_at_the_applying_step(trainers, scheduler):
+@pytest.mark.parametrize("scheduler,how", [("step", "store"), ("warmup_cosine", "python"),
+                                           ("step", "cli")])
+def test_lr_x05_halves_the_lr_the_optimizer_uses_at_the_applying_step(trainers, scheduler, how):
+    """×0.5 posted as the raw command, through ``c.nudge(run, scale=...)`` and through
+    ``babysit nudge RUN lr*=0.5``: the optimizer's own lr halves at the applying step."""
     _, run_id = trainers.start("--pace", "0.02", "--scheduler", scheduler, "--lr", "0.1",
                                "--log-lr")
     c = trainers.client
     trainers.wait_step(run_id, 25)          # the schedule has moved the lr away from 0.1
-    result = _nudge(c, run_id, {"scale": {"lr": 0.5}})
-    n = result.step
+    if how == "store":
+        n = _nudge(c, run_id, {"scale": {"lr": 0.5}}).step
+    elif how == "python":
+        n = c.nudge(run_id, scale={"lr": 0.5}, timeout=60).step
+    else:
+        out = subprocess.run([sys.executable, "-m", "babysit", "nudge", str(run_id), "lr*=0.5"],
+                             env=trainers.env(), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        n = int(c.events(run_id).query("kind == 'nudge'").iloc[-1].step)
+        assert f"step {n}" in out.stdout, out.stdout      # the trainer's account, not a guess
     trainers.wait_step(run_id, n + 25)
     used = _used(c, run_id)
     plain = [lrs[0] for lrs in plain_schedule(scheduler, 0.1, int(used.index.max()) + 500)]
@@ -63,7 +76,7 @@ def test_lr_x05_halves_the_lr_the_optimizer_uses_at_the_applying_step(trainers, 
         assert used[step] == pytest.approx(plain[step] * 0.5, rel=1e-9), step
     assert used[n] == plain[n] * 0.5
     event = c.events(run_id).query("kind == 'nudge'").iloc[-1]
-    assert (event.step, event.source) == (n, "python")
+    assert (event.step, event.source) == (n, {"store": "python"}.get(how, how))
     assert event.detail["lr"] == {"old": plain[n], "new": plain[n] * 0.5, "op": "scale",
                                   "arg": 0.5, "groups": [[plain[n], plain[n] * 0.5]]}
     # hp/<lr> shows the effective lr; runs.hp the value the nudge produced; runs.effective now
