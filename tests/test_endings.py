@@ -4,10 +4,12 @@ stop ("interrupted"), with or without ``with run:`` (real trainer subprocesses).
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import TRAINERS, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +52,15 @@ def test_ctrl_c_stops_the_run_as_interrupted(trainers, with_run):
     record, last = _ended(trainers, run_id)
     assert record.status == "stopped" and record.error == "interrupted"
     assert last.kind == "stopped" and last.detail == {"reason": "interrupted"}
+
+
+def test_sys_exit_without_with_run_under_babysit_run_keeps_the_code(trainers):
+    """`babysit run` sees the exit code the script's own trainer cannot (no `with run:`)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "babysit", "run", "--", sys.executable,
+         str(TRAINERS / "tiny.py"), "--exit-at", "12", "--exit-code", "3", "--pace", "0.01",
+         "--no-with"], env=trainers.env(), capture_output=True, text=True, timeout=180,
+        cwd=trainers.root.parent)
+    assert proc.returncode == 3, proc.stderr
+    record = trainers.client.runs().iloc[-1]
+    assert record["status"] == "crashed" and "exited with code 3" in record["error"]
