@@ -47,12 +47,19 @@ def describe_event(
 
 
 def run_label(run: Mapping[str, Any] | pd.Series, max_hps: int = 4) -> str:
-    """Legend label of a run: its id and current hyperparameters, lr first.
+    """Legend label of a run: its id and current hyperparameters, lr first: for lr, momentum
+    and weight decay the value the optimizer uses now (``effective``, after the schedule).
 
     >>> run_label({"id": 3, "hp": {"momentum": 0.9, "lr": 0.05}})
     '#3 lr=0.05 m=0.9'
+    >>> run_label({"id": 3, "hp": {"lr": 0.05}, "effective": {"lr": 0.0125, "groups": []}})
+    '#3 lr=0.0125'
     """
     hp = _parse_detail(run.get("hp"))
+    effective = run.get("effective")
+    if isinstance(effective, Mapping):
+        hp.update({k: v for k, v in effective.items() if k in ("lr", "momentum", "weight_decay")
+                   and isinstance(v, int | float) and not isinstance(v, bool)})
     label = f"#{_fmt(run.get('id'))}"
     keys = sorted(hp, key=lambda k: (list(_HP_ABBREVIATIONS).index(k) if k in _HP_ABBREVIATIONS else 99, k))
     parts = [f"{shorten(_HP_ABBREVIATIONS.get(k, k), 40)}={shorten(_fmt(hp[k], digits=3), 40)}"

@@ -373,3 +373,11 @@ def test_figure_modules_do_not_import_streamlit(module: str) -> None:
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {name for name in imported if name.split(".")[0] == "streamlit"}
+
+
+def test_the_compare_legend_shows_the_lr_the_optimizer_uses_not_the_configured_one():
+    from babysit.ui.fmt import run_label
+    run = {"id": 4, "hp": {"lr": 0.05, "momentum": 0.9, "batch_size": 64},
+           "effective": {"lr": 0.0125, "momentum": 0.9, "groups": [{"lr": 0.0125}]}}
+    assert run_label(run) == "#4 lr=0.0125 m=0.9 bs=64"
+    assert run_label({"id": 4, "hp": {"lr": 0.05}, "effective": {}}) == "#4 lr=0.05"
