@@ -176,8 +176,9 @@ class BabysitCallback(pl.Callback):
             return
         folder = fw.staging() / f"step{trainer.global_step}"
         folder.mkdir()
-        # (save_checkpoint's weights_only=False means "the whole state", not a loading mode)
-        trainer.save_checkpoint(folder / _CKPT, weights_only=False)
+        # the whole state: model, optimizers, schedulers, loops, callbacks (Lightning's default
+        # for a save; loading it back is always weights_only=True)
+        trainer.save_checkpoint(folder / _CKPT)
         fw.save_day(folder, move=True, batch=batch)
 
     def _obey(self, boundary: Any, trainer: Any) -> None:
