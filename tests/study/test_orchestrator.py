@@ -100,7 +100,7 @@ def test_pbt_study_of_demo_runs_supervised_then_auto(client):
         space={"lr": {"scale": "log", "low": 1e-3, "high": 0.5},
                "momentum": {"scale": "one_minus_log", "low": 0.5, "high": 0.99}},
         budget={"parallel": 4, "days": 8}, autopilot="supervised",
-        command=[sys.executable, "-m", "babysit.demo", "--pace", "0", "--day", "150 steps",
+        command=[sys.executable, "-m", "babysit.demo", "--pace", "0.005", "--day", "150 steps",
                  "--fingerprint"])
     orch = Orchestrator(c, "pbt", log=lambda line: None)
 
