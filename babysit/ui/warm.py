@@ -27,11 +27,25 @@ def warm() -> None:
 
 
 def main() -> None:
+    import logging
+
+    # Importing the pages before the server runs makes each cached function say "No runtime
+    # found" once: true and harmless here, and a wall of warnings to a newcomer.
+    import streamlit.runtime.caching  # noqa: F401 - creates the loggers silenced below
+
+    quiet = [lg for name, lg in logging.root.manager.loggerDict.items()
+             if name.startswith("streamlit.runtime.caching") and isinstance(lg, logging.Logger)]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.ERROR)
     try:
         warm()
     except Exception as exc:      # warming is an optimisation: never a reason not to serve
         print(f"babysit: warming the dashboard failed ({exc!r}); serving anyway",
               file=sys.stderr)
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
     from streamlit.web import cli
 
     sys.argv = ["streamlit", *sys.argv[1:]]
