@@ -40,7 +40,12 @@ EVENT_STYLES: dict[str, tuple[str, str]] = {
     "diverged": ("triangle-up", "#d62728"),
     "rejected": ("circle-x", "#e377c2"),
     "checkpoint_failed": ("square-x", "#d62728"),
+    "checkpoint_corrupt": ("square-x-open", "#d62728"),
+    "store_refused": ("x", "#d62728"),
+    "not_reproducible": ("asterisk-open", "#e377c2"),
+    "throttled": ("hourglass", "#7f7f7f"),
     "finished": ("circle", "#1f77b4"),
+    "stopped": ("square-open", "#7f7f7f"),
     "exploit": ("triangle-down", "#8c564b"),
     "explore": ("triangle-up-open", "#8c564b"),
 }
