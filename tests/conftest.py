@@ -45,11 +45,15 @@ class Trainers:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         return env
 
-    def start(self, *args: str, script: str = "tiny.py", wait_running: bool = True) -> tuple[subprocess.Popen, int]:
+    def start(self, *args: str, script: str = "tiny.py", wait_running: bool = True,
+              env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+        """Start a test trainer as a subprocess; ``env`` adds variables for this process only
+        (a fork or restart the Client launches does not inherit them)."""
         before = set(self.client.runs()["id"])
         with open(self.root.parent / f"trainer-{len(self.procs)}.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, str(TRAINERS / script), *args],
-                                    env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                    env={**self.env(), **(env or {})}, stdout=log,
+                                    stderr=subprocess.STDOUT,
                                     cwd=self.root.parent)
         self.procs.append(proc)
 

@@ -47,17 +47,20 @@ def build(output_dir: str, *, steps: int = 40, day: str = "10 steps", lr: float 
         save_steps=save_steps or 500, save_total_limit=1, report_to=[], use_cpu=True, seed=0,
         dataloader_num_workers=0, disable_tqdm=True, logging_nan_inf_filter=nan_filter)
     extra = list(callbacks or [])
-    if pace:
-        extra.append(_Pace(pace))
+    hang_at = int(os.environ.get("TINY_HANG_AT", "0"))
+    if pace or hang_at:
+        extra.append(_Pace(pace, hang_at))
     if babysit:
         extra.append(BabysitCallback(day=day, project=project, **callback_kwargs))
     return Trainer(model=model, args=args, train_dataset=RandomTokens(), callbacks=extra)
 
 
 class _Pace:
-    """Sleep after each step, so a test can act while the run is alive."""
+    """Sleep after each step, so a test can act while the run is alive; with ``hang_at``
+    (the env var ``TINY_HANG_AT``, which a restart does not inherit) stop at that step for good,
+    so a test can kill the process at a known point, not wherever a race left it."""
 
-    def __new__(cls, seconds: float):
+    def __new__(cls, seconds: float, hang_at: int = 0):
         import time
 
         from transformers import TrainerCallback
@@ -65,6 +68,8 @@ class _Pace:
         class Pace(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 time.sleep(seconds)
+                while hang_at and state.global_step >= hang_at:
+                    time.sleep(1)
         return Pace()
 
 

@@ -6,6 +6,7 @@ Run as a script (a fork or restart starts it again) or import ``build`` in a tes
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from babysit.integrations.lightning import BabysitCallback, fit
 
 BATCHES = 8     # batches per epoch
+HANG_AT = int(os.environ.get("TINY_HANG_AT", "0"))
 
 
 class Tiny(pl.LightningModule):
@@ -32,6 +34,10 @@ class Tiny(pl.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"])
         if self.pace:
             time.sleep(self.pace)
+        # TINY_HANG_AT (not inherited by a restart): stop here for good, so a test can kill
+        # the process at a known step
+        while HANG_AT and self.global_step >= HANG_AT:
+            time.sleep(1)
         return loss
 
     def validation_step(self, batch, batch_idx):
