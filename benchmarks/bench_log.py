@@ -21,10 +21,6 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import babysit  # noqa: E402
-
 TARGET_RATIO = 20.0
 
 
@@ -41,6 +37,10 @@ def time_empty(n: int, repeat: int) -> float:
 
 
 def time_babysit(root: str, n: int, repeat: int) -> tuple[float, float]:
+    """(best ns per ``run.log(loss=x)``, s of ``run.finish()``). Public API only, so that
+    bench_vs_commit.py can run it against an older commit."""
+    import babysit
+
     run = babysit.init(project="bench-log", config={"lr": 0.1}, day="1000 steps", root=root)
     best = float("inf")
     log = run.log
@@ -99,4 +99,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     main()
