@@ -79,8 +79,9 @@ class Run:
                               report=state.effective_report)
         state.saver = Saver(self.id, state.outbox.wake.set, state.checkpoints, store.root)
         self._state = state
+        self._queue = state.outbox.queue
         self._log_row = state.outbox.queue.append      # the hot path of run.log
-        self._queued = state.outbox.queue.__len__
+        self._watched = self._guard.metric
         self._queue_limit = state.outbox.max_queued
         #: the configured hyperparameters, read-only (change them with nudges); the loop's
         #: reads are recorded, so a key it no longer reads shows as such
@@ -321,16 +322,20 @@ class Run:
         """
         state = self._state
         step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
-        put, guard, known = self._log_row, self._guard, self._metric_names
+        put, known, watched = self._log_row, self._metric_names, self._watched
         for name, value in metrics.items():
             if name not in known:       # checked once per name: log() stays a set lookup
                 known.add(check_name("metric name", name))
             if type(value) is not float:
                 value = float(value)
             put((step, day, name, value, now, branch))
-            if name == guard.metric:
-                guard.observe(value)
-        if self._queued() > self._queue_limit:
+            if name == watched:
+                guard = self._guard
+                # best <= value < limit is the guard's quiet range, where observe() changes
+                # nothing (most steps): a comparison here is cheaper than the call
+                if not guard.best <= value < guard.limit:
+                    guard.observe(value)
+        if len(self._queue) > self._queue_limit:
             # the store writes slower than the loop logs: wait for it rather than grow
             # without bound (an event says for how long; see trainer/outbox.py)
             state.outbox.throttle()
