@@ -421,15 +421,7 @@ class Store:
     def wal_checkpoint(self) -> None:
         """Fold the WAL back into the database file and truncate it (SQLite; elsewhere nothing).
         The writer calls it after big batches so the WAL stays tens of MB."""
-        if not self._sqlite:
-            return
-        raw = self._write_engine.raw_connection()     # outside a transaction, as it must be
-        try:
-            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except Exception as exc:
-            raise StoreError(f"WAL checkpoint failed: {exc}") from exc
-        finally:
-            raw.close()
+        fastpaths.wal_checkpoint(self._write_engine, self._sqlite)
 
     def latest_metric_of(self, run_ids: Sequence[int], name: str) -> dict[int, float]:
         """``name`` at the latest live step of each of several runs, in a fixed number of

@@ -9,22 +9,17 @@ every other pending one, in id order. A command leaves that set once it is no lo
 
 The poll is one cheap query for the pending ids; only when one is new does the feed read the
 commands themselves. On SQLite the ids come from a prepared statement on a connection of the
-feed's own (tens of microseconds, asked 20 times a second).
+feed's own (tens of microseconds, asked 20 times a second): ``fastpaths.PendingCommands``.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
 
-from babysit.errors import StoreError
-from babysit.store import schema as S
+from babysit.store.fastpaths import PendingCommands
 from babysit.store.records import CommandRecord
-
-_PENDING_IDS = "SELECT id FROM commands WHERE run_id = ? AND status = 'pending'"
 
 
 class CommandFeed:
@@ -37,15 +32,14 @@ class CommandFeed:
 
     def __init__(self, engine: sa.Engine, sqlite: bool, run_id: int,
                  read_pending: Callable[[], list[CommandRecord]]):
-        self._engine, self._sqlite, self._run_id = engine, sqlite, run_id
+        self._pending = PendingCommands(engine, sqlite, run_id)
         self._read_pending = read_pending
         self._handed: set[int] = set()      # pending commands already handed over
-        self._raw: Any = None
 
     def poll(self) -> list[CommandRecord]:
         """The pending commands not handed over before, oldest id first (StoreError if the
         store cannot be read: nothing is lost, the next poll sees them)."""
-        ids = self._pending_ids()
+        ids = self._pending.ids()
         if ids <= self._handed:
             self._handed &= ids          # what was closed meanwhile leaves the set
             return []
@@ -54,28 +48,6 @@ class CommandFeed:
         self._handed = {c.id for c in commands}
         return fresh
 
-    def _pending_ids(self) -> set[int]:
-        try:
-            if not self._sqlite:
-                c = S.commands.c
-                query = sa.select(c.id).where(c.run_id == self._run_id, c.status == "pending")
-                with self._engine.connect() as conn:
-                    return {int(r[0]) for r in conn.execute(query)}
-            if self._raw is None:
-                self._raw = self._engine.raw_connection()
-            cursor = self._raw.cursor()
-            try:
-                # fetchall() ends the statement, so no read snapshot stays open to hold the WAL
-                return {int(r[0]) for r in cursor.execute(_PENDING_IDS, (self._run_id,)).fetchall()}
-            finally:
-                cursor.close()
-        except Exception as exc:
-            self.close()
-            raise StoreError(f"store read failed: {exc}") from exc
-
     def close(self) -> None:
         """Release the feed's connection; safe to call twice."""
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            with contextlib.suppress(Exception):
-                raw.close()
+        self._pending.close()
