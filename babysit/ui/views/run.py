@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from babysit.errors import BabysitError
+from babysit.format import fmt
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
 from babysit.ui import actions, auth, console, prefs, state
@@ -32,12 +33,6 @@ _ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation o
 _FIXED_KEYS = ("lr", "momentum")
 _CONSOLE_LINES = 200
 _PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "–" if value is None else str(value)
 
 
 def _run_row(runs: pd.DataFrame, run_id: int) -> dict[str, Any]:
@@ -83,7 +78,7 @@ def live_header(run_id: int) -> None:
                    help=md(days_saved(row.get("day"))))
     cols[2].metric("step", row.get("step"))
     cols[3].metric("lr", md(_lr_text(row, now)))
-    cols[4].metric("momentum", md(_fmt(_momentum_now(row, now))))
+    cols[4].metric("momentum", md(fmt(_momentum_now(row, now))))
     cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
     if row.get("status") in ("crashed", "diverged") and row.get("error"):
         st.error(f"Run {run_id} {md(row['status'])}: {md(row['error'])}")
@@ -185,7 +180,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
         if st.button("Set lr", key="lr_set", disabled=off):
             _act(feedback, "setting lr", lambda: actions.set_value(client, run_id, "lr", text))
     with c2:
-        st.markdown(f"**Momentum** · now {md(_fmt(_momentum_now(row, now)))}")
+        st.markdown(f"**Momentum** · now {md(fmt(_momentum_now(row, now)))}")
         b1, b2 = st.columns(2)
         if b1.button("More momentum", key="momentum_more", disabled=off, width="stretch",
                      help="halves 1-β: 0.9 → 0.95"):
@@ -218,7 +213,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
             for name in others:
                 a, b = st.columns([3, 1], vertical_alignment="bottom")
                 unread = actions.unread_note(name, row.get("effective"))
-                value = a.text_input(f"{md(name)} (now {md(_fmt(hp[name]))})",
+                value = a.text_input(f"{md(name)} (now {md(fmt(hp[name]))})",
                                      key=f"hp_{name}", disabled=off,
                                      help=f"{unread}: a nudge of it changes nothing the loop "
                                           "does" if unread else None)

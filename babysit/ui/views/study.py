@@ -6,7 +6,6 @@ Figures come from `babysit.ui.study_figures`, every check and command from
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -15,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from babysit.errors import BabysitError
+from babysit.format import fmt
 from babysit.store import LIVE
 from babysit.study.space import SCALES, Space, SpaceError
 from babysit.ui import auth, state, study_state
@@ -60,12 +60,6 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> None:
     study_state.refresh()
     st.session_state[_FLASH] = message
     st.rerun()
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "–" if value is None else str(value)
 
 
 def _study_label(row: dict[str, Any]) -> str:
@@ -249,7 +243,7 @@ def _header(record: Any, runs: pd.DataFrame, allowed: bool) -> None:
     cols[1].metric("runs done", f"{done} / {budget.get('runs', '?')}")
     cols[2].metric("running", f"{live} (≤ {budget.get('parallel', '?')})")
     cols[3].metric(f"best {md(record.objective)}",
-                   md(_fmt(best.get("best", best.get("objective")))) if best else "–")
+                   md(fmt(best.get("best", best.get("objective")))) if best else "–")
     cols[4].metric("autopilot", md(record.autopilot))
     strategy = dict(record.strategy or {})
     kind = strategy.pop("kind", "?")
@@ -259,10 +253,10 @@ def _header(record: Any, runs: pd.DataFrame, allowed: bool) -> None:
                   f"{budget.get('days', '?')} days per run{parent}"))
     if best:
         bid = int(best["id"])
-        hp = ", ".join(f"{p}={_fmt(best.get(p))}" for p in record.space if p in best)
+        hp = ", ".join(f"{p}={fmt(best.get(p))}" for p in record.space if p in best)
         st.page_link(page("run"), label=md(f"Best run #{bid} {best.get('name', '')}: "
-                     f"{record.objective} {_fmt(best.get('best', best.get('objective')))} "
-                     f"at day {_fmt(best.get('best_day'))} ({hp})"),
+                     f"{record.objective} {fmt(best.get('best', best.get('objective')))} "
+                     f"at day {fmt(best.get('best_day'))} ({hp})"),
                      icon=":material/emoji_events:", query_params={"run": str(bid)})
     feedback = st.container()
     try:
