@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -34,20 +34,6 @@ class Decision:
 
     stop: bool
     reason: str
-
-
-class StoppingRule(Protocol):
-    """What every rule here provides (see the module docstring for ``history``)."""
-
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision: ...
 
 
 def _history(
@@ -89,9 +75,10 @@ def _number(value: Any, label: str, *, positive: bool = False) -> float:
     return float(value)
 
 
-class _Rule:
-    """The one ``should_stop`` of every rule: checks the history, then asks the rule's
-    ``_decide`` with the run's own values ``h`` (day 1 first) as floats."""
+class StoppingRule:
+    """What every rule here provides (see the module docstring for ``history``): the one
+    ``should_stop``, which checks the history and asks the rule's ``_decide`` with the run's
+    own values ``h`` (day 1 first) as floats."""
 
     def should_stop(
         self,
@@ -119,7 +106,7 @@ def _judge(text: str, value: float, limit_key: float, direction: str, worse: str
 
 
 @dataclass(frozen=True)
-class Patience(_Rule):
+class Patience(StoppingRule):
     """Stop a run whose best of the last ``patience_days`` days did not beat its best before
     them by more than ``min_delta``.
 
@@ -156,7 +143,7 @@ class Patience(_Rule):
 
 
 @dataclass(frozen=True)
-class Threshold(_Rule):
+class Threshold(StoppingRule):
     """Stop a run whose objective at the end of ``day`` is worse than ``worse_than``.
 
     >>> Threshold(day=2, worse_than=2.0).should_stop({1: [2.5, 2.31]}, 1, "min", metric="val_loss")
@@ -181,7 +168,7 @@ class Threshold(_Rule):
 
 
 @dataclass(frozen=True)
-class WallTime(_Rule):
+class WallTime(StoppingRule):
     """Stop a run that has run for ``max_seconds`` or more (pass ``elapsed_s``).
 
     >>> WallTime(3600).should_stop({1: [0.5]}, 1, elapsed_s=3700.0)
@@ -208,7 +195,7 @@ class WallTime(_Rule):
 
 
 @dataclass(frozen=True)
-class MedianRule(_Rule):
+class MedianRule(StoppingRule):
     """Stop a run whose objective on the day that just ended is worse than the median of the
     other runs' objectives on that same day (from day ``min_days`` on, and only once at least
     ``min_runs`` other runs reached that day). A NaN/inf value is always stopped there.
@@ -248,7 +235,7 @@ class MedianRule(_Rule):
 
 
 @dataclass(frozen=True)
-class SuccessiveHalving(_Rule):
+class SuccessiveHalving(StoppingRule):
     """Asynchronous successive halving (ASHA): at each rung day, ``min_days * eta**k``, a run
     goes on only if it is in the top ``1/eta`` (``eta = reduction_factor``) of all runs that
     have reached that day so far (``ceil(n / eta)`` kept, ties kept); at ``max_days`` a run

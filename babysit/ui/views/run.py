@@ -21,6 +21,7 @@ from babysit.ui.panels import group_panels, panels_figure
 from babysit.ui.text import md
 from babysit.ui.views import (
     OPEN_RUN,
+    choose,
     control_access,
     load_runs,
     open_run,
@@ -372,19 +373,11 @@ def render() -> None:
         top.title("Run")
         return
     top.page_link(page("runs"), label="← All runs", icon=None)
-    ids = sorted((int(i) for i in runs["id"]), reverse=True)
     live_ids = [int(i) for i, s in zip(runs["id"], runs["status"], strict=False) if s in LIVE]
-    current = selected_run(ids, live_ids)
-    labels = {int(r["id"]): f"#{int(r['id'])} {r['name']} · {r['status']}"
-              for r in runs.to_dict("records")}
-    run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0,
-                          format_func=lambda i: labels.get(i, f"#{i}"))
+    run_id = choose("Run", runs.to_dict("records"), selected_run(runs["id"], live_ids), "run",
+                    OPEN_RUN)
     if run_id is None:
         return
-    run_id = int(run_id)
-    if st.session_state.get(OPEN_RUN) != run_id or st.query_params.get("run") != str(run_id):
-        st.session_state[OPEN_RUN] = run_id
-        st.query_params["run"] = str(run_id)
     row = _run_row(runs, run_id)
     st.title(f"Run #{run_id} {md(row.get('name') or '')}")
     if row.get("parent_id") is not None and not pd.isna(row.get("parent_id")):

@@ -28,7 +28,7 @@ from babysit.ui.study_figures import (
     wants_log,
 )
 from babysit.ui.text import md
-from babysit.ui.views import control_access, open_run, page
+from babysit.ui.views import choose, control_access, open_run, page, selected_id
 
 OPEN_STUDY = "open_study"        # session_state key: id of the study shown
 _FLASH = "study_flash"           # session_state key: the last action's success line
@@ -62,25 +62,10 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> None:
     st.rerun()
 
 
-def _study_label(row: dict[str, Any]) -> str:
-    return f"#{int(row['id'])} {row.get('name', '')} · {row.get('status', '')}"
-
-
 def open_study(study_id: int) -> None:
     """Show ``study_id`` on the Study page (stops this script run)."""
     st.session_state[OPEN_STUDY] = int(study_id)
     st.switch_page(page("study"), query_params={"study": str(int(study_id))})
-
-
-def _selected_study(ids: list[int]) -> int | None:
-    for candidate in (st.query_params.get("study"), st.session_state.get(OPEN_STUDY)):
-        try:
-            study_id = int(str(candidate).lstrip("#"))
-        except (TypeError, ValueError):
-            continue
-        if study_id in ids:
-            return study_id
-    return max(ids) if ids else None
 
 
 # --------------------------------------------------------------------------- new study
@@ -535,17 +520,10 @@ def render() -> None:
         return
     with st.expander("New study", expanded=False):
         _new_study_form(names, allowed)
-    ids = sorted((int(i) for i in studies["id"]), reverse=True)
-    labels = {int(r["id"]): _study_label(r) for r in studies.to_dict("records")}
-    current = _selected_study(ids)
-    study_id = st.selectbox("Study", ids, index=ids.index(current) if current in ids else 0,
-                            format_func=lambda i: labels.get(i, f"#{i}"))
+    study_id = choose("Study", studies.to_dict("records"),
+                      selected_id(studies["id"], "study", OPEN_STUDY), "study", OPEN_STUDY)
     if study_id is None:
         return
-    study_id = int(study_id)
-    if st.session_state.get(OPEN_STUDY) != study_id or st.query_params.get("study") != str(study_id):
-        st.session_state[OPEN_STUDY] = study_id
-        st.query_params["study"] = str(study_id)
     try:
         record = study_state.study(study_id)
     except BabysitError as exc:
