@@ -369,7 +369,7 @@ class RunClient:
         stored = getattr(command, "result", None)      # if the store keeps it on the command
         if isinstance(stored, Mapping):
             return dict(stored)
-        events = self.store.events(command.run_id)
+        events = self.store.events(command.run_id, kind=command.kind, step=command.step)
         same = events[(events["kind"] == command.kind) & (events["step"] == command.step)
                       & (events["source"] == command.source)
                       & (events["time"] >= command.created - 1.0)]

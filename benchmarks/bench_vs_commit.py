@@ -39,7 +39,8 @@ WHICH = ("log", "overhead", "nudge")
 # per measurement: (figure key, label, unit)
 FIGURES: dict[str, list[tuple[str, str, str]]] = {
     "log": [("ns_per_call", "run.log(loss=x), best of repeats", "ns"),
-            ("finish_s", "run.finish() draining the queued rows", "s")],
+            ("finish_s", "run.finish() draining the queued rows", "s"),
+            ("ns_per_row_stored", "first call to last row stored, per row", "ns")],
     "overhead": [("ours_ms", "babysat step, wall", "ms"),
                  ("bare_ms", "bare step, wall (same task)", "ms"),
                  ("ratio", "babysat / bare, wall", "x"),
@@ -64,8 +65,8 @@ def child(which: str, args: argparse.Namespace) -> dict[str, Any]:
     if which == "log":
         import bench_log
         with tempfile.TemporaryDirectory() as tmp:
-            ns, finish_s = bench_log.time_babysit(tmp, args.calls, args.repeat)
-        out.update(ns_per_call=ns, finish_s=finish_s)
+            ns, finish_s, per_row = bench_log.time_babysit(tmp, args.calls, args.repeat)
+        out.update(ns_per_call=ns, finish_s=finish_s, ns_per_row_stored=per_row)
     elif which == "overhead":
         import bench_overhead
         with tempfile.TemporaryDirectory() as tmp:

@@ -436,12 +436,19 @@ class Store:
         values = event_values(EventRow(run_id, step, day, kind, source, detail, branch))
         return self._write(lambda c: _pk(c.execute(sa.insert(S.events).values(**values))))
 
-    def events(self, run_id: int, *, include_superseded: bool = True) -> pd.DataFrame:
+    def events(self, run_id: int, *, include_superseded: bool = True, kind: str | None = None,
+               step: int | None = None) -> pd.DataFrame:
+        """The run's events in order; only those of ``kind`` and / or at ``step`` if given
+        (what a client reads to confirm one command: a few rows, not the whole history)."""
         e = S.events.c
         query = sa.select(e.id, e.step, e.day, e.time, e.kind, e.source, e.detail, e.branch,
                           e.superseded).where(e.run_id == run_id).order_by(e.id)
         if not include_superseded:
             query = query.where(e.superseded == sa.false())
+        if kind is not None:
+            query = query.where(e.kind == kind)
+        if step is not None:
+            query = query.where(e.step == step)
         rows = self.read(lambda c: c.execute(query).all())
         df = pd.DataFrame(rows, columns=["id", "step", "day", "time", "kind", "source", "detail",
                                          "branch", "superseded"])
