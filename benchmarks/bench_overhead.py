@@ -100,6 +100,34 @@ def babysat(steps: int, root: str) -> tuple[float, float, float]:
     return wall, cpu, time.perf_counter() - t1
 
 
+def machinery(steps: int, root: str) -> tuple[float, float]:
+    """(wall us, CPU us) per step of babysitting alone: ``run.loop`` over the same loader with
+    the same model and optimizer attached, ``run.log`` each step and a day every 300 steps, but
+    no forward or backward pass; minus the same loader iterated bare. What babysit adds to each
+    step, the writer and saver threads included (their wall-clock paced work, polls and
+    flushes, spreads over more steps here than in training: a lower bound for that part)."""
+    import babysit
+
+    loader, net, opt = setup()
+    done = 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    while done < steps:
+        for _batch in loader:
+            done += 1
+            if done >= steps:
+                break
+    bare_wall, bare_cpu = time.perf_counter() - t0, time.process_time() - c0
+    run = babysit.init(project="bench-machinery", config={"lr": 0.05, "momentum": 0.9},
+                       day=DAY, root=root)
+    run.attach(model=net, optimizer=opt)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _batch in run.loop(loader, steps=steps):
+        run.log(loss=0.5)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    run.finish()
+    return (wall - bare_wall) / steps * 1e6, (cpu - bare_cpu) / steps * 1e6
+
+
 def pair(steps: int, root: str, bare_first: bool) -> dict[str, float]:
     """One bare and one babysat trial (in the order given): per-step figures and the ratios."""
     out: dict[str, float] = {}
@@ -109,6 +137,7 @@ def pair(steps: int, root: str, bare_first: bool) -> dict[str, float]:
         else:
             wall, cpu, out["finish_s"] = babysat(steps, root)
         out[f"{which}_ms"], out[f"{which}_cpu_ms"] = wall / steps * 1e3, cpu / steps * 1e3
+    out["machinery_us"], out["machinery_cpu_us"] = machinery(steps, root)
     out["ratio"] = out["ours_ms"] / out["bare_ms"]
     out["cpu_ratio"] = out["ours_cpu_ms"] / out["bare_cpu_ms"]
     return out
@@ -164,6 +193,12 @@ def main(argv: list[str] | None = None) -> None:
           f"{spread(col('bare_cpu_ms')):>24}")
     print(f"{'babysat loop':34} {spread(col('ours_ms')):>24}   {spread(col('ours_cpu_ms')):>24}")
     print(f"{'overhead, per-pair ratio':34} {pct(col('ratio')):>24}   {pct(col('cpu_ratio')):>24}")
+    mach, mach_cpu = col("machinery_us"), col("machinery_cpu_us")
+    print(f"{'babysitting alone, us (no model)':34} {spread(mach, '{:.1f}'):>24}   "
+          f"{spread(mach_cpu, '{:.1f}'):>24}")
+    share = statistics.median(mach_cpu) / 1e3 / statistics.median(col("bare_cpu_ms")) * 100
+    print(f"  = {share:.2f}% of the bare step's CPU time (babysat loop with no model work minus "
+          "the bare loader; writer and saver threads included)")
     print(f"overhead (median of per-pair wall ratios): {(ratio - 1) * 100:+.2f}%   "
           f"target <= +{TARGET_PCT:.0f}%   {verdict}")
     print(f"(outside the clock: run.finish() took median "

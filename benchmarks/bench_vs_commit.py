@@ -46,7 +46,9 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
                  ("ratio", "babysat / bare, wall", "x"),
                  ("ours_cpu_ms", "babysat step, process CPU", "ms"),
                  ("bare_cpu_ms", "bare step, process CPU", "ms"),
-                 ("cpu_ratio", "babysat / bare, CPU", "x")],
+                 ("cpu_ratio", "babysat / bare, CPU", "x"),
+                 ("machinery_us", "babysitting alone per step, wall", "us"),
+                 ("machinery_cpu_us", "babysitting alone per step, CPU", "us")],
     "nudge": [("median_ms", "nudge latency, median", "ms"),
               ("p90_ms", "nudge latency, p90", "ms"),
               ("step_ms", "trainer step time (demo, pace 0)", "ms")],
@@ -104,7 +106,7 @@ def run_child(tree: Path, which: str, args: argparse.Namespace, bare_first: bool
 
 
 def spread(values: list[float], unit: str) -> str:
-    digits = {"ns": 0, "s": 2, "ms": 3, "x": 4}[unit]
+    digits = {"ns": 0, "s": 2, "ms": 3, "us": 1, "x": 4}[unit]
     f = f"{{:.{digits}f}}"
     return f"{f.format(statistics.median(values))} [{f.format(min(values))} .. {f.format(max(values))}]"
 
