@@ -128,9 +128,7 @@ class PendingCommands:
 
 class CommandProbe(PendingCommands):
     """``probe(after_id)``: is a command newer than ``after_id`` pending for this run?
-
-    >>> probe = store.command_probe(run_id); probe(0); probe.close()
-    """
+    E.g. ``probe = store.command_probe(run_id)``, then ``probe(0)``, ``probe.close()``."""
 
     __call__ = PendingCommands.any_after
 
