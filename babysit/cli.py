@@ -402,20 +402,60 @@ def cmd_study_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    client = _client(args, create=True)
-    argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace", str(args.pace)]
-    run_id = client.launch(argv, project="demo", detach=True)
-    print(f"demo run {run_id} started; log: "
-          f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
-    if args.no_ui:
-        print("watch it with: babysit ls; steer it with: babysit nudge "
-              f"{run_id} lr=0.1")
-        return 0
-    return _serve(args, extra_env={"BABYSIT_OPEN_RUN": str(run_id)})
+    from babysit.ui.server import check_port, stopped_by_signals
+
+    if not args.no_ui:
+        check_port(args.address, args.port)     # before any run exists: nothing to clean up
+    with stopped_by_signals():
+        client = _client(args, create=True)
+        # --epochs 0: the demo trains until stopped, so its controls are live whenever
+        # someone comes back to the dashboard
+        argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace",
+                str(args.pace), "--epochs", "0"]
+        run_id = client.launch(argv, project="demo", detach=True)
+        print(f"demo run {run_id} started; log: "
+              f"{client.store.root / 'runs' / str(run_id) / 'process.log'}", flush=True)
+        if args.no_ui:
+            print(f"watch it with: babysit ls; steer it with: babysit nudge {run_id} lr=0.1; "
+                  f"end it with: babysit stop {run_id}")
+            return 0
+        try:
+            return _serve(args, extra_env={"BABYSIT_OPEN_RUN": str(run_id)})
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            # the demo lives as long as its dashboard: no training left behind, orphaned
+            _stop_demo(client, run_id)
+
+
+def _stop_demo(client: Client, run_id: int) -> None:
+    """Stop the demo run (a command, then SIGTERM/SIGKILL if it does not stop in time)."""
+    try:
+        if client.run(run_id).live:
+            client.stop(run_id, wait=True, timeout=15.0, reason="babysit demo ended")
+            print(f"demo run {run_id} stopped (restart it with: babysit restart {run_id})",
+                  flush=True)
+        # "stopped" is written before the process has flushed and exited: wait for that too
+        record, deadline = client.run(run_id), time.monotonic() + 15.0
+        while monitor.run_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if monitor.run_alive(record):
+            client.terminate(run_id)
+    except KeyboardInterrupt:        # impatient: a second Ctrl-C ends the process now
+        client.terminate(run_id)
+    except BabysitError as exc:
+        print(f"babysit: demo run {run_id}: {exc}", file=sys.stderr)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    return _serve(args, extra_env={})
+    from babysit.ui.server import check_port, stopped_by_signals
+
+    check_port(args.address, args.port)
+    with stopped_by_signals():
+        try:
+            return _serve(args, extra_env={})
+        except KeyboardInterrupt:
+            return 0
 
 
 def _serve(args: argparse.Namespace, extra_env: dict[str, str]) -> int:
