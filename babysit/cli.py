@@ -94,8 +94,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
                            lambda a: "" if a is None or pd.isna(a) else f"{a:.0f}s"),
                        parent=[f"{p}@{d}" if p is not None else "" for p, d in
                                zip(df["parent_id"], df["parent_day"], strict=True)])
-        df = df[["id", "name", "project", "status", "day", "step", "now", "hp", "parent",
-                 "heartbeat_age"]]
+        # one vocabulary of days: the store's "day" is the last day saved (0: none yet)
+        df = df.rename(columns={"day": "days_saved"})[
+            ["id", "name", "project", "status", "days_saved", "step", "now", "hp", "parent",
+             "heartbeat_age"]]
     _show(df, args.json)
     return 0
 
@@ -125,15 +127,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).rollback(args.run, args.day, hp=values, wait=not args.no_wait,
                                     timeout=args.timeout)
-    _out(f"run {result.run_id}: rolled back to day {args.day} ({result.status})")
+    _out(f"run {result.run_id}: rolled back to the end of day {args.day} ({result.status})")
     return 0
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     child = _client(args).fork(args.run, args.day, hp=values, name=args.name)
-    _out(f"run {child}: forked from run {args.run}" +
-         (f" day {args.day}" if args.day is not None else " (latest day)"))
+    _out(f"run {child}: forked from run {args.run} at the end of " +
+         (f"day {args.day}" if args.day is not None else "its latest saved day"))
     return 0
 
 
@@ -226,7 +228,7 @@ def cmd_exploit(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).exploit(args.target, args.donor, args.day, hp=values,
                                    wait=not args.no_wait, timeout=args.timeout, reason=args.reason)
-    _out(f"run {result.run_id}: exploit of run {args.donor} day {args.day} {result.status}"
+    _out(f"run {result.run_id}: exploit of run {args.donor} at the end of day {args.day} {result.status}"
          f"{_at(result.step)}" + (f" ({fmt_hp(values)})" if values else ""))
     return 0
 

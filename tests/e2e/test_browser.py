@@ -78,7 +78,7 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         wait_for(lambda: int(c.checkpoints(run_id).day.max()) > days_drawn, 60, "a new day")
         new_day = int(c.checkpoints(run_id).day.max())
         assert new_day > days_drawn
-        days = page.get_by_role("combobox", name="day to roll back to")
+        days = page.get_by_role("combobox", name="roll back to the end of day")
 
         def offered() -> bool:
             days.click()

@@ -78,9 +78,9 @@ def live_header(run_id: int) -> None:
     cols = st.columns([1.9, 0.9, 1, 2.4, 1.1, 1.1])
     cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
     live = str(row.get("status")) in LIVE
-    cols[1].metric("day" if live else "days saved",
+    cols[1].metric("day in progress" if live else "days saved",
                    md(day_text(row.get("day"), str(row.get("status"))).split(" ")[0]),
-                   help=md(days_saved(row.get("day"))))
+                   help=md(days_saved(row.get("day"), live)))
     cols[2].metric("step", row.get("step"))
     cols[3].metric("lr", md(_lr_text(row, now)))
     cols[4].metric("momentum", md(_fmt(_momentum_now(row, now))))
@@ -102,13 +102,20 @@ def day_text(day: Any, status: str) -> str:
     return f"{n + 1} in progress" if status in LIVE else f"{n} saved"
 
 
-def days_saved(day: Any) -> str:
-    """The header's hover: "day 3 in progress, 2 days saved"."""
+def days_saved(day: Any, live: bool = True) -> str:
+    """The header's hover, in the one vocabulary of days (README: "Days"): day N is the N-th
+    stretch of training, a day checkpoint holds the state at the end of its day, day 0 is the
+    start.
+
+    >>> days_saved(2), days_saved(2, live=False), days_saved(0)
+    ('day 3 in progress, 2 days saved', '2 days saved', 'day 1 in progress, 0 days saved')
+    """
     try:
         n = int(day)
     except (TypeError, ValueError):
         return "no day saved yet"
-    return f"day {n + 1} in progress, {n} day{'s' if n != 1 else ''} saved"
+    saved = f"{n} day{'s' if n != 1 else ''} saved"
+    return f"day {n + 1} in progress, {saved}" if live else saved
 
 
 @st.fragment(run_every=state.REFRESH_S)
@@ -232,11 +239,11 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
 
 def _checkpoint_table(checkpoints: pd.DataFrame) -> pd.DataFrame:
     if not len(checkpoints):
-        return pd.DataFrame(columns=["day", "step", "time"])
+        return pd.DataFrame(columns=["end of day", "step", "time"])
     metrics = pd.DataFrame([m if isinstance(m, dict) else {} for m in checkpoints["metrics"]])
     metrics = metrics.apply(pd.to_numeric, errors="coerce")
     base = pd.DataFrame({
-        "day": checkpoints["day"].astype(int), "step": checkpoints["step"].astype(int),
+        "end of day": checkpoints["day"].astype(int), "step": checkpoints["step"].astype(int),
         "time": [time.strftime("%m-%d %H:%M:%S", time.localtime(t)) for t in checkpoints["time"]],
     })
     return pd.concat([base, metrics.reset_index(drop=True)], axis=1)
@@ -250,8 +257,10 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
         return
     st.subheader("Days")
     if not len(checkpoints):
-        st.caption("No day checkpoints yet: rollback and fork need at least one finished day.")
+        st.caption("No day checkpoints yet: rollback and fork need at least one saved day.")
         return
+    st.caption("Each row is a saved day: the state at the end of that day (day 0: the start), "
+               "with the day's metric means.")
     st.dataframe(_checkpoint_table(checkpoints), hide_index=True, width="stretch",
                  key="run_days",
                  column_config={c: st.column_config.NumberColumn(c, format="%.4g")
@@ -261,7 +270,8 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Roll back** this run to the end of a day")
-        day = st.selectbox("day to roll back to", days, index=len(days) - 1, key="rollback_day")
+        day = st.selectbox("roll back to the end of day", days, index=len(days) - 1,
+                           key="rollback_day")
         over = st.text_input("overrides (key=value …)", key="rollback_overrides",
                              placeholder="lr=0.05", disabled=not enabled)
         if st.session_state.pop(_ROLLED_BACK, False):
@@ -275,8 +285,9 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
                 return message
             _act(feedback, "rolling back", do_rollback)
     with c2:
-        st.markdown("**Fork** a new run from a day")
-        fday = st.selectbox("day to fork from", days, index=len(days) - 1, key="fork_day")
+        st.markdown("**Fork** a new run from the end of a day")
+        fday = st.selectbox("fork from the end of day", days, index=len(days) - 1,
+                            key="fork_day")
         fover = st.text_input("overrides (key=value …)", key="fork_overrides",
                               placeholder="lr=0.02 momentum=0.95", disabled=not enabled)
         if st.button("Fork", key="run_fork", disabled=not enabled):
@@ -393,7 +404,8 @@ def render() -> None:
     row = _run_row(runs, run_id)
     st.title(f"Run #{run_id} {md(row.get('name') or '')}")
     if row.get("parent_id") is not None and not pd.isna(row.get("parent_id")):
-        st.caption(f"forked from run #{int(row['parent_id'])} at day {int(row['parent_day'])}")
+        st.caption(f"forked from run #{int(row['parent_id'])} at the end of day "
+                   f"{int(row['parent_day'])}")
 
     _view_controls(run_id, str(row.get("project") or ""))
 
