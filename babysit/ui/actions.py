@@ -106,9 +106,14 @@ def unread_note(key: str, effective: Mapping[str, Any] | None) -> str:
     'not read by the loop since step 0'
     >>> unread_note("warmup", {"step": 900, "reads": {}})
     'never read by the loop'
+    >>> unread_note("weight_decay", {"step": 900, "weight_decay": 0.0, "reads": {}})
+    ''
     """
     if not isinstance(effective, Mapping) or not isinstance(effective.get("reads"), Mapping):
         return ""           # the trainer has not reported (an older trainer, or not started)
+    groups = effective.get("groups") if isinstance(effective.get("groups"), list) else []
+    if key in effective or any(isinstance(g, Mapping) and key in g for g in groups):
+        return ""           # an optimizer's own setting: a nudge changes the optimizer itself
     reads, step = effective["reads"], effective.get("step")
     last = reads.get(key)
     if last is None:

@@ -75,7 +75,7 @@ def live_header(run_id: int) -> None:
         return
     now = _now(row, run_id)
     age = row.get("heartbeat_age")
-    cols = st.columns([1.9, 0.9, 1, 2.4, 1.1, 1.1])
+    cols = st.columns([1.8, 1.4, 1, 2.0, 1.1, 1.1])     # "day in progress" fits its column
     cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
     live = str(row.get("status")) in LIVE
     cols[1].metric("day in progress" if live else "days saved",
