@@ -135,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
             # (b) the first chart a fresh dashboard draws, then the same page again
-            chart = []
+            chart, shell = [], []
             for _ in range(2):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 t0 = time.perf_counter()
                 page.goto(f"{base}/run?run={chart_run}&token={TOKEN}")
+                # where the time goes: the page's title (app shell, websocket, script start)
+                page.get_by_text(f"Run #{chart_run}").first.wait_for(state="visible",
+                                                                    timeout=120_000)
+                shell.append(time.perf_counter() - t0)
                 page.locator(DRAWN_CURVE).first.wait_for(state="visible", timeout=120_000)
                 chart.append(time.perf_counter() - t0)
                 page.close()
@@ -204,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
           f"   (first click {clicks[0]:.0f} ms)")
     print(f"  target: median < {CLICK_TARGET_MS:.0f} ms + one step = {click_limit:.0f} ms   "
           f"{'PASS' if med < click_limit else 'MISS'}")
-    print(f"{f'first chart, {args.chart_steps}-step run, fresh dashboard':42} {chart[0]:7.2f} s")
-    print(f"{'  the same page again (warm, baseline)':42} {chart[1]:7.2f} s")
+    print(f"{f'first chart, {args.chart_steps}-step run, fresh dashboard':42} {chart[0]:7.2f} s"
+          f"   (title shown at {shell[0]:.2f} s)")
+    print(f"{'  the same page again (warm, baseline)':42} {chart[1]:7.2f} s"
+          f"   (title shown at {shell[1]:.2f} s)")
     print(f"  target: < {CHART_TARGET_S:.0f} s   {'PASS' if chart[0] < CHART_TARGET_S else 'MISS'}")
     return 0
 
