@@ -29,6 +29,7 @@ from babysit.ui.views import (
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
 _FLASH_ERROR = "run_flash_error"  # session_state key: why the last action was refused
+_ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
 _FIXED_KEYS = ("lr", "momentum")
 _CONSOLE_LINES = 200
 _PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
@@ -301,6 +302,10 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
                      key="rollback_day")
         st.text_input("overrides (key=value …)", key="rollback_overrides",
                       placeholder="lr=0.05", disabled=not enabled)
+        if st.session_state.pop(_ROLLED_BACK, False):
+            # one tick, one rollback. Set while the script draws the page: set in the click's
+            # callback, the browser kept showing the box ticked.
+            st.session_state["rollback_confirm"] = False
         st.checkbox("Yes, roll back (later days stay in the store, superseded)",
                     key="rollback_confirm", disabled=not enabled)
 
@@ -309,7 +314,7 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
                 client, run_id, st.session_state.get("rollback_day"),
                 confirmed=bool(st.session_state.get("rollback_confirm")),
                 overrides=_typed("rollback_overrides"))
-            st.session_state["rollback_confirm"] = False     # one tick, one rollback
+            st.session_state[_ROLLED_BACK] = True
             return message
         st.button("Roll back", key="run_rollback", disabled=not enabled or not live,
                   **_on_click("rolling back", do_rollback))
