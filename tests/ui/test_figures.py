@@ -332,7 +332,7 @@ def test_lineage_edges_match_runs_with_a_parent() -> None:
     fig = lineage_figure(runs)
     labels = trace(fig, "fork days")
     assert len(labels.x) == runs["parent_id"].notna().sum() == 2
-    assert sorted(labels.text) == ["day 2", "day 3"]
+    assert sorted(labels.text) == ["end of day 2", "end of day 3"]
     edges = trace(fig, "forks")
     assert list(edges.x).count(None) == 2
     ids = sorted(i for t in fig.data if t.customdata is not None for i in t.customdata)
