@@ -37,6 +37,8 @@ def describe_event(
     'nudge lr 0.1 → 0.05 (ui)'
     >>> describe_event("rollback", {"to_day": 2, "to_step": 400, "from_step": 731}, "cli")
     'rollback to the end of day 2 (step 400) from step 731 (cli)'
+    >>> describe_event("started", {"hp": {}, "day": "100 steps"})
+    'started days of 100 steps, hp={}'
     >>> describe_event("restarted", {"from_day": 2, "from_run": 4, "overrides": {}}, "trainer")
     'restarted from run #4 at the end of day 2 (trainer)'
     """
@@ -106,6 +108,9 @@ def _describe_detail(kind: str, d: dict[str, Any]) -> str:
         rest = {k: v for k, v in d.items() if k not in ("from_day", "from_run")
                 and not (k == "overrides" and not v)}
         return _join(text, _describe_pairs(rest))
+    if kind == "started" and isinstance(d.get("day"), str):    # the day's length, not a day
+        return _join(f"days of {d['day']}", _describe_pairs({k: v for k, v in d.items()
+                                                            if k != "day"}))
     if kind == "diverged" and "metric" in d:
         text = f"{d['metric']} = {_fmt(d.get('value'))}"
         return _join(text, _describe_pairs({k: v for k, v in d.items() if k not in ("metric", "value")}))

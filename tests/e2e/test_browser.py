@@ -120,7 +120,9 @@ def test_babysit_a_run_from_the_browser(trainers, server):
     c.stop(child)
 
 
-DOCS = REPO / "docs"
+# the README's own screenshots come from scripts/screenshots.py (a demo store); these are the
+# test's record of what it saw
+SHOTS = ARTIFACTS
 
 
 def _browser(p):
@@ -131,7 +133,7 @@ def _browser(p):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_panels_console_and_pages(trainers, server):
-    """One panel per metric, the console tail of a launched run, and the README screenshots."""
+    """One panel per metric, the console tail of a launched run, and screenshots of the pages."""
     from playwright.sync_api import expect, sync_playwright
 
     c = trainers.client
@@ -169,22 +171,22 @@ def test_panels_console_and_pages(trainers, server):
             timeout=30_000)
         step_line = page.get_by_text("metrics trainer: step").last
         expect(step_line).to_be_visible(timeout=30_000)
-        DOCS.mkdir(exist_ok=True)
+        SHOTS.mkdir(exist_ok=True)
         page.set_viewport_size({"width": 1400, "height": 1900})
         page.wait_for_timeout(2500)
-        page.screenshot(path=str(DOCS / "run.png"), full_page=False)
+        page.screenshot(path=str(SHOTS / "e2e-run.png"), full_page=False)
         page.set_viewport_size({"width": 1400, "height": 1000})
 
         page.goto(f"{server}/?token={TOKEN}")               # Runs is the default page
         expect(page.get_by_role("button", name="Open run")).to_be_visible(timeout=60_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(DOCS / "runs.png"), full_page=False)
+        page.screenshot(path=str(SHOTS / "e2e-runs.png"), full_page=False)
 
         page.goto(f"{server}/compare?token={TOKEN}")
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
         page.set_viewport_size({"width": 1400, "height": 1300})
         page.wait_for_timeout(2500)
-        page.screenshot(path=str(DOCS / "compare.png"), full_page=False)
+        page.screenshot(path=str(SHOTS / "e2e-compare.png"), full_page=False)
         browser.close()
     for run_id in ids:
         c.stop(run_id)

@@ -447,6 +447,7 @@ def test_one_vocabulary_of_days(store_with_runs):
     events = next(t for t in tables if "what" in t.columns)         # the Events table
     assert "rollback to the end of day 1 (step 100) from step 250" in \
         " ".join(events["what"].astype(str))
+    assert "days of 100 steps" in " ".join(events["what"].astype(str))   # a length, not a day
 
     finished = AppTest.from_string(page_script("run"), default_timeout=30)
     finished.query_params["run"] = "2"
