@@ -111,7 +111,8 @@ def unread_note(key: str, effective: Mapping[str, Any] | None) -> str:
     """
     if not isinstance(effective, Mapping) or not isinstance(effective.get("reads"), Mapping):
         return ""           # the trainer has not reported (an older trainer, or not started)
-    groups = effective.get("groups") if isinstance(effective.get("groups"), list) else []
+    raw = effective.get("groups")
+    groups: list[Any] = raw if isinstance(raw, list) else []
     if key in effective or any(isinstance(g, Mapping) and key in g for g in groups):
         return ""           # an optimizer's own setting: a nudge changes the optimizer itself
     reads, step = effective["reads"], effective.get("step")

@@ -176,6 +176,18 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
         assert "lr" in texts(at, "error"), bad
         assert commands(trainers) == before, bad
 
+    # what was typed is what is sent, typed and clicked in one go (the click's callback reads
+    # the box's value of that click, not of the run before)
+    at.text_input(key="lr_exact").input("0.03")
+    at.button(key="lr_set").click().run()
+    assert not at.error, texts(at, "error")
+    assert trainers.client.run(run_id).hp["lr"] == pytest.approx(0.03)
+    at.text_input(key="hp_clip").input("0.5")
+    at.button(key="hp_set_clip").click().run()
+    assert not at.error, texts(at, "error")
+    assert trainers.client.run(run_id).hp["clip"] == pytest.approx(0.5)
+    assert "clip 1 → 0.5 applied at step" in texts(at, "success").replace("\\", "")
+
     at.button(key="momentum_more").click().run()
     assert not at.error, texts(at, "error")
     assert trainers.client.run(run_id).hp["momentum"] == pytest.approx(0.95)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 import time
 from collections.abc import Callable
@@ -206,6 +207,11 @@ def _typed(key: str) -> str:
     return str(st.session_state.get(key) or "")
 
 
+def _set_typed(client: Any, run_id: int, name: str) -> str:
+    """Set hyperparameter ``name`` to what its box (``hp_<name>``) holds at the click."""
+    return actions.set_value(client, run_id, name, _typed(f"hp_{name}"))
+
+
 def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
     hp = row.get("hp") or {}
     now = _now(row, run_id)
@@ -261,8 +267,7 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None
                     a.caption(f"⚠ {md(name)}: {unread}", help="babysit records the last step "
                               "at which the loop read run.hp[key]")
                 b.button(f"Set {md(name)}", key=f"hp_set_{name}", disabled=off, **_on_click(
-                    f"setting {name}",
-                    lambda n=name: actions.set_value(client, run_id, n, _typed(f"hp_{n}"))))
+                    f"setting {name}", functools.partial(_set_typed, client, run_id, name)))
 
 
 def _checkpoint_table(checkpoints: pd.DataFrame) -> pd.DataFrame:
