@@ -94,8 +94,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
                            lambda a: "" if a is None or pd.isna(a) else f"{a:.0f}s"),
                        parent=[f"{p}@{d}" if p is not None else "" for p, d in
                                zip(df["parent_id"], df["parent_day"], strict=True)])
-        df = df[["id", "name", "project", "status", "day", "step", "now", "hp", "parent",
-                 "heartbeat_age"]]
+        # one vocabulary of days: the store's "day" is the last day saved (0: none yet)
+        df = df.rename(columns={"day": "days_saved"})[
+            ["id", "name", "project", "status", "days_saved", "step", "now", "hp", "parent",
+             "heartbeat_age"]]
     _show(df, args.json)
     return 0
 
@@ -125,15 +127,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).rollback(args.run, args.day, hp=values, wait=not args.no_wait,
                                     timeout=args.timeout)
-    _out(f"run {result.run_id}: rolled back to day {args.day} ({result.status})")
+    _out(f"run {result.run_id}: rolled back to the end of day {args.day} ({result.status})")
     return 0
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     child = _client(args).fork(args.run, args.day, hp=values, name=args.name)
-    _out(f"run {child}: forked from run {args.run}" +
-         (f" day {args.day}" if args.day is not None else " (latest day)"))
+    _out(f"run {child}: forked from run {args.run} at the end of " +
+         (f"day {args.day}" if args.day is not None else "its latest saved day"))
     return 0
 
 
@@ -226,7 +228,7 @@ def cmd_exploit(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).exploit(args.target, args.donor, args.day, hp=values,
                                    wait=not args.no_wait, timeout=args.timeout, reason=args.reason)
-    _out(f"run {result.run_id}: exploit of run {args.donor} day {args.day} {result.status}"
+    _out(f"run {result.run_id}: exploit of run {args.donor} at the end of day {args.day} {result.status}"
          f"{_at(result.step)}" + (f" ({fmt_hp(values)})" if values else ""))
     return 0
 
@@ -402,20 +404,60 @@ def cmd_study_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    client = _client(args, create=True)
-    argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace", str(args.pace)]
-    run_id = client.launch(argv, project="demo", detach=True)
-    print(f"demo run {run_id} started; log: "
-          f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
-    if args.no_ui:
-        print("watch it with: babysit ls; steer it with: babysit nudge "
-              f"{run_id} lr=0.1")
-        return 0
-    return _serve(args, extra_env={"BABYSIT_OPEN_RUN": str(run_id)})
+    from babysit.ui.server import check_port, stopped_by_signals
+
+    if not args.no_ui:
+        check_port(args.address, args.port)     # before any run exists: nothing to clean up
+    with stopped_by_signals():
+        client = _client(args, create=True)
+        # --epochs 0: the demo trains until stopped, so its controls are live whenever
+        # someone comes back to the dashboard
+        argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace",
+                str(args.pace), "--epochs", "0"]
+        run_id = client.launch(argv, project="demo", detach=True)
+        print(f"demo run {run_id} started; log: "
+              f"{client.store.root / 'runs' / str(run_id) / 'process.log'}", flush=True)
+        if args.no_ui:
+            print(f"watch it with: babysit ls; steer it with: babysit nudge {run_id} lr=0.1; "
+                  f"end it with: babysit stop {run_id}")
+            return 0
+        try:
+            return _serve(args, extra_env={"BABYSIT_OPEN_RUN": str(run_id)})
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            # the demo lives as long as its dashboard: no training left behind, orphaned
+            _stop_demo(client, run_id)
+
+
+def _stop_demo(client: Client, run_id: int) -> None:
+    """Stop the demo run (a command, then SIGTERM/SIGKILL if it does not stop in time)."""
+    try:
+        if client.run(run_id).live:
+            client.stop(run_id, wait=True, timeout=15.0, reason="babysit demo ended")
+            print(f"demo run {run_id} stopped (restart it with: babysit restart {run_id})",
+                  flush=True)
+        # "stopped" is written before the process has flushed and exited: wait for that too
+        record, deadline = client.run(run_id), time.monotonic() + 15.0
+        while monitor.run_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if monitor.run_alive(record):
+            client.terminate(run_id)
+    except KeyboardInterrupt:        # impatient: a second Ctrl-C ends the process now
+        client.terminate(run_id)
+    except BabysitError as exc:
+        print(f"babysit: demo run {run_id}: {exc}", file=sys.stderr)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    return _serve(args, extra_env={})
+    from babysit.ui.server import check_port, stopped_by_signals
+
+    check_port(args.address, args.port)
+    with stopped_by_signals():
+        try:
+            return _serve(args, extra_env={})
+        except KeyboardInterrupt:
+            return 0
 
 
 def _serve(args: argparse.Namespace, extra_env: dict[str, str]) -> int:

@@ -365,7 +365,7 @@ def _event_traces(events: pd.DataFrame | None, axis: _XMapper, yaxis: str = "y4"
             line = plot(describe_event(kind, details[j], sources[j], times[j], ref_time=ref))
             where = [f"step {int(steps[j])}"] if _finite(steps[j]) else []
             if _finite(days[j]):
-                where.append(f"day {int(days[j])}")
+                where.append(f"during day {int(days[j])}")
             text = f"{line}<br>{', '.join(where)}" if where else line
             texts.append(f"(rolled back) {text}" if superseded[j] else text)
         traces.append(go.Scatter(

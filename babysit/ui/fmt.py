@@ -37,7 +37,11 @@ def describe_event(
     >>> describe_event("nudge", {"lr": {"old": 0.1, "new": 0.05}}, "ui")
     'nudge lr 0.1 → 0.05 (ui)'
     >>> describe_event("rollback", {"to_day": 2, "to_step": 400, "from_step": 731}, "cli")
-    'rollback to day 2 (step 400) from step 731 (cli)'
+    'rollback to the end of day 2 (step 400) from step 731 (cli)'
+    >>> describe_event("started", {"hp": {}, "day": "100 steps"})
+    'started days of 100 steps, hp={}'
+    >>> describe_event("restarted", {"from_day": 2, "from_run": 4, "overrides": {}}, "trainer")
+    'restarted from run #4 at the end of day 2 (trainer)'
     """
     what = _describe_detail(str(kind), _parse_detail(detail))
     text = f"{kind} {what}" if what else str(kind)
@@ -87,7 +91,7 @@ def _describe_detail(kind: str, d: dict[str, Any]) -> str:
     if not d:
         return ""
     if kind == "rollback" and "to_day" in d:
-        text = f"to day {fmt(d['to_day'])}"
+        text = f"to the end of day {fmt(d['to_day'])}"
         if "to_step" in d:
             text += f" (step {fmt(d['to_step'])})"
         if "from_step" in d:
@@ -97,8 +101,17 @@ def _describe_detail(kind: str, d: dict[str, Any]) -> str:
     if kind == "fork" and "child" in d:
         text = f"child #{fmt(d['child'])}"
         if "day" in d:
-            text += f" at day {fmt(d['day'])}"
+            text += f" at the end of day {fmt(d['day'])}"
         return _join(text, _describe_pairs({k: v for k, v in d.items() if k not in ("child", "day")}))
+    if "from_day" in d:         # forked, restarted, exploit: where the state came from
+        text = (f"from run #{fmt(d['from_run'])} " if d.get("from_run") is not None else "from ") \
+            + f"at the end of day {fmt(d['from_day'])}"
+        rest = {k: v for k, v in d.items() if k not in ("from_day", "from_run")
+                and not (k == "overrides" and not v)}
+        return _join(text, _describe_pairs(rest))
+    if kind == "started" and isinstance(d.get("day"), str):    # the day's length, not a day
+        return _join(f"days of {d['day']}", _describe_pairs({k: v for k, v in d.items()
+                                                            if k != "day"}))
     if kind == "diverged" and "metric" in d:
         text = f"{d['metric']} = {fmt(d.get('value'))}"
         return _join(text, _describe_pairs({k: v for k, v in d.items() if k not in ("metric", "value")}))

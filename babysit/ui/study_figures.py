@@ -580,7 +580,7 @@ def _copy_edges(events: pd.DataFrame | None, ids: set[int],
         parent, day = _int(r.get("parent_id")), _number(r.get("parent_day"))
         if parent in ids and parent != run_id and math.isfinite(day):
             edges.append({"kind": "fork", "from_run": parent, "from_day": day, "run": run_id,
-                          "to_day": day, "text": f"#{run_id} forked from #{parent} at day {fmt(day)}"})
+                          "to_day": day, "text": f"#{run_id} forked from #{parent} at the end of day {fmt(day)}"})
     return edges
 
 
