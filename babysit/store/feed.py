@@ -10,11 +10,20 @@ every other pending one, in id order. A command leaves that set once it is no lo
 The poll is one cheap query for the pending ids; only when one is new does the feed read the
 commands themselves. On SQLite the ids come from a prepared statement on a connection of the
 feed's own (tens of microseconds, asked 20 times a second).
+
+On PostgreSQL a query 20 times a second per run costs the server a core at a few hundred runs
+(docs/cluster.md), so `ListeningFeed` asks only when told: ``Store.post_command`` sends
+``NOTIFY babysit_commands_<run id>`` in the command's transaction (delivered at commit), a
+thread of the feed LISTENs on that channel on a connection of its own, and ``poll`` queries
+only after a notification, after (re)connecting, or every ``FALLBACK_POLL_S`` in case one was
+lost. Between those a poll costs nothing but a flag test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +34,19 @@ from babysit.store import schema as S
 from babysit.store.records import CommandRecord
 
 _PENDING_IDS = "SELECT id FROM commands WHERE run_id = ? AND status = 'pending'"
+
+#: a listening trainer still asks this often: a notification sent while its listening
+#: connection was down (a server restart, a network cut) is never delivered
+FALLBACK_POLL_S = 2.0
+
+
+def command_channel(run_id: int) -> str:
+    """The PostgreSQL channel on which run ``run_id``'s new commands are announced.
+
+    >>> command_channel(7)
+    'babysit_commands_7'
+    """
+    return f"babysit_commands_{int(run_id)}"
 
 
 class CommandFeed:
@@ -41,6 +63,7 @@ class CommandFeed:
         self._read_pending = read_pending
         self._handed: set[int] = set()      # pending commands already handed over
         self._raw: Any = None
+        self.queries = 0                    # pending-id queries sent (benchmarks, tests)
 
     def poll(self) -> list[CommandRecord]:
         """The pending commands not handed over before, oldest id first (StoreError if the
@@ -55,6 +78,7 @@ class CommandFeed:
         return fresh
 
     def _pending_ids(self) -> set[int]:
+        self.queries += 1
         try:
             if not self._sqlite:
                 c = S.commands.c
@@ -79,3 +103,61 @@ class CommandFeed:
         if raw is not None:
             with contextlib.suppress(Exception):
                 raw.close()
+
+
+class ListeningFeed(CommandFeed):
+    """A `CommandFeed` for PostgreSQL that queries only when a command was announced (see the
+    module docstring). Its listening thread holds one connection straight to the server
+    (PgBouncer in transaction mode does not carry LISTEN)."""
+
+    def __init__(self, engine: sa.Engine, sqlite: bool, run_id: int,
+                 read_pending: Callable[[], list[CommandRecord]], *,
+                 fallback_s: float = FALLBACK_POLL_S):
+        super().__init__(engine, sqlite, run_id, read_pending)
+        self.fallback_s = fallback_s
+        self._notified = threading.Event()
+        self._notified.set()                # the first poll reads what is already pending
+        self._closed = threading.Event()
+        self._next_poll = 0.0
+        self.listening = threading.Event()  # set while the LISTEN connection is up
+        self._thread = threading.Thread(target=self._listen, daemon=True,
+                                        name=f"babysit-listen-{run_id}")
+        self._thread.start()
+
+    def poll(self) -> list[CommandRecord]:
+        now = time.monotonic()
+        if not self._notified.is_set() and now < self._next_poll:
+            return []
+        # cleared before the read: a notification arriving during it sets the flag again
+        self._notified.clear()
+        self._next_poll = now + self.fallback_s
+        try:
+            return super().poll()
+        except StoreError:
+            self._notified.set()            # ask again next time
+            raise
+
+    def _listen(self) -> None:
+        import psycopg  # only on PostgreSQL: the single-machine path never imports it
+
+        url = self._engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                    # the channel name is built from an int: a safe identifier
+                    conn.execute(f"LISTEN {command_channel(self._run_id)}")
+                    self.listening.set()
+                    self._notified.set()    # what was posted while nobody listened
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            self._notified.set()
+            except Exception:  # noqa: BLE001 - server gone or restarting: retry, poll meanwhile
+                self.listening.clear()
+                self._notified.set()
+                self._closed.wait(1.0)
+        self.listening.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        super().close()
