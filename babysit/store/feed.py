@@ -22,6 +22,7 @@ lost. Between those a poll costs nothing but a flag test.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,15 +30,29 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from babysit.errors import StoreError
+from babysit.errors import InvalidValue, StoreError
 from babysit.store import schema as S
 from babysit.store.records import CommandRecord
 
 _PENDING_IDS = "SELECT id FROM commands WHERE run_id = ? AND status = 'pending'"
 
 #: a listening trainer still asks this often: a notification sent while its listening
-#: connection was down (a server restart, a network cut) is never delivered
+#: connection was down (a server restart, a network cut) is never delivered.
+#: ``$BABYSIT_COMMAND_FALLBACK_S`` overrides it (tests set it high to prove NOTIFY alone works).
 FALLBACK_POLL_S = 2.0
+
+
+def fallback_poll_s() -> float:
+    """The fallback poll period of a listening feed: ``$BABYSIT_COMMAND_FALLBACK_S`` or 2 s."""
+    text = os.environ.get("BABYSIT_COMMAND_FALLBACK_S")
+    try:
+        value = float(text) if text else FALLBACK_POLL_S
+    except ValueError:
+        raise InvalidValue(f"BABYSIT_COMMAND_FALLBACK_S must be a number of seconds, "
+                           f"got {text!r}") from None
+    if not value > 0:
+        raise InvalidValue(f"BABYSIT_COMMAND_FALLBACK_S must be > 0, got {text!r}")
+    return value
 
 
 def command_channel(run_id: int) -> str:
@@ -112,9 +127,9 @@ class ListeningFeed(CommandFeed):
 
     def __init__(self, engine: sa.Engine, sqlite: bool, run_id: int,
                  read_pending: Callable[[], list[CommandRecord]], *,
-                 fallback_s: float = FALLBACK_POLL_S):
+                 fallback_s: float | None = None):
         super().__init__(engine, sqlite, run_id, read_pending)
-        self.fallback_s = fallback_s
+        self.fallback_s = fallback_poll_s() if fallback_s is None else fallback_s
         self._notified = threading.Event()
         self._notified.set()                # the first poll reads what is already pending
         self._closed = threading.Event()
@@ -147,8 +162,8 @@ class ListeningFeed(CommandFeed):
                 with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                     # the channel name is built from an int: a safe identifier
                     conn.execute(f"LISTEN {command_channel(self._run_id)}")
-                    self.listening.set()
                     self._notified.set()    # what was posted while nobody listened
+                    self.listening.set()
                     while not self._closed.is_set():
                         for _ in conn.notifies(timeout=0.5):
                             self._notified.set()
