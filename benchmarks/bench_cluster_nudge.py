@@ -46,6 +46,7 @@ def _queries(conn) -> int:  # noqa: ANN001 - a psycopg connection
 def measure(root: Path, url: str | None, args: argparse.Namespace, fallback: str | None
             ) -> dict[str, float]:
     """Start a trainer on the store, count its idle command queries, time N nudges."""
+    root.mkdir(parents=True, exist_ok=True)
     env_before = os.environ.get("BABYSIT_COMMAND_FALLBACK_S")
     if fallback is not None:
         os.environ["BABYSIT_COMMAND_FALLBACK_S"] = fallback     # inherited by the trainer
