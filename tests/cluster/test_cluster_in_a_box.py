@@ -161,12 +161,21 @@ def test_a_run_launched_through_ray_is_watched_and_shown_through_ray(ray_head, p
         assert job["kind"] == "ray" and job["job"].startswith(f"babysit-run-{run_id}-")
         assert c.run(run_id).pid is None
         _wait(lambda: "hello from ray" in (c.console(run_id) or ""), 120, "the job's output")
-        assert c.check_runs(run_id) == [] or c.launcher.status(job) != "RUNNING"
         _wait(lambda: c.launcher.status(job) == "SUCCEEDED", 120, "the job to end")
         assert c.check_runs(run_id) == [run_id]
         record = c.run(run_id)
         assert record.status == "crashed"
         assert record.error == f"Ray job {job['job']} is SUCCEEDED and the run never finished"
         assert "hello from ray" in c.console(run_id)
+
+        # a process that does not stop by itself is ended through Ray (stop_job), not a signal
+        sleeper = c.launch([sys.executable, "-c", "import time; print('up', flush=True); "
+                            "time.sleep(600)"], project="box", cwd=str(tmp_path))
+        _wait(lambda: "up" in (c.console(sleeper) or ""), 120, "the sleeper's output")
+        assert c.check_runs(sleeper) == []          # its job runs: alive, though it has no pid
+        c.store.update_run(sleeper, status="running")
+        c.terminate(sleeper)
+        assert c.launcher.status(c.run(sleeper)) == "STOPPED"
+        assert c.run(sleeper).status == "stopped"
     finally:
         c.close()
