@@ -463,7 +463,7 @@ class Store:
 
         def post(c: sa.Connection) -> int:
             command_id = _pk(c.execute(sa.insert(S.commands).values(**values)))
-            if not self._sqlite:
+            if self._write_engine.dialect.name == "postgresql":
                 # Delivered at commit, so the row is visible when the trainer wakes (feed.py)
                 c.execute(sa.text("SELECT pg_notify(:channel, '')"),
                           {"channel": command_channel(run_id)})
@@ -478,8 +478,9 @@ class Store:
 
     def command_feed(self, run_id: int) -> CommandFeed:
         """The trainer's poll: each pending command of the run once, whatever order their ids
-        commit in (PostgreSQL commits ids out of order; see store/feed.py)."""
-        if not self._sqlite:
+        commit in (PostgreSQL commits ids out of order; see store/feed.py). On PostgreSQL it
+        queries only when ``post_command``'s NOTIFY (or a slow fallback) says so."""
+        if self._read_engine.dialect.name == "postgresql":     # LISTEN/NOTIFY (feed.py)
             return ListeningFeed(self._read_engine, self._sqlite, run_id,
                                  lambda: self.pending_commands(run_id))
         return CommandFeed(self._read_engine, self._sqlite, run_id,

@@ -176,3 +176,5 @@ class ListeningFeed(CommandFeed):
     def close(self) -> None:
         self._closed.set()
         super().close()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)      # its connection closes within a wait (0.5 s)
