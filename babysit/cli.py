@@ -252,8 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         monitor.mark_crashed(client.store, after,
                              monitor.gone_reason(after, exit_code=code))
     elif after.status == "crashed" and code and f"code {code}" not in (after.error or ""):
-        # a script that called sys.exit(N) without `with run:`: its trainer could not see N
-        # (Python's atexit is not told), this process can
+        # a script that raised SystemExit(N) without `with run:` (not through sys.exit, which
+        # babysit wraps): its trainer could not see N (atexit is not told), this process can
         client.store.update_run(run_id, error=f"{after.error or 'crashed'}; the process exited "
                                               f"with code {code}")
     return code
