@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -186,4 +187,42 @@ def test_a_run_launched_through_ray_is_watched_and_shown_through_ray(ray_head, p
         assert c.launcher.status(c.run(sleeper)) == "STOPPED"
         assert c.run(sleeper).status == "stopped"
     finally:
+        c.close()
+
+
+@pytest.mark.slow
+def test_study_launch_on_ray_from_the_command_line(ray_head, pg_url, tmp_path, monkeypatch):
+    """`babysit study launch NAME --launcher ray --ray-address ...`: the orchestrator runs in the
+    background here and starts its trials as Ray jobs (the launcher travels in its
+    environment)."""
+    for name in ("BABYSIT_LAUNCHER", "BABYSIT_RAY_ADDRESS", "BABYSIT_RAY_NUM_CPUS",
+                 "BABYSIT_STORE_URL", "BABYSIT_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "store"
+    c = babysit.Client(root, store_url=pg_url)           # a local Client defines the study
+    # the trial imports this checkout's babysit (a real cluster has it installed)
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from babysit.demo import main; "
+            "main(sys.argv[1:])")
+    try:
+        c.create_study("cli", objective="val_loss", space={"lr": {"scale": "log", "low": 1e-3,
+                                                                  "high": 0.1}},
+                       budget={"runs": 2, "parallel": 2, "days": 1}, cwd=str(tmp_path),
+                       command=[sys.executable, "-c", code, "--pace", "0", "--day", "20 steps"])
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        out = subprocess.run(
+            [sys.executable, "-m", "babysit", "--root", str(root), "--store-url", pg_url,
+             "study", "launch", "cli", "--launcher", "ray", "--ray-address", ray_head.dashboard,
+             "--num-cpus", "0.25"], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        _wait(lambda: c.study("cli").status == "done", 300, "the study to end")
+        runs = c.study_runs("cli")
+        assert runs.status.tolist() == ["finished", "finished"], runs[["id", "status", "error"]]
+        for run_id in runs.id:
+            job = c.run(int(run_id)).launcher
+            assert job["kind"] == "ray" and job["address"] == ray_head.dashboard
+            assert RayLauncher(ray_head.dashboard).status(job) in ("RUNNING", "SUCCEEDED")
+    finally:
+        for study in c.store.list_studies():       # an orchestrator left by a failure
+            if study.pid and c.orchestrator_alive(study):
+                os.kill(study.pid, signal.SIGKILL)
         c.close()
