@@ -259,10 +259,3 @@ class RayLauncher:
 
         return tail_lines(self.logs(record, tail_chars=64_000), lines)
 
-
-def default_launcher_kind() -> str:
-    """``$BABYSIT_LAUNCHER``: ``local`` (the default) or ``ray``."""
-    kind = (os.environ.get("BABYSIT_LAUNCHER") or "local").strip().lower()
-    if kind not in ("local", "ray"):
-        raise InvalidValue(f"BABYSIT_LAUNCHER must be 'local' or 'ray', got {kind!r}")
-    return kind
