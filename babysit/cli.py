@@ -31,7 +31,7 @@ from babysit.client import Client
 from babysit.errors import BabysitError
 from babysit.format import fmt, fmt_hp, local_time, nudge_summary, terminal_safe
 from babysit.hparams import describe, parse_assignments, parse_nudge
-from babysit.launcher import command_line, process_env, process_start_time
+from babysit.launcher import command_line, make_launcher, process_env, process_start_time
 
 #: epoch-second columns that text output shows as local clock times (--json keeps seconds)
 _TIME_COLUMNS = ("time", "created", "ended", "decided")
@@ -41,9 +41,30 @@ def _client(args: argparse.Namespace, *, create: bool = False) -> Client:
     """The Client of ``--root``/``--store-url``, with run statuses brought up to date (the
     monitor step). Only the verbs that start something may create a store: a read on a
     missing store says so instead of making an empty one appear."""
-    client = Client(args.root, store_url=args.store_url, source="cli", create=create)
+    client = Client(args.root, store_url=args.store_url, source="cli", create=create,
+                    launcher=_launcher(args))
     client.check_runs()
     return client
+
+
+def _launcher(args: argparse.Namespace) -> Any:
+    """The launcher the verb's options ask for (--launcher, --ray-address, --num-cpus,
+    --num-gpus); None leaves the choice to $BABYSIT_LAUNCHER (local by default)."""
+    kind = getattr(args, "launcher", None)
+    address = getattr(args, "ray_address", None)
+    cpus, gpus = getattr(args, "num_cpus", None), getattr(args, "num_gpus", None)
+    if kind is None and (address or cpus is not None or gpus is not None):
+        kind = "ray"        # Ray's options name the launcher they are for
+    if kind is None:
+        return None
+    if kind == "local" and (address or cpus is not None or gpus is not None):
+        raise ValueError("--ray-address, --num-cpus and --num-gpus are for --launcher ray")
+    return make_launcher(kind, ray_address=address, num_cpus=cpus, num_gpus=gpus)
+
+
+def _started(handle: Any) -> str:
+    """How a started process is named to the user: its pid, or its Ray job."""
+    return f"pid {handle}" if isinstance(handle, int) else f"Ray job {handle.job}"
 
 
 def _out(text: str) -> None:
@@ -141,8 +162,18 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     client = _client(args)
-    pid = client.restart(args.run, day=args.day)
-    _out(f"run {client.run(args.run).id}: restarted (pid {pid})")
+    handle = client.restart(args.run, day=args.day)
+    _out(f"run {client.run(args.run).id}: restarted ({_started(handle)})")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    client = _client(args)
+    text = client.console(args.run, lines=args.lines)
+    if text is None:
+        _out(f"run {client.run(args.run).id}: no console output saved (started in a notebook?)")
+        return 1
+    _out(text)
     return 0
 
 
@@ -194,8 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     client = _client(args, create=True)
+    on_cluster = getattr(client.launcher, "kind", "local") != "local"
     run_id = client.launch(argv, project=args.project, name=args.name, day=args.day,
-                           detach=args.detach)
+                           detach=args.detach or on_cluster)
+    if on_cluster:      # a job on the cluster: nothing to supervise from this terminal
+        job = (client.run(run_id).launcher or {}).get("job")
+        _out(f"run {run_id}: submitted as Ray job {job}; its output: babysit console "
+             f"{run_id}, or the Ray dashboard")
+        return 0
     if args.detach:
         _out(f"run {run_id}: started in the background; log in "
              f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
@@ -484,6 +521,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    def launching(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--launcher", default=None, choices=["local", "ray"],
+                       help="where run processes start (default: $BABYSIT_LAUNCHER or local)")
+        p.add_argument("--ray-address", default=None,
+                       help="the Ray dashboard (Jobs API) address, e.g. http://head:8265 "
+                            "(default: $BABYSIT_RAY_ADDRESS); implies --launcher ray")
+        p.add_argument("--num-cpus", type=float, default=None,
+                       help="CPUs each Ray job asks for (default: $BABYSIT_RAY_NUM_CPUS or 1)")
+        p.add_argument("--num-gpus", type=float, default=None,
+                       help="GPUs each Ray job asks for (default: $BABYSIT_RAY_NUM_GPUS or 0)")
+
     def waiting(p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-wait", action="store_true",
                        help="queue the command and return without waiting for the run")
@@ -520,10 +568,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day", type=int, default=None, help="day to start from (default: latest)")
     p.add_argument("--name", default=None)
     p.add_argument("values", nargs="*", metavar="key=value")
+    launching(p)
 
     p = verb("restart", cmd_restart, "new process for a crashed or stopped run")
     p.add_argument("run")
     p.add_argument("--day", type=int, default=None, help="day to start from (default: latest)")
+    launching(p)
+
+    p = verb("console", cmd_console, "print the tail of a run's console output (local log or "
+             "Ray job logs)")
+    p.add_argument("run")
+    p.add_argument("--lines", type=int, default=50, help="how many lines (default 50)")
 
     p = verb("note", cmd_note, "set a run's free-text note: note RUN some text (none clears it)")
     p.add_argument("run")
@@ -554,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.add_argument("--day", default=None, help="day length if the script's init() gives none")
     p.add_argument("--detach", action="store_true", help="start in the background and return")
+    launching(p)
     p.add_argument("command", nargs=argparse.REMAINDER)
 
     p = verb("exploit", cmd_exploit,
@@ -580,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until every probe is done")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds --wait waits at most (default 600)")
+    launching(p)
 
     study = verb("study", None, "define, launch and steer studies (many runs, an autopilot)")
     ssub = study.add_subparsers(dest="study_verb", required=True, metavar="STUDY_VERB")
@@ -613,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=None, help="project of its runs (default: NAME)")
     p.add_argument("--parent", default=None, help="the study this one refines")
     p.add_argument("--launch", action="store_true", help="start its orchestrator right away")
+    launching(p)
     p.set_defaults(command=[])      # the trial's command: what follows `--` (see main)
 
     p = study_verb("launch", cmd_study_launch, "start a study's orchestrator in the background")
@@ -620,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foreground", action="store_true",
                    help="run the orchestrator in this terminal instead")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between two ticks")
+    launching(p)
     p = study_verb("run", cmd_study_run, "the orchestrator loop itself, in the foreground")
     p.add_argument("name")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between two ticks")

@@ -20,7 +20,7 @@ from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
 from babysit.store import fastpaths, history, migrations, series
 from babysit.store import schema as S
 from babysit.store.fastpaths import CommandProbe
-from babysit.store.feed import CommandFeed
+from babysit.store.feed import CommandFeed, ListeningFeed, command_channel
 from babysit.store.outbox import (
     JSON_RUN_COLUMNS,
     CheckpointRow,
@@ -459,7 +459,15 @@ class Store:
     def post_command(self, run_id: int, kind: str, args: dict, source: str) -> int:
         values = {"run_id": run_id, "kind": kind, "args": clean_json(args), "source": source,
                   "status": "pending", "created": time.time()}
-        return self._write(lambda c: _pk(c.execute(sa.insert(S.commands).values(**values))))
+
+        def post(c: sa.Connection) -> int:
+            command_id = _pk(c.execute(sa.insert(S.commands).values(**values)))
+            if self._write_engine.dialect.name == "postgresql":
+                # Delivered at commit, so the row is visible when the trainer wakes (feed.py)
+                c.execute(sa.text("SELECT pg_notify(:channel, '')"),
+                          {"channel": command_channel(run_id)})
+            return command_id
+        return self._write(post)
 
     def pending_commands(self, run_id: int, after_id: int = 0) -> list[CommandRecord]:
         c_ = S.commands.c
@@ -469,7 +477,11 @@ class Store:
 
     def command_feed(self, run_id: int) -> CommandFeed:
         """The trainer's poll: each pending command of the run once, whatever order their ids
-        commit in (PostgreSQL commits ids out of order; see store/feed.py)."""
+        commit in (PostgreSQL commits ids out of order; see store/feed.py). On PostgreSQL it
+        queries only when ``post_command``'s NOTIFY (or a slow fallback) says so."""
+        if self._read_engine.dialect.name == "postgresql":     # LISTEN/NOTIFY (feed.py)
+            return ListeningFeed(self._read_engine, self._sqlite, run_id,
+                                 lambda: self.pending_commands(run_id))
         return CommandFeed(self._read_engine, self._sqlite, run_id,
                            lambda: self.pending_commands(run_id))
 

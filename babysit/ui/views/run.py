@@ -141,7 +141,11 @@ def live_view(run_id: int) -> None:
 @st.fragment(run_every=state.REFRESH_S)
 def live_console(run_id: int) -> None:
     """The tail of the run's console output (its process log), live."""
-    text = console.tail(state.store_location()[0], run_id, lines=int(_CONSOLE_LINES))
+    try:        # a Ray job's output comes from the cluster, which may be unreachable
+        text = console.of_run(state.client(), run_id, lines=int(_CONSOLE_LINES))
+    except BabysitError as exc:
+        st.caption(f"Console output unavailable: {md(exc)}")
+        return
     with st.expander("Console output", expanded=bool(text)):
         if text is None:
             st.caption("No console output saved for this run: runs started with "
