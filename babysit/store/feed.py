@@ -102,6 +102,7 @@ class ListeningFeed(CommandFeed):
                  read_pending: Callable[[], list[CommandRecord]], *,
                  fallback_s: float | None = None):
         super().__init__(engine, sqlite, run_id, read_pending)
+        self._engine, self._run_id = engine, run_id     # for the LISTEN connection
         self.fallback_s = fallback_poll_s() if fallback_s is None else fallback_s
         self._notified = threading.Event()
         self._notified.set()                # the first poll reads what is already pending
