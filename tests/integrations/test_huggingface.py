@@ -42,7 +42,7 @@ class At(TrainerCallback):
             send, self.send = self.send, None
             run = babysit_callback(self.trainer).run
             send(run.id)
-            wait_for(lambda: run._state.outbox.commands, 30, "the trainer to read the command")
+            wait_for(lambda: run.state.outbox.commands, 30, "the trainer to read the command")
 
 
 def test_metrics_days_and_safe_day_folders(root, tmp_path):

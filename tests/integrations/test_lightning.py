@@ -37,7 +37,7 @@ class At(pl.Callback):
             send, self.send = self.send, None
             run = next(cb for cb in trainer.callbacks if isinstance(cb, BabysitCallback)).run
             send(run.id)
-            wait_for(lambda: run._state.outbox.commands, 30, "the trainer to read the command")
+            wait_for(lambda: run.state.outbox.commands, 30, "the trainer to read the command")
 
 
 def fit_tiny(tmp_path, root, **kwargs):
