@@ -32,7 +32,6 @@ the loading differs, because the framework, not babysit, loads the state (and it
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -51,14 +50,6 @@ from babysit.trainer.saver import SaveJob
 _DAY_FOLDER = re.compile(r"^(day\d{4,}\.b\d+)\.([a-z]+)$")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_manifest(folder: Path) -> dict[str, list[Any]]:
     """Every file under ``folder``: relative path -> [size, sha256]. Links are refused."""
     files: dict[str, list[Any]] = {}
@@ -66,7 +57,7 @@ def folder_manifest(folder: Path) -> dict[str, list[Any]]:
         if path.is_symlink():
             raise CheckpointError(f"{path} is a symbolic link: a day folder holds plain files")
         if path.is_file():
-            files[str(path.relative_to(folder))] = [path.stat().st_size, _sha256(path)]
+            files[str(path.relative_to(folder))] = [path.stat().st_size, ckpt.file_sha256(path)]
     return files
 
 
@@ -89,7 +80,7 @@ def verify_folder(folder: Path, files: dict[str, list[Any]]) -> None:
         if path.stat().st_size != size:
             raise CheckpointError(f"{folder.name}/{rel} is {path.stat().st_size} bytes, "
                                   f"its manifest says {size}")
-        if _sha256(path) != sha:
+        if ckpt.file_sha256(path) != sha:
             raise CheckpointError(f"{folder.name}/{rel} fails its sha256 check: the file is corrupted")
 
 

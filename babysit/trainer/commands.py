@@ -48,6 +48,7 @@ def apply(loop: LoopState, command: CommandRecord) -> None:
 
 
 def reject(loop: LoopState, command: CommandRecord, reason: str) -> None:
+    """Refuse ``command``, changing nothing: its outcome and a ``rejected`` event say why."""
     detail = {"command": command.kind, "args": command.args, "error": reason}
     loop.outbox.put(CommandOutcome(command.id, "rejected", loop.step, reason,
                                    (loop.event("rejected", command.source, detail),)))

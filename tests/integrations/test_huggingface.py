@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 pytest.importorskip("transformers")
@@ -13,7 +11,12 @@ from transformers import TrainerCallback  # noqa: E402
 import babysit  # noqa: E402
 from babysit.integrations.huggingface import BabysitCallback, train  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
-from tests.integrations.conftest import curve, half_lr  # noqa: E402
+from tests.integrations.conftest import (  # noqa: E402
+    curve,
+    half_lr,
+    kill_mid_day_and_restart,
+    send_and_hold,
+)
 from tests.integrations.trainers.hf_tiny import build  # noqa: E402
 
 BASE_LR, WARMUP, STEPS = 1e-3, 5, 40
@@ -40,9 +43,7 @@ class At(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step and self.send is not None:
             send, self.send = self.send, None
-            run = babysit_callback(self.trainer).run
-            send(run.id)
-            wait_for(lambda: run.state.outbox.commands, 30, "the trainer to read the command")
+            send_and_hold(babysit_callback(self.trainer).run, send)
 
 
 def test_metrics_days_and_safe_day_folders(root, tmp_path):
@@ -136,22 +137,10 @@ def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
     proc, run_id = trainers.start("--out", str(tmp_path / "out"), "--steps", "40",
                                   "--pace", "0.05", script="../integrations/trainers/hf_tiny.py",
                                   env={"TINY_HANG_AT": "24"})
-    wait_for(lambda: c.store.checkpoint(run_id, 2), 120, "day 2")
-    trainers.wait_step(run_id, 22)
-    assert c.store.checkpoint(run_id, 3) is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # the monitor step (reading never writes) marks the dead run crashed
-    wait_for(lambda: c.check_runs(run_id) or c.run(run_id).status == "crashed", 30,
-             "the run to show as crashed")
-    c.restart(run_id)
-    wait_for(lambda: c.run(run_id).status in ("finished", "crashed"), 180, "the restart to end")
-    record = c.run(run_id)
-    assert record.status == "finished", record.error
+    record, (live, old) = kill_mid_day_and_restart(trainers, proc, run_id, day=2, step=22)
     assert record.step == 40
     events = c.events(run_id)
     assert (events["kind"].isin(["restart", "restarted"])).any()
-    live, old = curve(c, run_id)
     assert sorted(live) == list(range(40))
     assert min(old) == 20 and max(old) >= 22                # what the killed process did after day 2
     for step in old:
