@@ -126,7 +126,8 @@ class Restore:
     overrides: dict[str, Any] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)    # factors of the day's live values
     command: CommandRecord | None = None
-    event: tuple[str, dict[str, Any]] = ("restarted", {})   # a start's: restarted or forked
+    start_from: dict[str, Any] | None = None                # a start's: runs.start_from ...
+    event: tuple[str, dict[str, Any]] = ("restarted", {})   # ... and its event: restarted, forked
     source: str = "trainer"
     reason: str | None = None
     corrupt: list[dict[str, Any]] = field(default_factory=list)
@@ -195,7 +196,7 @@ class FrameworkRun:
         folder = self._folder(payload)
         overrides = {k: v for k, v in self.loop.hp.items() if payload["hp"].get(k) != v}
         return Restore("start", payload, folder, overrides=overrides, corrupt=corrupt,
-                       event=event, detail={"start_from": start_from})
+                       start_from=start_from, event=event)
 
     def _folder(self, payload: dict[str, Any]) -> Path:
         info = payload.get("framework")
@@ -495,7 +496,8 @@ class FrameworkRun:
         loop = self.loop
         target_hp = {**restore.payload["hp"], **restore.overrides}
         self._take_counters(restore.payload)
-        if resume.record_start(loop, restore.detail["start_from"], restore.event,
+        assert restore.start_from is not None
+        if resume.record_start(loop, restore.start_from, restore.event,
                                restore.payload, target_hp, restore.corrupt):
             # a fork keeps its own copy of its first day, to roll back to
             self._write_day(loop.day, restore.folder, move=False,
