@@ -33,6 +33,14 @@ def babysit_callback(trainer) -> BabysitCallback:
     return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BabysitCallback))
 
 
+def train_at(tmp_path, at: At, **build_kwargs):
+    """Build the tiny Trainer with ``at`` among its callbacks and train it under babysit."""
+    trainer = build(str(tmp_path / "out"), callbacks=[at], **build_kwargs)
+    at.trainer = trainer
+    train(trainer)
+    return trainer
+
+
 class At(TrainerCallback):
     """Send a command at one global step and hold the Trainer until babysit has read it, so it
     applies at that very step boundary (this callback runs before babysit's)."""
@@ -74,9 +82,7 @@ def test_metrics_days_and_safe_day_folders(root, tmp_path):
 def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_path, how):
     c = babysit.Client(root)
     at = At(12, half_lr(c, linear(12), how))
-    trainer = build(str(tmp_path / "out"), steps=STEPS, callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=STEPS, root=root)
     run_id = int(c.runs().iloc[0]["id"])
     nudge = c.events(run_id).query("kind == 'nudge'").iloc[0]
     assert nudge["step"] == 12
@@ -90,9 +96,7 @@ def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_p
 def test_rollback_to_day_1_replays_the_superseded_curve_exactly(root, tmp_path):
     c = babysit.Client(root)
     at = At(25, lambda run_id: c.rollback(run_id, day=1, wait=False))
-    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=30, day="10 steps", root=root)
     run_id = int(c.runs().iloc[0]["id"])
     record = c.run(run_id)
     assert record.status == "finished" and record.branch == 1 and record.step == 30
@@ -225,9 +229,7 @@ def test_a_tampered_day_folder_is_refused_and_training_goes_on(root, tmp_path):
         c.rollback(run_id, day=1, wait=False)
 
     at = At(15, tamper_and_roll_back)
-    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=20, day="10 steps", root=root)
     run_id = int(c.runs().iloc[0]["id"])
     record = c.run(run_id)
     assert record.status == "finished" and record.step == 20 and record.branch == 0
@@ -287,9 +289,7 @@ def test_a_paused_run_rolls_back_with_an_override_and_stays_paused(root, tmp_pat
         threading.Thread(target=later, args=(run_id,), daemon=True).start()
 
     at = At(15, pause)
-    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=30, day="10 steps", root=root)
     run_id = int(c.runs().iloc[0]["id"])
     assert seen == {"status": "paused", "branch": 1, "step": 10}   # waited, rolled back
     record = c.run(run_id)
@@ -313,10 +313,7 @@ def test_exploit_goes_on_from_the_donors_day_exactly(root, tmp_path):
     c = babysit.Client(root)
     donor = _donor(root, tmp_path)
     at = At(15, lambda run_id: c.exploit(run_id, donor, day=1, wait=False, reason="pbt"))
-    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", lr=3e-3, callbacks=[at],
-                    root=root, name="target")
-    at.trainer = trainer
-    train(trainer)
+    trainer = train_at(tmp_path, at, steps=20, day="10 steps", lr=3e-3, root=root, name="target")
     run_id = babysit_callback(trainer).run.id
     record = c.run(run_id)
     assert record.status == "finished" and record.step == 20 and record.branch == 1
@@ -343,10 +340,7 @@ def test_an_exploit_of_a_misfit_donor_is_rejected_before_anything_is_loaded(root
     c = babysit.Client(root)
     donor = _donor(root, tmp_path, width=16)     # another model: the HF Trainer would half-load it
     at = At(15, lambda run_id: c.exploit(run_id, donor, day=1, wait=False))
-    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", callbacks=[at], root=root,
-                    name="target")
-    at.trainer = trainer
-    train(trainer)
+    trainer = train_at(tmp_path, at, steps=20, day="10 steps", root=root, name="target")
     run_id = babysit_callback(trainer).run.id
     record = c.run(run_id)
     assert record.status == "finished" and record.step == 20 and record.branch == 0
