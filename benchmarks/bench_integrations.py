@@ -241,6 +241,8 @@ def measure(name: str, fn: Callable, opts: argparse.Namespace) -> bool:
     print(f"  overhead, process CPU: {_pct(cpu_r)}   target <= +{TARGET_PCT:g}%   "
           f"{'PASS' if cpu_pct <= TARGET_PCT else 'MISS'}")
     print(f"  overhead, wall:        {_pct(wall_r)}")
+    print(f"  loop thread CPU (median): {med[2] / 1000:.3f} ms without, {med_sat[2] / 1000:.3f} ms "
+          f"with babysit")
     print(f"  babysit's hooks on the loop thread: {hook_us:.1f} us/step "
           f"({hook_us / med[1] * 100:.2f}% of a bare step's CPU); babysit's threads (writer, "
           f"saver): {others:.1f} us/step of CPU")
