@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import babysit
 from babysit.trainer import commands, knobs, resume
 from babysit.trainer.run import Run
@@ -60,3 +62,31 @@ def test_the_public_surface_is_there_and_documented():
             attr = getattr(owner, name)
             doc = (attr.fget if isinstance(attr, property) else attr).__doc__
             assert doc and doc.strip(), f"{getattr(owner, '__name__', owner)}.{name} has no docstring"
+
+
+def test_drive_take_start_and_end_on_a_real_run(tmp_path):
+    import torch
+
+    from babysit.errors import InvalidValue
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.5)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    run = babysit.init(project="surface", config={"lr": 0.1, "batch": 4}, root=tmp_path)
+    try:
+        assert run.take_start() is None and not run.starts_from_checkpoint   # a new run
+        with pytest.warns(UserWarning, match="the optimizer was given 0.3"):
+            run.drive([opt, None], [sched])
+        state = run.state
+        assert state.optimizers == [opt] and state.schedulers == [sched]
+        assert state.plain_optimizers == [opt]
+        assert run.hp["lr"] == 0.3          # the optimizer is the truth, as with attach()
+        opt.step()
+        sched.step()
+        run.drive([opt], [sched])           # a fit entered again: the hp are not re-read
+        assert run.hp["lr"] == 0.3 and opt.param_groups[0]["lr"] == 0.15
+        run.end(InvalidValue("boom"))
+        run.end()                           # safe to call twice
+    finally:
+        run.finish()
+    record = babysit.Client(tmp_path).run(run.id)
+    assert record.status == "crashed" and "boom" in record.error
