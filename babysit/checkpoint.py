@@ -74,7 +74,8 @@ def safe_path(root: Path, relative: str) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), read a MiB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -195,7 +196,7 @@ def save(path: Path, payload: dict[str, Any], *, root: Path | None = None) -> tu
                 raise out.error from None
             raise
     _write_atomic(path, write)
-    size, sha = path.stat().st_size, _sha256(path)
+    size, sha = path.stat().st_size, file_sha256(path)
     manifest = {"format": FORMAT, "file": path.name, "size": size, "sha256": sha,
                 "step": payload.get("step"), "day": payload.get("day"),
                 "branch": payload.get("branch"), "torch": torch.__version__}
@@ -221,7 +222,7 @@ def verify(path: Path, sha256: str | None = None) -> dict[str, Any]:
         raise CheckpointError(f"{path.name} is missing") from None
     if size != manifest.get("size"):
         raise CheckpointError(f"{path.name} is {size} bytes, its manifest says {manifest.get('size')}")
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != manifest.get("sha256") or (sha256 is not None and actual != sha256):
         raise CheckpointError(f"{path.name} fails its sha256 check: the file is corrupted")
     return manifest

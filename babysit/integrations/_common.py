@@ -21,18 +21,20 @@ day is known to fit: saved by the same framework, intact, and holding the live m
 their shapes (``FrameworkRun.fits``, checked before the framework loads a byte of it: the HF
 Trainer loads weights non-strictly, so a misfit would otherwise half-load).
 
-Everything that reaches into the Run is in ``FrameworkRun``, over the trainer package's
-``LoopState`` and its command handlers: rollback and the guard's rollback are the only handlers
-it replaces, because the framework, not babysit, loads the state (and its RNG) back.
+Everything that reaches into the Run is in ``FrameworkRun``, through the Run's public surface
+for framework loops (``run.state``, ``drive``, ``take_start``, ``day_saved``, ``end``), the
+``LoopState``'s documented fields and methods, and the command handlers' shared steps: a
+rollback and an exploit are checked by ``commands.rollback_target`` / ``exploit_target`` and
+recorded by ``commands.where_from`` / ``land`` / ``record_jump``, the guard's rollback is
+``commands.on_diverged``'s, a start is ``resume.record_start``'s, as in babysit's own loop; only
+the loading differs, because the framework, not babysit, loads the state (and its RNG) back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,28 +43,11 @@ from typing import Any
 
 from babysit import checkpoint as ckpt
 from babysit.errors import BabysitError, CheckpointError, InvalidValue
-from babysit.hparams import check_updates
-from babysit.store import (
-    CheckpointRecord,
-    CheckpointRow,
-    CommandOutcome,
-    CommandRecord,
-    Record,
-    RunUpdate,
-    Supersede,
-)
+from babysit.store import CheckpointRecord, CheckpointRow, CommandRecord
 from babysit.trainer import commands, knobs, resume
 from babysit.trainer.saver import SaveJob
 
 _DAY_FOLDER = re.compile(r"^(day\d{4,}\.b\d+)\.([a-z]+)$")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_manifest(folder: Path) -> dict[str, list[Any]]:
@@ -72,7 +57,7 @@ def folder_manifest(folder: Path) -> dict[str, list[Any]]:
         if path.is_symlink():
             raise CheckpointError(f"{path} is a symbolic link: a day folder holds plain files")
         if path.is_file():
-            files[str(path.relative_to(folder))] = [path.stat().st_size, _sha256(path)]
+            files[str(path.relative_to(folder))] = [path.stat().st_size, ckpt.file_sha256(path)]
     return files
 
 
@@ -95,7 +80,7 @@ def verify_folder(folder: Path, files: dict[str, list[Any]]) -> None:
         if path.stat().st_size != size:
             raise CheckpointError(f"{folder.name}/{rel} is {path.stat().st_size} bytes, "
                                   f"its manifest says {size}")
-        if _sha256(path) != sha:
+        if ckpt.file_sha256(path) != sha:
             raise CheckpointError(f"{folder.name}/{rel} fails its sha256 check: the file is corrupted")
 
 
@@ -141,6 +126,8 @@ class Restore:
     overrides: dict[str, Any] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)    # factors of the day's live values
     command: CommandRecord | None = None
+    start_from: dict[str, Any] | None = None                # a start's: runs.start_from ...
+    event: tuple[str, dict[str, Any]] = ("restarted", {})   # ... and its event: restarted, forked
     source: str = "trainer"
     reason: str | None = None
     corrupt: list[dict[str, Any]] = field(default_factory=list)
@@ -165,15 +152,13 @@ class FrameworkRun:
 
     def __init__(self, run: Any, framework: str, suffix: str, version: str):
         self.run = run
-        self.loop = run._state              # LoopState: counters, flags, hp, outbox, saver
+        self.loop = run.state               # LoopState: counters, flags, hp, outbox, saver
         self.framework, self.suffix, self.version = framework, suffix, version
         self.restore: Restore | None = None
         #: set by the callback: raises CheckpointError when a day folder's weights do not fit
         #: the live model (keys and shapes); an exploit is refused before anything is loaded
         self.fits: Callable[[Path], None] | None = None
         self._deferred = False
-        self._bound = False
-        self._effective: tuple[Any, ...] | None = None
         self._effective_due = 0.0
         self._first: Any = None         # the first optimizer, unwrapped: its group 0 is traced
         self._others: tuple[Any, ...] | None = None     # group 0's momentum/betas, weight decay
@@ -197,27 +182,21 @@ class FrameworkRun:
     def bind(self, optimizers: list[Any], schedulers: list[Any]) -> None:
         """Point nudges at the framework's optimizers and schedulers (wrappers included)."""
         loop = self.loop
-        loop.optimizers[:] = [o for o in optimizers if o is not None]
-        loop.schedulers[:] = [s for s in schedulers if s is not None]
-        self.run._in_loop = True    # SIGTERM stops at the next boundary instead of raising
-        if loop.optimizers and not self._bound:
-            self._bound = True
-            self.run._sync_hp_from_optimizer()
-            loop.trace_hp()
+        self.run.drive(optimizers, schedulers)
         self._first = knobs.unwrap(loop.optimizers[0]) if loop.optimizers else None
         self._others = None
-        self._effective = None
 
     def start(self) -> Restore | None:
         """The day a restarted or forked process starts from (verified), or None."""
-        run = self.run
-        if not run._start_from or run._started_from_checkpoint:
+        start = self.run.take_start()
+        if start is None:
             return None
-        run._started_from_checkpoint = True
-        payload, corrupt = resume.load_start(self.loop, run._start_from)
+        start_from, event = start
+        payload, corrupt = resume.load_start(self.loop, start_from)
         folder = self._folder(payload)
         overrides = {k: v for k, v in self.loop.hp.items() if payload["hp"].get(k) != v}
-        return Restore("start", payload, folder, overrides=overrides, corrupt=corrupt)
+        return Restore("start", payload, folder, overrides=overrides, corrupt=corrupt,
+                       start_from=start_from, event=event)
 
     def _folder(self, payload: dict[str, Any]) -> Path:
         info = payload.get("framework")
@@ -244,7 +223,7 @@ class FrameworkRun:
     @property
     def starts_from_checkpoint(self) -> bool:
         """A restart or a fork: the framework must be entered from a day (train / fit)."""
-        return bool(self.run._start_from)
+        return self.run.starts_from_checkpoint
 
     def begin(self, step: int) -> None:
         """A fit starts at the framework's ``step`` (not from a babysit day): count days on."""
@@ -308,27 +287,19 @@ class FrameworkRun:
         self._report_effective(now)
 
     def _report_effective(self, now: bool) -> None:
-        """Write ``runs.effective`` when the optimizer's values changed: at most twice a second
-        (a schedule moves the lr at every step), at once after a command or a restore."""
+        """Bring the effective values up to date when the optimizer's changed: the writer's
+        next heartbeat writes them to ``runs.effective`` (``LoopState.effective_report``, as
+        in babysit's own loop). Compared at most twice a second (a schedule moves the lr at
+        every step; comparing every group's values at every step was most of the hook's
+        cost), at once after a command or a restore."""
         loop = self.loop
         clock = time.monotonic()
         if not now and clock < self._effective_due:
             return
-        # (due again in half a second whether or not it changed: comparing the fingerprint of
-        # every group at every step once half a second had passed was most of the hook's cost)
         self._effective_due = clock + 0.5
         fingerprint = knobs.fingerprint(loop.optimizers)
-        if fingerprint == self._effective:
-            return
-        self._effective = fingerprint
-        update = RunUpdate(loop.run_id, {
-            "effective": {**knobs.effective(loop.optimizers), "step": loop.step}})
-        if now:
-            loop.outbox.put(update)
-        else:
-            # no wake-up: the writer's next flush (a quarter second) carries it; waking it at
-            # each change of a schedule cost the loop thread a thread switch twice a second
-            loop.outbox.queue.append(update)
+        if fingerprint != loop.seen[1]:
+            loop.seen = (loop.step, fingerprint)
 
     def commands(self) -> Boundary:
         """Apply queued commands; wait here while paused. A rollback is returned, not applied."""
@@ -336,7 +307,8 @@ class FrameworkRun:
         self._deferred = False
         tripped = loop.guard.take()
         if tripped is not None:
-            self._on_diverged(*tripped)
+            name, value = tripped
+            commands.on_diverged(self.loop, name, value, roll_back_to=self._guard_rollback)
         inbox = loop.outbox.commands
         while True:
             while inbox and self.restore is None and not loop.stopping:
@@ -371,17 +343,7 @@ class FrameworkRun:
             commands.apply(loop, command)
 
     def _cmd_rollback(self, command: CommandRecord) -> None:
-        loop = self.loop
-        day = command.args.get("day")
-        overrides = dict(command.args.get("hp") or {})
-        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
-            raise InvalidValue(f"day must be a whole number >= 0, got {day!r}")
-        record = loop.store.checkpoint(loop.run_id, day)
-        if record is None:
-            raise InvalidValue(f"run {loop.run_id} has no checkpoint for day {day}")
-        if overrides:
-            overrides = check_updates(overrides, dict(record.hp), strict=loop.strict,
-                                      optimizer_keys=knobs.optimizer_keys(loop.optimizers))
+        record, overrides = commands.rollback_target(self.loop, command)
         payload, folder = self.load_day(record)
         self.restore = Restore("rollback", payload, folder, record, overrides=overrides,
                                command=command, source=command.source)
@@ -390,66 +352,25 @@ class FrameworkRun:
         """``commands.exploit`` for a state the framework loads: the donor's day is checked
         (its framework, manifest, and its weights' keys and shapes against the live model)
         before anything is loaded; a misfit raises, the command is rejected, the run goes on."""
-        loop = self.loop
-        args = command.args
-        donor = args.get("donor", args.get("run"))      # "run": commands stored before v3
-        day, reason = args.get("day"), args.get("reason")
-        if isinstance(donor, bool) or not isinstance(donor, int) or donor == loop.run_id:
-            raise InvalidValue(f"exploit needs the id of another run, got {donor!r}")
-        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
-            raise InvalidValue(f"day must be a whole number >= 0, got {day!r}")
-        if reason is not None and not isinstance(reason, str):
-            raise InvalidValue(f"reason must be text, got {reason!r}")
-        record = loop.store.checkpoint(donor, day)
-        if record is None:
-            raise InvalidValue(f"run {donor} has no checkpoint for day {day}")
-        overrides = dict(args.get("hp") or {})
-        clean = check_updates(overrides, dict(record.hp), strict=loop.strict,
-                              optimizer_keys=knobs.optimizer_keys(loop.optimizers)) \
-            if overrides else {}
+        record, clean = commands.exploit_target(self.loop, command)
         try:
             payload, folder = self.load_day(record)
             if self.fits is not None:
                 self.fits(folder)
         except CheckpointError as exc:
-            raise CheckpointError(f"run {donor}'s day {day} does not fit this run: {exc}") from exc
-        detail: dict[str, Any] = {
-            "from_run": record.run_id, "from_day": record.day, "from_step": record.step,
-            "old": dict(loop.hp), "new": {**payload.get("hp", {}), **clean},
-            "rewound_from_step": loop.step if record.step < loop.step else None}
-        if reason:
-            detail["reason"] = reason
-        decision = args.get("decision")
-        if isinstance(decision, int) and not isinstance(decision, bool):
-            detail["decision"] = decision
+            raise CheckpointError(f"run {record.run_id}'s day {record.day} does not fit this "
+                                  f"run: {exc}") from exc
+        detail = commands.exploit_detail(self.loop, command, record, payload, clean)
         self.restore = Restore("exploit", payload, folder, record, overrides=clean,
                                command=command, source=command.source, detail=detail)
 
-    def _on_diverged(self, name: str, value: float) -> None:
-        """The guard tripped: pause, or roll back to the last good day with the lr scaled."""
-        loop = self.loop
-        guard, step = loop.guard, loop.step
-        loop.outbox.put(loop.event("diverged", "guard",
-                                   {"metric": name, "value": value, "step": step}),
-                        RunUpdate(loop.run_id, {"status": "diverged"}))
-        if guard.may_roll_back() and "lr" in loop.hp:
-            record = commands.last_good_day(loop)
-            if record is not None:
-                try:
-                    payload, folder = self.load_day(record)
-                except CheckpointError as exc:
-                    print(f"babysit: run {loop.run_id}: the guard could not roll back: {exc}",
-                          file=sys.stderr)
-                else:
-                    guard.rollbacks += 1
-                    # the day's own lr x lr_factor, computed once the framework loaded the day
-                    self.restore = Restore(
-                        "rollback", payload, folder, record, scale={"lr": guard.lr_factor},
-                        source="guard", reason=f"{name} was {value} at step {step}")
-                    return
-        loop.paused, loop.status = True, "diverged"
-        print(f"babysit: run {loop.run_id} diverged ({name}={value} at step {step}); paused: "
-              "roll back or nudge, then resume", file=sys.stderr)
+    def _guard_rollback(self, record: CheckpointRecord, reason: str) -> None:
+        """The guard's rollback to its last good day: the framework loads it; the day's own lr
+        times the guard's ``lr_factor`` is applied once it has (``_rolled_back``)."""
+        payload, folder = self.load_day(record)
+        self.restore = Restore("rollback", payload, folder, record,
+                               scale={"lr": self.loop.guard.lr_factor}, source="guard",
+                               reason=reason)
 
     # ------------------------------------------------------------------ metrics
     def log(self, step: int, metrics: dict[str, Any]) -> bool:
@@ -483,13 +404,10 @@ class FrameworkRun:
         otherwise it is linked or copied (the user's own checkpoint stays where it is).
         ``batch`` is the batch inside the epoch the day ends at (0: at an epoch's end).
         """
-        loop, run = self.loop, self.run
-        loop.day += 1
-        self._write_day(loop.day, folder, move=move, drop=drop, batch=batch)
-        loop.arm_day()
-        if run._max_days is not None and loop.day >= run._max_days:
-            run._days_done = True
-            loop.stopping = True
+        self.loop.day += 1
+        self._write_day(self.loop.day, folder, move=move, drop=drop, batch=batch)
+        self.loop.arm_day()
+        self.run.day_saved()
 
     def _write_day(self, day: int, folder: Path, *, move: bool, drop: tuple[str, ...] = (),
                    batch: int = 0) -> None:
@@ -552,70 +470,39 @@ class FrameworkRun:
         as a rollback does; a day at or after it goes on from there on the same branch.
         """
         loop = self.loop
-        record, command = restore.record, restore.command
+        record = restore.record
         assert record is not None
-        from_step, from_day, from_branch = loop.step, loop.day, loop.branch
-        user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
+        origin = commands.where_from(loop)
         self._take_counters(restore.payload)
         exploit = restore.kind == "exploit"
-        rewound = not exploit or loop.step < from_step
-        if rewound:
-            loop.branch = from_branch + 1
-        else:
-            loop.day = from_day     # the run's own days go on: the donor's day is not one
-        loop.paused = user_paused
-        loop.status = "paused" if user_paused else "running"
+        rewound = not exploit or loop.step < origin[0]
+        commands.land(loop, origin, rewound=rewound, keep_step=False)
         overrides = dict(restore.overrides)
         for key, factor in restore.scale.items():
             overrides[key] = loop.current(key) * factor
         changes = commands.set_hp(loop, overrides) if overrides else {}
         if exploit:
-            detail: dict[str, Any] = {**restore.detail, "explore": changes}
+            detail: dict[str, Any] = dict(restore.detail)
         else:
             detail = {"to_day": record.day, "to_step": record.step,
-                      "from_step": from_step, "from_branch": from_branch}
+                      "from_step": origin[0], "from_branch": origin[2]}
         if restore.reason:
             detail["reason"] = restore.reason
-        records: list[Record] = [Supersede(loop.run_id, loop.step)] if rewound else []
-        records += [
-            loop.event(restore.kind, restore.source, detail),
-            RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step, "day": loop.day,
-                                    "hp": dict(loop.hp), "status": loop.status})]
-        if changes and not exploit:
-            records.append(loop.event("nudge", restore.source, changes))
-        if command is not None:
-            loop.outbox.rewind(CommandOutcome(command.id, "applied", loop.step, None,
-                                              tuple(records)))
-        else:
-            loop.outbox.rewind(*records)
-        loop.traced = {}
-        loop.trace_hp()
+        commands.record_jump(loop, kind=restore.kind, source=restore.source, detail=detail,
+                             changes=changes, command=restore.command, rewound=rewound)
 
     def _started(self, restore: Restore) -> None:
         """``resume.start_from_checkpoint`` for a state the framework loaded itself."""
-        loop, run = self.loop, self.run
+        loop = self.loop
+        target_hp = {**restore.payload["hp"], **restore.overrides}
         self._take_counters(restore.payload)
-        supersede = bool((run._start_from or {}).get("supersede"))
-        if supersede:
-            loop.branch += 1    # a restart redoes steps the killed process had logged
-        overrides = restore.overrides
-        if overrides:
-            commands.set_hp(loop, overrides)
-        kind, detail = run._start_event
-        detail = {**detail, "from_day": loop.day, "overrides": overrides}
-        loop.outbox.rewind(*([Supersede(loop.run_id, loop.step)] if supersede else []),
-                           loop.event(kind, "trainer", detail),
-                           RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step,
-                                                   "day": loop.day, "hp": dict(loop.hp),
-                                                   "start_from": None}))
-        loop.traced = {}
-        loop.trace_hp()
-        for bad in restore.corrupt:
-            loop.outbox.put(loop.event("checkpoint_corrupt", "trainer", bad))
-        if loop.store.checkpoint(loop.run_id, loop.day) is None:
+        assert restore.start_from is not None
+        if resume.record_start(loop, restore.start_from, restore.event,
+                               restore.payload, target_hp, restore.corrupt):
             # a fork keeps its own copy of its first day, to roll back to
             self._write_day(loop.day, restore.folder, move=False,
                             batch=int(restore.payload.get("batch", 0)))
+        loop.trace_hp()
 
     def not_reproducible(self, why: str) -> None:
         self.loop.mark_not_reproducible(why)
@@ -623,12 +510,87 @@ class FrameworkRun:
     # ------------------------------------------------------------------ the end
     def close(self, exc: BaseException | None = None) -> None:
         """End the run: finished or stopped, crashed with the exception, stopped on Ctrl-C."""
-        run = self.run
-        run._in_loop = False
-        if exc is None:
-            run.finish()
-        else:
-            run.__exit__(type(exc), exc, exc.__traceback__)
+        self.run.end(exc)
 
 
 _GO_ON = Boundary()
+
+
+class CallbackBase:
+    """What both frameworks' ``BabysitCallback`` share: ``babysit.init``'s arguments, the run
+    (made when the fit starts), and the restore (a rollback, an exploit, a restart or a fork)
+    that the wrapper (``huggingface.train`` / ``lightning.fit``) enters the fit again for.
+
+    A subclass sets ``FRAMEWORK`` (the checkpoint kind), ``SUFFIX`` (of the day folders),
+    ``VERSION``, ``WRAPPER`` (what a user calls instead of the framework's fit) and ``PLAIN``
+    (that fit)."""
+
+    FRAMEWORK = SUFFIX = VERSION = WRAPPER = PLAIN = ""
+
+    def _setup(self, *, day: str | int, project: str, config: dict[str, Any] | None,
+               name: str | None, strict: bool, guard: Any, root: Any, store_url: str | None,
+               run: Any) -> None:
+        self._init_args = {"project": project, "config": dict(config or {}), "day": day,
+                           "name": name, "strict": strict, "guard": guard, "root": root,
+                           "store_url": store_url}
+        self.run = run
+        self.fw: FrameworkRun | None = None
+        self._wrapped = False               # the wrapper re-enters the fit after a rollback
+        self._restore: Restore | None = None
+        self._leaving = False               # the fit stops for a restore
+
+    def _framework_run(self, found: dict[str, Any]) -> FrameworkRun:
+        """The FrameworkRun, made once: a new run's config is the user's, plus the values
+        ``found`` in the framework's own arguments for keys the user did not give."""
+        if self.fw is None:
+            if self.run is None:
+                from babysit.trainer import init
+                kwargs = dict(self._init_args)
+                config = kwargs.pop("config")
+                config.update({k: v for k, v in found.items() if k not in config})
+                self.run = init(config=config, **kwargs)
+            self.fw = FrameworkRun(self.run, self.FRAMEWORK, self.SUFFIX, self.VERSION)
+        return self.fw
+
+    def _entered(self, step: int) -> Restore | None:
+        """The fit starts at the framework's ``step``: the restore it was entered for (its step
+        checked; the caller loads nothing more and calls ``fw.restored``), or None (a fit of
+        its own: days are counted on from ``step``)."""
+        fw = self.fw
+        assert fw is not None
+        self._leaving = False
+        if self._restore is not None:
+            restore, self._restore = self._restore, None
+            if step != int(restore.payload["step"]):
+                raise InvalidValue(f"{self.FRAMEWORK} resumed at step {step}, the day was "
+                                   f"saved at step {restore.payload['step']}")
+            return restore
+        fw.begin(step)
+        if not self._wrapped and fw.starts_from_checkpoint:
+            raise InvalidValue("this run starts from a checkpoint (a fork or a restart): call "
+                               f"{self.WRAPPER}")
+        return None
+
+    def _obey(self, boundary: Boundary) -> bool:
+        """Does the fit have to stop at this boundary (a stop, or a restore for the wrapper)?
+        A restore without the wrapper is refused (its command rejected)."""
+        if boundary.restore is None:
+            return boundary.stop
+        if not self._wrapped:
+            assert self.fw is not None
+            self.fw.refuse(boundary.restore,
+                           f"{boundary.restore.kind} needs {self.WRAPPER} instead of "
+                           f"{self.PLAIN}")
+            return False
+        self._restore = boundary.restore
+        self._leaving = True
+        return True
+
+
+def find_callback(callbacks: list[Any], cls: type) -> Any:
+    """The one ``cls`` among a trainer's callbacks (the wrapper needs exactly one)."""
+    found = [cb for cb in callbacks if isinstance(cb, cls)]
+    if len(found) != 1:
+        raise InvalidValue(f"the Trainer needs exactly one BabysitCallback in callbacks=, "
+                           f"found {len(found)}")
+    return found[0]

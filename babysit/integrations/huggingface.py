@@ -36,8 +36,13 @@ from typing import Any
 import transformers
 from transformers import TrainerCallback
 
-from babysit.errors import CheckpointError, InvalidValue
-from babysit.integrations._common import FrameworkRun, Restore, check_weights
+from babysit.errors import CheckpointError
+from babysit.integrations._common import (
+    CallbackBase,
+    FrameworkRun,
+    check_weights,
+    find_callback,
+)
 
 __all__ = ["BabysitCallback", "train"]
 
@@ -47,7 +52,7 @@ _ARGS_CONFIG = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "wa
                 "gradient_accumulation_steps", "max_grad_norm", "seed")
 
 
-class BabysitCallback(TrainerCallback):
+class BabysitCallback(CallbackBase, TrainerCallback):
     """Babysit a ``transformers.Trainer``: metrics, days, nudges, pause/stop, rollbacks, forks.
 
     ``day``, ``project``, ``config``, ``name``, ``strict``, ``guard``, ``root`` and ``store_url``
@@ -58,36 +63,28 @@ class BabysitCallback(TrainerCallback):
     >>> babysit.integrations.huggingface.train(trainer)
     """
 
+    FRAMEWORK, SUFFIX, VERSION = "transformers", "hf", transformers.__version__
+    WRAPPER = "babysit.integrations.huggingface.train(trainer)"
+    PLAIN = "trainer.train()"
+
     def __init__(self, day: str | int = "500 steps", project: str = "default",
                  config: dict[str, Any] | None = None, *, name: str | None = None,
                  strict: bool = False, guard: Any = None, root: str | os.PathLike[str] | None = None,
                  store_url: str | None = None, run: Any = None):
-        self._init_args = {"project": project, "config": dict(config or {}), "day": day,
-                           "name": name, "strict": strict, "guard": guard, "root": root,
-                           "store_url": store_url}
-        self.run = run
-        self.fw: FrameworkRun | None = None
-        self._wrapped = False           # train() re-enters the fit after a rollback
-        self._restore: Restore | None = None
-        self._leaving = False           # the fit stops for a rollback
+        self._setup(day=day, project=project, config=config, name=name, strict=strict,
+                    guard=guard, root=root, store_url=store_url, run=run)
         self._saving: tuple[int, Path, bool] | None = None
         self._output_dir: str | None = None
 
     # ------------------------------------------------------------------ setup
     def _open(self, args: Any) -> FrameworkRun:
-        if self.fw is None:
-            if self.run is None:
-                from babysit.trainer import init
-                kwargs = dict(self._init_args)
-                config = kwargs.pop("config")
-                for key in _ARGS_CONFIG:
-                    value = getattr(args, key, None)
-                    value = value.value if isinstance(value, enum.Enum) else value
-                    if key not in config and isinstance(value, int | float | str):
-                        config[key] = value
-                self.run = init(config=config, **kwargs)
-            self.fw = FrameworkRun(self.run, "transformers", "hf", transformers.__version__)
-        return self.fw
+        found = {}
+        for key in _ARGS_CONFIG:
+            value = getattr(args, key, None)
+            value = value.value if isinstance(value, enum.Enum) else value
+            if isinstance(value, int | float | str):
+                found[key] = value
+        return self._framework_run(found)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None,
                        lr_scheduler: Any = None, model: Any = None, **kwargs: Any) -> None:
@@ -95,18 +92,9 @@ class BabysitCallback(TrainerCallback):
         fw.bind([optimizer], [lr_scheduler])
         if model is not None:
             fw.fits = lambda folder: check_weights(model, _saved_shapes(folder))
-        self._leaving = False
-        if self._restore is not None:
-            restore, self._restore = self._restore, None
-            if int(state.global_step) != int(restore.payload["step"]):
-                raise InvalidValue(f"the Trainer resumed at step {state.global_step}, the day "
-                                   f"was saved at step {restore.payload['step']}")
+        restore = self._entered(int(state.global_step))
+        if restore is not None:
             fw.restored(restore)
-        else:
-            fw.begin(int(state.global_step))
-            if not self._wrapped and fw.starts_from_checkpoint:
-                raise InvalidValue("this run starts from a checkpoint (a fork or a restart): "
-                                   "call babysit.integrations.huggingface.train(trainer)")
         self._check_exact(args)
 
     def _check_exact(self, args: Any) -> None:
@@ -123,8 +111,8 @@ class BabysitCallback(TrainerCallback):
         boundary = fw.boundary(int(state.global_step))
         if boundary.day_due:
             self._request_save(args, state, control, model)
-        else:
-            self._obey(boundary, control)
+        elif self._obey(boundary):
+            control.should_training_stop = True
         return control
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, model: Any = None,
@@ -147,7 +135,8 @@ class BabysitCallback(TrainerCallback):
         assert fw is not None
         if model is not None and not _finite(model):
             fw.weights_diverged()
-            self._obey(fw.commands(), control)
+            if self._obey(fw.commands()):
+                control.should_training_stop = True
             return
         user_wants = bool(control.should_save)
         if not user_wants:
@@ -158,18 +147,6 @@ class BabysitCallback(TrainerCallback):
         self._saving = (int(state.global_step), Path(args.output_dir), user_wants)
         control.should_save = True
         control.should_log = True
-
-    def _obey(self, boundary: Any, control: Any) -> None:
-        if boundary.restore is not None:
-            if not self._wrapped:
-                self.fw.refuse(boundary.restore, f"{boundary.restore.kind} needs babysit."  # type: ignore[union-attr]
-                               "integrations.huggingface.train(trainer) instead of trainer.train()")
-                return
-            self._restore = boundary.restore
-            self._leaving = True
-            control.should_training_stop = True
-        elif boundary.stop:
-            control.should_training_stop = True
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         saving, self._saving = self._saving, None
@@ -182,7 +159,8 @@ class BabysitCallback(TrainerCallback):
         # training_args.bin is a pickle of the arguments that a resume never reads: a day keeps
         # only what resuming loads (safetensors, weights_only=True files, JSON)
         self.fw.save_day(folder, move=not user_wants, drop=("training_args.bin",))
-        self._obey(self.fw.commands(), control)
+        if self._obey(self.fw.commands()):
+            control.should_training_stop = True
         return control
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
@@ -197,12 +175,14 @@ class BabysitCallback(TrainerCallback):
                 if self._output_dir is not None:
                     args.output_dir, self._output_dir = self._output_dir, None
                 control.should_save = False
-            self._obey(fw.commands(), control)
+            if self._obey(fw.commands()):
+                control.should_training_stop = True
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if self.fw is not None and self.fw.deferred and not self._leaving:
-            self._obey(self.fw.commands(), control)
+        if self.fw is not None and self.fw.deferred and not self._leaving \
+                and self._obey(self.fw.commands()):
+            control.should_training_stop = True
         return control
 
 
@@ -235,11 +215,7 @@ def _finite(model: Any) -> bool:
 
 
 def _callback(trainer: Any) -> BabysitCallback:
-    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BabysitCallback)]
-    if len(found) != 1:
-        raise InvalidValue(f"the Trainer needs exactly one BabysitCallback in callbacks=, "
-                           f"found {len(found)}")
-    return found[0]
+    return find_callback(trainer.callback_handler.callbacks, BabysitCallback)
 
 
 def train(trainer: Any, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> Any:

@@ -34,8 +34,13 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import Logger
 
 from babysit import checkpoint as ckpt
-from babysit.errors import CheckpointError, InvalidValue
-from babysit.integrations._common import FrameworkRun, Restore, check_weights
+from babysit.errors import CheckpointError
+from babysit.integrations._common import (
+    CallbackBase,
+    FrameworkRun,
+    check_weights,
+    find_callback,
+)
 
 __all__ = ["BabysitCallback", "BabysitLogger", "fit"]
 
@@ -63,14 +68,14 @@ class BabysitLogger(Logger):
         if cb.fw is None:
             return
         ok = cb.fw.log(int(step if step is not None else cb.fw.step), metrics)
-        if not ok and cb._trainer is not None:
-            cb._obey(cb.fw.commands(), cb._trainer)
+        if not ok and cb._trainer is not None and cb._obey(cb.fw.commands()):
+            cb._trainer.should_stop = True
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """babysit records hyperparameters from ``config`` and the optimizer, not here."""
 
 
-class BabysitCallback(pl.Callback):
+class BabysitCallback(CallbackBase, pl.Callback):
     """Babysit a ``lightning.pytorch.Trainer``: metrics, days, nudges, pause/stop, rollbacks, forks.
 
     ``day``, ``project``, ``config``, ``name``, ``strict``, ``guard``, ``root`` and ``store_url``
@@ -81,34 +86,24 @@ class BabysitCallback(pl.Callback):
     >>> babysit.integrations.lightning.fit(trainer, model, train_loader)
     """
 
+    FRAMEWORK, SUFFIX, VERSION = "lightning", "pl", lightning.__version__
+    WRAPPER = "babysit.integrations.lightning.fit(trainer, model, ...)"
+    PLAIN = "trainer.fit(...)"
+
     def __init__(self, day: str | int = "1 epoch", project: str = "default",
                  config: dict[str, Any] | None = None, *, name: str | None = None,
                  strict: bool = False, guard: Any = None, root: str | os.PathLike[str] | None = None,
                  store_url: str | None = None, run: Any = None):
-        self._init_args = {"project": project, "config": dict(config or {}), "day": day,
-                           "name": name, "strict": strict, "guard": guard, "root": root,
-                           "store_url": store_url}
-        self.run = run
-        self.fw: FrameworkRun | None = None
-        self._wrapped = False
-        self._restore: Restore | None = None
-        self._leaving = False
+        self._setup(day=day, project=project, config=config, name=name, strict=strict,
+                    guard=guard, root=root, store_url=store_url, run=run)
         self._trainer: Any = None
         self._last_step = -1
 
     # ------------------------------------------------------------------ setup
     def _open(self, pl_module: Any = None) -> FrameworkRun:
-        if self.fw is None:
-            if self.run is None:
-                from babysit.trainer import init
-                kwargs = dict(self._init_args)
-                config = kwargs.pop("config")
-                hparams = getattr(pl_module, "hparams", None) or {}
-                config.update({k: v for k, v in dict(hparams).items() if k not in config
-                               and isinstance(v, int | float | str) and not isinstance(v, bool)})
-                self.run = init(config=config, **kwargs)
-            self.fw = FrameworkRun(self.run, "lightning", "pl", lightning.__version__)
-        return self.fw
+        hparams = dict(getattr(pl_module, "hparams", None) or {})
+        return self._framework_run({k: v for k, v in hparams.items()
+                                    if isinstance(v, int | float | str) and not isinstance(v, bool)})
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._trainer = trainer
@@ -123,24 +118,15 @@ class BabysitCallback(pl.Callback):
         fw.bind(list(trainer.optimizers),
                 [config.scheduler for config in trainer.lr_scheduler_configs])
         fw.fits = lambda folder: check_weights(pl_module, _saved_shapes(folder))
-        self._leaving = False
         self._last_step = int(trainer.global_step)
-        if self._restore is not None:
-            restore, self._restore = self._restore, None
-            if int(trainer.global_step) != int(restore.payload["step"]):
-                raise InvalidValue(f"Lightning resumed at step {trainer.global_step}, the day "
-                                   f"was saved at step {restore.payload['step']}")
+        restore = self._entered(self._last_step)
+        if restore is not None:
             if restore.payload.get("batch") and not _resumable(trainer.train_dataloader):
                 fw.not_reproducible(
                     f"day {restore.payload['day']} ends inside an epoch (batch "
                     f"{restore.payload['batch']}), and Lightning resumes a DataLoader without "
                     "state_dict() from the epoch's first batch")
             fw.restored(restore)
-        else:
-            fw.begin(int(trainer.global_step))
-            if not self._wrapped and fw.starts_from_checkpoint:
-                raise InvalidValue("this run starts from a checkpoint (a fork or a restart): "
-                                   "call babysit.integrations.lightning.fit(trainer, model, ...)")
 
     # ------------------------------------------------------------------ the step boundary
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
@@ -154,7 +140,8 @@ class BabysitCallback(pl.Callback):
         if boundary.day_due:
             last = batch_idx + 1 >= trainer.num_training_batches
             self._save_day(trainer, pl_module, 0 if last else batch_idx + 1)
-        self._obey(fw.commands() if fw.deferred else boundary, trainer)
+        if self._obey(fw.commands() if fw.deferred else boundary):
+            trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         fw = self.fw
@@ -166,7 +153,8 @@ class BabysitCallback(pl.Callback):
         if spec.unit == "epochs" and epoch % int(spec.amount) == 0:
             fw.day_ends()
             self._save_day(trainer, pl_module, 0)
-            self._obey(fw.commands(), trainer)
+            if self._obey(fw.commands()):
+                trainer.should_stop = True
 
     def _save_day(self, trainer: Any, pl_module: Any, batch: int) -> None:
         fw = self.fw
@@ -180,18 +168,6 @@ class BabysitCallback(pl.Callback):
         # for a save; loading it back is always weights_only=True)
         trainer.save_checkpoint(folder / _CKPT)
         fw.save_day(folder, move=True, batch=batch)
-
-    def _obey(self, boundary: Any, trainer: Any) -> None:
-        if boundary.restore is not None:
-            if not self._wrapped:
-                self.fw.refuse(boundary.restore, f"{boundary.restore.kind} needs babysit."  # type: ignore[union-attr]
-                               "integrations.lightning.fit(...) instead of trainer.fit(...)")
-                return
-            self._restore = boundary.restore
-            self._leaving = True
-            trainer.should_stop = True
-        elif boundary.stop:
-            trainer.should_stop = True
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
@@ -229,11 +205,7 @@ def _resumable(loader: Any) -> bool:
 
 
 def _callback(trainer: Any) -> BabysitCallback:
-    found = [cb for cb in trainer.callbacks if isinstance(cb, BabysitCallback)]
-    if len(found) != 1:
-        raise InvalidValue(f"the Trainer needs exactly one BabysitCallback in callbacks=, "
-                           f"found {len(found)}")
-    return found[0]
+    return find_callback(trainer.callbacks, BabysitCallback)
 
 
 def fit(trainer: Any, model: Any, *args: Any, ckpt_path: str | None = None, **kwargs: Any) -> None:

@@ -48,6 +48,7 @@ def apply(loop: LoopState, command: CommandRecord) -> None:
 
 
 def reject(loop: LoopState, command: CommandRecord, reason: str) -> None:
+    """Refuse ``command``, changing nothing: its outcome and a ``rejected`` event say why."""
     detail = {"command": command.kind, "args": command.args, "error": reason}
     loop.outbox.put(CommandOutcome(command.id, "rejected", loop.step, reason,
                                    (loop.event("rejected", command.source, detail),)))
@@ -89,10 +90,10 @@ def apply_nudge(loop: LoopState, args: Mapping[str, Any], *, new: bool = False
     return {**users, **optimizer}
 
 
-def set_hp(loop: LoopState, updates: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Absolute values (overrides), as a nudge: ``apply_nudge(loop, {"hp": updates})``.
-    Kept for babysit/integrations/_common.py."""
-    return apply_nudge(loop, {"hp": dict(updates)})
+def set_hp(loop: LoopState, updates: Mapping[str, Any], *, new: bool = False
+           ) -> dict[str, dict[str, Any]]:
+    """Absolute values (overrides), as a nudge: ``apply_nudge(loop, {"hp": updates})``."""
+    return apply_nudge(loop, {"hp": dict(updates)}, new=new)
 
 
 # ---------------------------------------------------------------------------- simple commands
@@ -229,17 +230,11 @@ def restore_to(loop: LoopState, payload: dict[str, Any], *, kind: str, source: s
     """
     check_fits(loop, payload, whose)
     before = _Before(loop)
-    from_step, from_day, from_branch = loop.step, loop.day, loop.branch
-    user_paused = loop.paused and loop.status == "paused"   # a diverged run goes on
+    origin = where_from(loop)
     try:
         not_restored = restore(loop, payload, whose)
-        rewound = not keep_step or loop.step < from_step
-        if rewound:
-            loop.branch = from_branch + 1
-        else:
-            loop.step, loop.day = from_step, from_day
-        loop.paused = user_paused
-        loop.status = "paused" if user_paused else "running"
+        rewound = not keep_step or loop.step < origin[0]
+        land(loop, origin, rewound=rewound)
         changes = apply_nudge(loop, nudge_args) if nudge_args else {}
     except Exception as exc:
         before.put_back(loop)
@@ -250,6 +245,43 @@ def restore_to(loop: LoopState, payload: dict[str, Any], *, kind: str, source: s
                               ) from exc
     if not_restored:
         loop.mark_not_reproducible(f"RNG states missing from the checkpoint: {not_restored}")
+    record_jump(loop, kind=kind, source=source, detail=detail, changes=changes,
+                command=command, rewound=rewound)
+
+
+# A framework's integration (babysit/integrations) loads a day's state itself, then goes on
+# through the same steps: where_from before, land and record_jump after.
+Origin = tuple[int, int, int, bool]
+
+
+def where_from(loop: LoopState) -> Origin:
+    """Before a restore: (step, day, branch, paused by the user). A paused run stays paused
+    after it; a diverged one goes on."""
+    return loop.step, loop.day, loop.branch, loop.paused and loop.status == "paused"
+
+
+def land(loop: LoopState, origin: Origin, *, rewound: bool, keep_step: bool = True) -> None:
+    """After a restore has put a day's counters in: a ``rewound`` run goes on from the day's
+    step on a new branch (what it did since is superseded); otherwise (an exploit of a day at
+    or after the run's step) it keeps its own day, and its own step unless ``keep_step`` is
+    False (a framework's step counter is the day's: its schedule and data follow it)."""
+    from_step, from_day, from_branch, user_paused = origin
+    if rewound:
+        loop.branch = from_branch + 1
+    else:
+        loop.day = from_day
+        if keep_step:
+            loop.step = from_step
+    loop.paused = user_paused
+    loop.status = "paused" if user_paused else "running"
+
+
+def record_jump(loop: LoopState, *, kind: str, source: str, detail: dict[str, Any],
+                changes: dict[str, Any], command: CommandRecord | None, rewound: bool) -> None:
+    """Record a restore (``kind``: rollback or exploit) once the state is in: the superseded
+    history, the event, the run's new counters and effective values, the nudge of its
+    overrides (an exploit's are its ``explore``) and the command's outcome, in one rewind;
+    then trace the hyperparameters again and count the day in progress from here."""
     records: list[Record] = [Supersede(loop.run_id, loop.step)] if rewound else []
     if kind == "exploit":
         detail = {**detail, "explore": changes}
@@ -279,21 +311,30 @@ def roll_back(loop: LoopState, record: CheckpointRecord, nudge_args: Mapping[str
                nudge_args=nudge_args)
 
 
-def rollback(loop: LoopState, command: CommandRecord) -> None:
+def rollback_target(loop: LoopState, command: CommandRecord
+                    ) -> tuple[CheckpointRecord, dict[str, Any]]:
+    """A rollback command's day (listed) and its hp overrides (validated against the day's
+    hyperparameters); raises, changing nothing, when either is wrong."""
     day = _whole_number("day", command.args.get("day"))
     overrides = dict(command.args.get("hp") or {})
     record = loop.store.checkpoint(loop.run_id, day)
     if record is None:
         raise InvalidValue(f"run {loop.run_id} has no checkpoint for day {day}")
     if overrides:   # validated before anything changes
-        check_updates(overrides, dict(record.hp), strict=loop.strict,
-                      optimizer_keys=knobs.optimizer_keys(loop.optimizers))
+        overrides = check_updates(overrides, dict(record.hp), strict=loop.strict,
+                                  optimizer_keys=knobs.optimizer_keys(loop.optimizers))
+    return record, overrides
+
+
+def rollback(loop: LoopState, command: CommandRecord) -> None:
+    record, overrides = rollback_target(loop, command)
     roll_back(loop, record, {"hp": overrides} if overrides else None, command, command.source)
 
 
-def exploit(loop: LoopState, command: CommandRecord) -> None:
-    """Copy another run's (the donor's) day checkpoint into this run (PBT's exploit), with hp
-    overrides (its explore)."""
+def exploit_target(loop: LoopState, command: CommandRecord
+                   ) -> tuple[CheckpointRecord, dict[str, Any]]:
+    """An exploit command's donor day (listed) and its explore overrides (validated); raises,
+    changing nothing, when any of its args is wrong."""
     args = command.args
     donor = args.get("donor", args.get("run"))      # "run": commands stored before v3
     day, reason = args.get("day"), args.get("reason")
@@ -308,19 +349,34 @@ def exploit(loop: LoopState, command: CommandRecord) -> None:
     overrides = dict(args.get("hp") or {})
     clean = check_updates(overrides, dict(record.hp), strict=loop.strict,
                           optimizer_keys=knobs.optimizer_keys(loop.optimizers)) if overrides else {}
-    payload = load(loop, record)
+    return record, clean
+
+
+def exploit_detail(loop: LoopState, command: CommandRecord, record: CheckpointRecord,
+                   payload: dict[str, Any], clean: dict[str, Any]) -> dict[str, Any]:
+    """The ``exploit`` event's detail before the restore (its ``explore`` is added after)."""
     detail: dict[str, Any] = {
         "from_run": record.run_id, "from_day": record.day, "from_step": record.step,
         "old": dict(loop.hp), "new": {**payload.get("hp", {}), **clean},
         "rewound_from_step": loop.step if record.step < loop.step else None}
+    reason = command.args.get("reason")
     if reason:
         detail["reason"] = reason
-    decision = args.get("decision")
+    decision = command.args.get("decision")
     if isinstance(decision, int) and not isinstance(decision, bool):
         detail["decision"] = decision
+    return detail
+
+
+def exploit(loop: LoopState, command: CommandRecord) -> None:
+    """Copy another run's (the donor's) day checkpoint into this run (PBT's exploit), with hp
+    overrides (its explore)."""
+    record, clean = exploit_target(loop, command)
+    payload = load(loop, record)
+    detail = exploit_detail(loop, command, record, payload, clean)
     restore_to(loop, payload, kind="exploit", source=command.source, detail=detail,
                command=command, nudge_args={"hp": clean} if clean else None, keep_step=True,
-               whose=f"run {donor}'s")
+               whose=f"run {record.run_id}'s")
 
 
 _HANDLERS: dict[str, Callable[[LoopState, CommandRecord], None]] = {
@@ -330,8 +386,13 @@ _HANDLERS: dict[str, Callable[[LoopState, CommandRecord], None]] = {
 
 
 # ------------------------------------------------------------------------------ the guard
-def on_diverged(loop: LoopState, name: str, value: float) -> None:
-    """The guard tripped: record it, then roll back (policy "rollback") or pause."""
+def on_diverged(loop: LoopState, name: str, value: float,
+                roll_back_to: Callable[[CheckpointRecord, str], None] | None = None) -> None:
+    """The guard tripped: record it, then roll back (policy "rollback") or pause.
+
+    ``roll_back_to(record, reason)`` replaces babysit's own rollback to the last good day
+    where a framework loads the day itself (it must apply the guard's lr factor); a
+    CheckpointError or InvalidValue from it leaves the run paused."""
     guard = loop.guard
     step = loop.step
     loop.outbox.put(loop.event("diverged", "guard", {"metric": name, "value": value, "step": step}),
@@ -341,10 +402,14 @@ def on_diverged(loop: LoopState, name: str, value: float) -> None:
         record = last_good_day(loop)
         if record is not None:
             guard.rollbacks += 1
+            reason = f"{name} was {value} at step {step}"
             try:
-                # lr × lr_factor on the restored day's live lr (schedule included)
-                roll_back(loop, record, {"scale": {"lr": guard.lr_factor}}, None, "guard",
-                          reason=f"{name} was {value} at step {step}")
+                if roll_back_to is not None:
+                    roll_back_to(record, reason)
+                else:
+                    # lr × lr_factor on the restored day's live lr (schedule included)
+                    roll_back(loop, record, {"scale": {"lr": guard.lr_factor}}, None, "guard",
+                              reason=reason)
                 return
             except (CheckpointError, InvalidValue) as exc:
                 print(f"babysit: run {loop.run_id}: the guard could not roll back: {exc}",

@@ -218,8 +218,17 @@ def start_from_checkpoint(loop: LoopState, start_from: dict[str, Any],
     if not_restored:
         loop.mark_not_reproducible(f"RNG states missing from the checkpoint: {not_restored}")
     loop.position.reposition = False        # the loop has not opened an epoch yet
-    supersede = bool(start_from.get("supersede"))
-    if supersede:
+    return record_start(loop, start_from, start_event, payload, target_hp, corrupt)
+
+
+def record_start(loop: LoopState, start_from: dict[str, Any],
+                 start_event: tuple[str, dict[str, Any]], payload: dict[str, Any],
+                 target_hp: dict[str, Any], corrupt: list[dict[str, Any]]) -> bool:
+    """Once the checkpoint ``payload`` is in (by ``start_from_checkpoint``, or by a framework
+    that loads it itself), go on from it: a restart's new branch, the run's own
+    hyperparameters ``target_hp`` on top (a fork's overrides), the ``start_event`` and the
+    corrupt days seen. Returns True when the run has no checkpoint of this day yet (a fork)."""
+    if start_from.get("supersede"):
         # A restart redoes steps the crashed process had logged: keep those as a branch.
         loop.branch += 1
     overrides = {k: v for k, v in target_hp.items() if payload["hp"].get(k) != v}
@@ -227,7 +236,8 @@ def start_from_checkpoint(loop: LoopState, start_from: dict[str, Any],
         commands.apply_nudge(loop, {"hp": overrides}, new=True)
     kind, detail = start_event
     detail = {**detail, "from_day": loop.day, "overrides": overrides}
-    loop.outbox.rewind(*([Supersede(loop.run_id, loop.step)] if supersede else []),
+    loop.outbox.rewind(*([Supersede(loop.run_id, loop.step)] if start_from.get("supersede")
+                         else []),
                        loop.event(kind, "trainer", detail),
                        RunUpdate(loop.run_id, {"branch": loop.branch, "step": loop.step,
                                                "day": loop.day, "hp": dict(loop.hp),

@@ -143,6 +143,7 @@ class Run:
         self._start_event: tuple[str, dict[str, Any]] = ("restarted", {})
         self._closed = False
         self._in_loop = False
+        self._driven = False             # drive() has taken the optimizer's values once
         self._left_loop_by_exception = False
         self._sigterm_before: Any = None
 
@@ -171,6 +172,80 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<babysit.Run {self.id} {self.name!r} step={self.step} status={self.status}>"
+
+    # ------------------------------------------------------------------ for framework loops
+    # A framework (the Hugging Face Trainer, Lightning) runs its own loop and drives the run
+    # from its callbacks (babysit/integrations). It does so through the methods below and the
+    # LoopState's documented fields and methods, never through the Run's private parts, so
+    # that this class can change without breaking them.
+    @property
+    def state(self) -> LoopState:
+        """The loop's state (counters, flags, hyperparameters, outbox, saver; see
+        ``LoopState``), for an integration whose framework runs the loop.
+
+        >>> run.state.step, run.state.outbox.commands
+        """
+        return self._state
+
+    def drive(self, optimizers: Iterable[Any], schedulers: Iterable[Any]) -> None:
+        """A framework's loop drives the run from here on: nudges reach ``optimizers``
+        (wrappers such as Accelerate's included) and rescale ``schedulers``; SIGTERM stops at
+        the next step boundary instead of raising. Call it again when the framework builds
+        them anew (a fit entered again): the first call with an optimizer takes its values as
+        the run's hyperparameters, as ``attach`` does.
+
+        >>> run.drive([trainer.optimizer], [trainer.lr_scheduler])
+        """
+        state = self._state
+        state.optimizers[:] = [o for o in optimizers if o is not None]
+        inner = [knobs.unwrap(o) for o in state.optimizers]
+        state.tensor_optimizers[:] = [o for o in inner if has_tensor_knob(o)]
+        state.plain_optimizers[:] = [o for o in inner if not has_tensor_knob(o)]
+        state.schedulers[:] = [s for s in schedulers if s is not None]
+        self._in_loop = True
+        if state.optimizers and not self._driven:
+            self._driven = True
+            self._sync_hp_from_optimizer()
+            state.trace_hp()
+
+    @property
+    def starts_from_checkpoint(self) -> bool:
+        """A restarted or forked process: the loop must start from the run's checkpoint."""
+        return bool(self._start_from)
+
+    def take_start(self) -> tuple[dict[str, Any], tuple[str, dict[str, Any]]] | None:
+        """Once, for a restarted or forked process whose framework loads the checkpoint
+        itself: ``(start_from, (event kind, detail))``, the checkpoint to start from (see
+        ``resume.load_start``) and the event to record once it is loaded; None otherwise and
+        at every later call.
+
+        >>> start = run.take_start()
+        """
+        if not self._start_from or self._started_from_checkpoint:
+            return None
+        self._started_from_checkpoint = True
+        return self._start_from, self._start_event
+
+    def day_saved(self) -> None:
+        """A day's checkpoint is queued (``state.day`` counts it): a study's trial whose last
+        day this was ends as finished at the next step boundary."""
+        if self._max_days is not None and self._state.day >= self._max_days:
+            self._days_done = True      # end the loop as a stop would, but as finished
+            self._state.stopping = True
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """The framework's loop is over: the run ends finished or stopped, crashed with
+        ``exc``, stopped when ``exc`` is a KeyboardInterrupt. Safe to call twice.
+
+        >>> try: trainer.fit(model)
+        ... except BaseException as exc: run.end(exc); raise
+        ... else: run.end()
+        """
+        self._in_loop = False
+        if exc is None:
+            self.finish()
+        else:
+            self.__exit__(type(exc), exc, exc.__traceback__)
 
     # ------------------------------------------------------------------ lifecycle
     def _start(self, start_event: tuple[str, dict[str, Any]] | None) -> None:
@@ -522,9 +597,7 @@ class Run:
         state.day += 1
         self._save_day()
         state.arm_day()
-        if self._max_days is not None and state.day >= self._max_days:
-            self._days_done = True      # end the loop as a stop would, but as finished
-            state.stopping = True
+        self.day_saved()
 
     def _weights_finite(self) -> bool:
         for obj in self._state.objects.values():

@@ -27,6 +27,18 @@ from babysit.trainer.saver import Saver
 
 @dataclass(eq=False)
 class LoopState:
+    """What the loop thread owns (see the module docstring).
+
+    A framework's integration (babysit/integrations), whose framework runs the loop, reads and
+    changes the run through this and ``Run.state`` / ``drive`` / ``take_start`` /
+    ``day_saved`` / ``end``: the counters (``step``, ``day``, ``branch``), the flags
+    (``paused``, ``stopping``, ``status``), ``hp``, ``day_spec`` with ``next_day_step`` /
+    ``day_deadline`` (``arm_day``), ``position.epoch``, ``guard``, ``optimizers``,
+    ``schedulers``, ``traced`` / ``seen`` (``trace_hp``, ``effective``), ``store``, ``folder``,
+    ``outbox`` (``queue``: metric tuples, ``commands``, ``put``, ``rewind``, ``day_end``) and
+    ``saver`` (``submit``, ``wait_idle``). Names with a leading underscore are not part of it.
+    """
+
     run_id: int
     store: Store
     folder: Path                       # the run's folder (checkpoints, logs)
@@ -143,6 +155,8 @@ class LoopState:
                 self.outbox.queue.append((step, day, f"hp/{key}", float(value), now, branch))
 
     def mark_not_reproducible(self, why: str) -> None:
+        """Say once (a warning and a ``not_reproducible`` event) that the run can no longer be
+        replayed exactly, and why; later calls do nothing."""
         if not self.reproducible:
             return
         self.reproducible = False

@@ -43,3 +43,34 @@ def half_lr(c, lr_then: float, how: str):
                         "commands.nudge) is not on this branch yet")
         return lambda run_id: c.nudge(run_id, scale={"lr": 0.5}, wait=False)
     return lambda run_id: c.nudge(run_id, lr=lr_then * 0.5, wait=False)
+
+
+def send_and_hold(run, send) -> None:
+    """Send a command to ``run`` (``send(run.id)``) from inside a framework callback and hold
+    the fit until babysit's writer has read it, so that it applies at this very boundary."""
+    from tests.conftest import wait_for
+    send(run.id)
+    wait_for(lambda: run.state.outbox.commands, 30, "the trainer to read the command")
+
+
+def kill_mid_day_and_restart(trainers, proc, run_id: int, *, day: int, step: int):
+    """A trainer process that stops for good past ``step`` (TINY_HANG_AT) inside the day after
+    ``day``: wait for both, SIGKILL it, let the monitor mark it crashed, restart it and wait
+    for the restart to end. Returns the run's record and its (live, superseded) loss curves."""
+    import signal
+
+    from tests.conftest import wait_for
+    c = trainers.client
+    wait_for(lambda: c.store.checkpoint(run_id, day), 120, f"day {day}")
+    trainers.wait_step(run_id, step)
+    assert c.store.checkpoint(run_id, day + 1) is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # the monitor step (reading never writes) marks the dead run crashed
+    wait_for(lambda: c.check_runs(run_id) or c.run(run_id).status == "crashed", 30,
+             "the run to show as crashed")
+    c.restart(run_id)
+    wait_for(lambda: c.run(run_id).status in ("finished", "crashed"), 180, "the restart to end")
+    record = c.run(run_id)
+    assert record.status == "finished", record.error
+    return record, curve(c, run_id)

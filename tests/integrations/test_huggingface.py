@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 pytest.importorskip("transformers")
@@ -13,7 +11,12 @@ from transformers import TrainerCallback  # noqa: E402
 import babysit  # noqa: E402
 from babysit.integrations.huggingface import BabysitCallback, train  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
-from tests.integrations.conftest import curve, half_lr  # noqa: E402
+from tests.integrations.conftest import (  # noqa: E402
+    curve,
+    half_lr,
+    kill_mid_day_and_restart,
+    send_and_hold,
+)
 from tests.integrations.trainers.hf_tiny import build  # noqa: E402
 
 BASE_LR, WARMUP, STEPS = 1e-3, 5, 40
@@ -30,6 +33,14 @@ def babysit_callback(trainer) -> BabysitCallback:
     return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BabysitCallback))
 
 
+def train_at(tmp_path, at: At, **build_kwargs):
+    """Build the tiny Trainer with ``at`` among its callbacks and train it under babysit."""
+    trainer = build(str(tmp_path / "out"), callbacks=[at], **build_kwargs)
+    at.trainer = trainer
+    train(trainer)
+    return trainer
+
+
 class At(TrainerCallback):
     """Send a command at one global step and hold the Trainer until babysit has read it, so it
     applies at that very step boundary (this callback runs before babysit's)."""
@@ -40,9 +51,7 @@ class At(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step and self.send is not None:
             send, self.send = self.send, None
-            run = babysit_callback(self.trainer).run
-            send(run.id)
-            wait_for(lambda: run._state.outbox.commands, 30, "the trainer to read the command")
+            send_and_hold(babysit_callback(self.trainer).run, send)
 
 
 def test_metrics_days_and_safe_day_folders(root, tmp_path):
@@ -73,9 +82,7 @@ def test_metrics_days_and_safe_day_folders(root, tmp_path):
 def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_path, how):
     c = babysit.Client(root)
     at = At(12, half_lr(c, linear(12), how))
-    trainer = build(str(tmp_path / "out"), steps=STEPS, callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=STEPS, root=root)
     run_id = int(c.runs().iloc[0]["id"])
     nudge = c.events(run_id).query("kind == 'nudge'").iloc[0]
     assert nudge["step"] == 12
@@ -89,9 +96,7 @@ def test_nudge_halves_the_lr_the_trainer_logs_under_warmup_and_decay(root, tmp_p
 def test_rollback_to_day_1_replays_the_superseded_curve_exactly(root, tmp_path):
     c = babysit.Client(root)
     at = At(25, lambda run_id: c.rollback(run_id, day=1, wait=False))
-    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=30, day="10 steps", root=root)
     run_id = int(c.runs().iloc[0]["id"])
     record = c.run(run_id)
     assert record.status == "finished" and record.branch == 1 and record.step == 30
@@ -136,22 +141,10 @@ def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
     proc, run_id = trainers.start("--out", str(tmp_path / "out"), "--steps", "40",
                                   "--pace", "0.05", script="../integrations/trainers/hf_tiny.py",
                                   env={"TINY_HANG_AT": "24"})
-    wait_for(lambda: c.store.checkpoint(run_id, 2), 120, "day 2")
-    trainers.wait_step(run_id, 22)
-    assert c.store.checkpoint(run_id, 3) is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # the monitor step (reading never writes) marks the dead run crashed
-    wait_for(lambda: c.check_runs(run_id) or c.run(run_id).status == "crashed", 30,
-             "the run to show as crashed")
-    c.restart(run_id)
-    wait_for(lambda: c.run(run_id).status in ("finished", "crashed"), 180, "the restart to end")
-    record = c.run(run_id)
-    assert record.status == "finished", record.error
+    record, (live, old) = kill_mid_day_and_restart(trainers, proc, run_id, day=2, step=22)
     assert record.step == 40
     events = c.events(run_id)
     assert (events["kind"].isin(["restart", "restarted"])).any()
-    live, old = curve(c, run_id)
     assert sorted(live) == list(range(40))
     assert min(old) == 20 and max(old) >= 22                # what the killed process did after day 2
     for step in old:
@@ -236,9 +229,7 @@ def test_a_tampered_day_folder_is_refused_and_training_goes_on(root, tmp_path):
         c.rollback(run_id, day=1, wait=False)
 
     at = At(15, tamper_and_roll_back)
-    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=20, day="10 steps", root=root)
     run_id = int(c.runs().iloc[0]["id"])
     record = c.run(run_id)
     assert record.status == "finished" and record.step == 20 and record.branch == 0
@@ -298,9 +289,7 @@ def test_a_paused_run_rolls_back_with_an_override_and_stays_paused(root, tmp_pat
         threading.Thread(target=later, args=(run_id,), daemon=True).start()
 
     at = At(15, pause)
-    trainer = build(str(tmp_path / "out"), steps=30, day="10 steps", callbacks=[at], root=root)
-    at.trainer = trainer
-    train(trainer)
+    train_at(tmp_path, at, steps=30, day="10 steps", root=root)
     run_id = int(c.runs().iloc[0]["id"])
     assert seen == {"status": "paused", "branch": 1, "step": 10}   # waited, rolled back
     record = c.run(run_id)
@@ -324,10 +313,7 @@ def test_exploit_goes_on_from_the_donors_day_exactly(root, tmp_path):
     c = babysit.Client(root)
     donor = _donor(root, tmp_path)
     at = At(15, lambda run_id: c.exploit(run_id, donor, day=1, wait=False, reason="pbt"))
-    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", lr=3e-3, callbacks=[at],
-                    root=root, name="target")
-    at.trainer = trainer
-    train(trainer)
+    trainer = train_at(tmp_path, at, steps=20, day="10 steps", lr=3e-3, root=root, name="target")
     run_id = babysit_callback(trainer).run.id
     record = c.run(run_id)
     assert record.status == "finished" and record.step == 20 and record.branch == 1
@@ -354,10 +340,7 @@ def test_an_exploit_of_a_misfit_donor_is_rejected_before_anything_is_loaded(root
     c = babysit.Client(root)
     donor = _donor(root, tmp_path, width=16)     # another model: the HF Trainer would half-load it
     at = At(15, lambda run_id: c.exploit(run_id, donor, day=1, wait=False))
-    trainer = build(str(tmp_path / "out"), steps=20, day="10 steps", callbacks=[at], root=root,
-                    name="target")
-    at.trainer = trainer
-    train(trainer)
+    trainer = train_at(tmp_path, at, steps=20, day="10 steps", root=root, name="target")
     run_id = babysit_callback(trainer).run.id
     record = c.run(run_id)
     assert record.status == "finished" and record.step == 20 and record.branch == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 pytest.importorskip("lightning")
@@ -14,7 +12,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 import babysit  # noqa: E402
 from babysit.integrations.lightning import BabysitCallback, fit  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
-from tests.integrations.conftest import curve, half_lr  # noqa: E402
+from tests.integrations.conftest import (  # noqa: E402
+    curve,
+    half_lr,
+    kill_mid_day_and_restart,
+    send_and_hold,
+)
 from tests.integrations.trainers.pl_tiny import BATCHES, build, loaders  # noqa: E402
 
 SCRIPT = "../integrations/trainers/pl_tiny.py"
@@ -35,9 +38,8 @@ class At(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step and self.send is not None:
             send, self.send = self.send, None
-            run = next(cb for cb in trainer.callbacks if isinstance(cb, BabysitCallback)).run
-            send(run.id)
-            wait_for(lambda: run._state.outbox.commands, 30, "the trainer to read the command")
+            send_and_hold(next(cb for cb in trainer.callbacks
+                               if isinstance(cb, BabysitCallback)).run, send)
 
 
 def fit_tiny(tmp_path, root, **kwargs):
@@ -123,25 +125,13 @@ def test_fork_starts_from_the_days_weights_with_the_new_lr(trainers, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_then_restart_resumes_from_the_last_day(trainers, tmp_path):
-    c = trainers.client
     # the trainer stops for good mid epoch 3, so the kill lands there, not wherever a race
     # with the day boundary left it
     proc, run_id = trainers.start("--out", str(tmp_path / "out"), "--pace", "0.05",
                                   script=SCRIPT, env={"TINY_HANG_AT": str(2 * BATCHES + 4)})
-    wait_for(lambda: c.store.checkpoint(run_id, 2), 120, "day 2")
-    trainers.wait_step(run_id, 2 * BATCHES + 2)
-    assert c.store.checkpoint(run_id, 3) is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # the monitor step (reading never writes) marks the dead run crashed
-    wait_for(lambda: c.check_runs(run_id) or c.run(run_id).status == "crashed", 30,
-             "the run to show as crashed")
-    c.restart(run_id)
-    wait_for(lambda: c.run(run_id).status in ("finished", "crashed"), 180, "the restart to end")
-    record = c.run(run_id)
-    assert record.status == "finished", record.error
+    record, (live, old) = kill_mid_day_and_restart(trainers, proc, run_id, day=2,
+                                                   step=2 * BATCHES + 2)
     assert record.step == 4 * BATCHES and record.reproducible
-    live, old = curve(c, run_id)
     assert sorted(live) == list(range(4 * BATCHES))
     assert min(old) == 2 * BATCHES and max(old) >= 2 * BATCHES + 2
     for step in old:
