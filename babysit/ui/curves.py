@@ -236,3 +236,111 @@ def zoom_range(relayout: Mapping[str, Any] | None, current: XRange | None = None
                 continue
             return (min(lo, hi), max(lo, hi))
     return current
+
+
+#: a window in the chart's own x units: steps, fractional days, or plotly's local date strings
+Window = tuple[float | str, float | str]
+
+
+def chart_window(relayout: Mapping[str, Any] | None, axis: str = "xaxis") -> Window | None:
+    """The x window a plotly relayout event leaves the chart at, in the chart's own units
+    (numbers; on a date axis plotly's local date strings), or None for the whole run (no
+    event yet, a double click, or an event that cannot be read).
+
+    >>> chart_window({"xaxis.range[0]": 1200.4, "xaxis.range[1]": 5000})
+    (1200.4, 5000.0)
+    >>> chart_window({"xaxis.range": ["2026-12-01 10:00", "2026-12-01 11:30:05.5"]})
+    ('2026-12-01 10:00', '2026-12-01 11:30:05.5')
+    >>> chart_window({"xaxis.autorange": True}) is None
+    True
+    """
+    if not relayout:
+        return None
+    axes = sorted({k.split(".", 1)[0] for k in relayout if k.startswith(axis) and "." in k},
+                  key=lambda a: (len(a), a))
+    for name in axes:
+        if relayout.get(f"{name}.autorange"):
+            return None
+        pair = relayout.get(f"{name}.range")
+        if pair is None and f"{name}.range[0]" in relayout and f"{name}.range[1]" in relayout:
+            pair = (relayout[f"{name}.range[0]"], relayout[f"{name}.range[1]"])
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            continue
+        lo, hi = (_window_bound(v) for v in pair)
+        if lo is None or hi is None:
+            continue
+        if isinstance(lo, str) != isinstance(hi, str):
+            continue
+        if (_as_ms(lo) if isinstance(lo, str) else lo) > (_as_ms(hi) if isinstance(hi, str)
+                                                          else hi):
+            lo, hi = hi, lo
+        return (lo, hi)
+    return None
+
+
+def _window_bound(value: Any) -> float | str | None:
+    """A finite number, or a date string pandas can read (kept as sent: the chart's own
+    text for its range); anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            _as_ms(value)
+        except (ValueError, OverflowError):
+            return None
+        return value
+    return None
+
+
+def _as_ms(text: str) -> float:
+    stamp = pd.Timestamp(text)
+    if stamp is pd.NaT or stamp.tzinfo is not None:
+        raise ValueError(f"not a local date: {text!r}")
+    return float(stamp.value) / 1e6
+
+
+def window_steps(window: Window | None, steps: np.ndarray, xs: np.ndarray | None = None
+                 ) -> tuple[int, int] | None:
+    """The steps to re-read for ``window``: exactly its steps on a step axis (``xs`` None),
+    else the steps of the points drawn just outside it (``xs``: those points' x, in the
+    chart's units, in step order: days as numbers, times as datetime64), so the re-read
+    covers the window with a point on each side. None: the whole run.
+
+    >>> window_steps((10.2, 99.7), np.arange(1000))
+    (10, 100)
+    >>> days = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
+    >>> window_steps((0.7, 1.2), np.array([0, 50, 100, 150, 200]), days)
+    (50, 150)
+    """
+    if window is None:
+        return None
+    lo, hi = window
+    if xs is None:
+        if isinstance(lo, str) or isinstance(hi, str):
+            return None
+        return int(np.floor(lo)), int(np.ceil(hi))
+    steps = np.asarray(steps)
+    if not len(steps):
+        return None
+    x = np.asarray(xs)
+    if np.issubdtype(x.dtype, np.datetime64):
+        x = x.astype("datetime64[ms]").astype(np.int64).astype(np.float64)
+        bounds = [_as_ms(v) if isinstance(v, str) else float(v) for v in (lo, hi)]
+    else:
+        if isinstance(lo, str) or isinstance(hi, str):
+            return None
+        x = x.astype(np.float64)
+        bounds = [float(lo), float(hi)]
+    ok = np.isfinite(x)
+    steps, x = steps[ok], x[ok]
+    if not len(steps):
+        return None
+    order = np.argsort(x, kind="stable")
+    x, steps = x[order], steps[order]
+    i = max(int(np.searchsorted(x, bounds[0], side="right")) - 1, 0)
+    j = min(int(np.searchsorted(x, bounds[1], side="left")), len(x) - 1)
+    a, b = int(steps[i]), int(steps[j])
+    return (min(a, b), max(a, b))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from babysit.ui.curves import Window, window_steps
 from babysit.ui.figures import _event_traces, _log_ticks, _metric_traces
 from babysit.ui.fmt import _fmt, _parse_detail
 from babysit.ui.frames import (
@@ -43,7 +44,8 @@ from babysit.ui.plotting import (
 )
 from babysit.ui.text import plot
 
-__all__ = ["family", "group_panels", "hp_rows", "panels_figure", "thin_days"]
+__all__ = ["family", "group_panels", "hp_rows", "panels_figure", "thin_days", "zoom_steps",
+           "zoomed"]
 
 _ROW_PX = 190          # height of one panel
 _MAX_DAY_LINES = 40    # beyond this, draw every k-th day line: 70 dotted lines read as a hatch
@@ -187,6 +189,43 @@ def panels_figure(
     layout["xaxis"] = {"anchor": f"y{rows}" if rows > 1 else "y", "title": {"text": axis.title},
                        **({"type": "date"} if x == "time" else {})}
     return go.Figure(data=traces, layout=layout)
+
+
+def zoom_steps(window: Window | None, metrics: pd.DataFrame | None,
+               checkpoints: pd.DataFrame | None = None, *, x: XAxis = "step"
+               ) -> tuple[int, int] | None:
+    """The steps to re-read at full detail for a chart zoomed to ``window`` (in the chart's x
+    units: steps, days or local times), using the whole-run view ``metrics`` to map days and
+    times back to steps the way ``panels_figure`` mapped them. None: the whole run.
+
+    >>> zoom_steps((100.4, 199.2), None)
+    (100, 200)
+    """
+    _check_x(x)
+    if window is None:
+        return None
+    if x == "step":
+        return window_steps(window, np.empty(0, np.int64))
+    table = _MetricTable.of(metrics)
+    if table is None:
+        return None
+    live = np.flatnonzero(~table.superseded)
+    if not len(live):
+        return None
+    rows = live[np.argsort(table.step[live], kind="stable")]
+    axis = _XMapper.build(x, table, _live_checkpoints(checkpoints))
+    return window_steps(window, table.step[rows].astype(np.int64),
+                        axis.of(table.step[rows], table.time[rows]))
+
+
+def zoomed(figure: go.Figure, window: Window | None) -> go.Figure:
+    """``figure`` with its shared x axis set to ``window`` (None: autorange): a redraw after a
+    re-read shows the range the user zoomed to, and keeps it across live refreshes."""
+    if window is None:
+        figure.update_layout(xaxis={"autorange": True})
+    else:
+        figure.update_layout(xaxis={"range": list(window), "autorange": False})
+    return figure
 
 
 def _hp_row(
