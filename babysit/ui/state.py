@@ -69,6 +69,16 @@ def _metrics(root: str, url: str | None, run_id: int, branch: int,
 
 
 @st.cache_data(ttl=1, show_spinner=False)
+def _metric_names(root: str, url: str | None, run_id: int) -> list[str]:
+    return _client(root, url).store.metric_names(run_id)
+
+
+def metric_names(run_id: int) -> list[str]:
+    """The names one run has logged, sorted (one small query, no curve read)."""
+    return _metric_names(*store_location(), int(run_id))
+
+
+@st.cache_data(ttl=1, show_spinner=False)
 def _events(root: str, url: str | None, run_id: int) -> pd.DataFrame:
     return _client(root, url).events(run_id)
 
@@ -155,6 +165,6 @@ def runs_summary(ids: list[int]) -> tuple[dict[int, float], dict[int, pd.DataFra
 
 def refresh() -> None:
     """Forget cached query results: called after an action, so its effect shows at once."""
-    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _record, _latest_loss,
+    for fn in (_runs, _metrics, _metric_names, _events, _checkpoints, _effective, _record, _latest_loss,
                _runs_summary):
         fn.clear()

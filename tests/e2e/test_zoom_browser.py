@@ -26,11 +26,12 @@ SPIKE_STEP, SPIKE = 123_457, 9.875
 CHART = ".st-key-run_figure .js-plotly-plot"
 
 # the x range, and the loss trace's points inside it, as the browser holds them
-STATE = """(sel) => {
+STATE = """(arg) => {
+    const [sel, trace] = Array.isArray(arg) ? arg : [arg, "loss"];
     const gd = document.querySelector(sel);
     if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis) return null;
     const r = gd._fullLayout.xaxis.range.map(Number);
-    const t = (gd._fullData || []).find(d => d.name === "loss" && d.mode === "lines");
+    const t = (gd._fullData || []).find(d => d.name === trace && d.mode === "lines");
     const xs = t ? Array.from(t.x, Number) : [];
     const ys = t ? Array.from(t.y, Number) : [];
     const inside = xs.map((x, i) => [x, ys[i]]).filter(p => p[0] >= r[0] && p[0] <= r[1]);
@@ -39,10 +40,10 @@ STATE = """(sel) => {
 }"""
 
 
-def _long_run(root) -> int:
+def _long_run(root, name: str = "long") -> int:
     store = Store.open(root)
     try:
-        run_id = store.create_run(project="p", name="long", config={"lr": 0.1},
+        run_id = store.create_run(project="p", name=name, config={"lr": 0.1},
                                   hp={"lr": 0.1}, day_spec="10000 steps")
         steps = np.arange(N)
         loss = 2.0 / np.sqrt(1.0 + steps / 1000.0) + 0.01 * np.sin(steps / 7.0)
@@ -64,10 +65,10 @@ def _drag(page, box: dict, x0: float, x1: float) -> None:
     page.mouse.up()
 
 
-def _zoom_around(page, step: float, half_px: float) -> list[float]:
+def _zoom_around(page, step: float, half_px: float, chart: str = CHART) -> list[float]:
     """Drag from ``half_px`` left of ``step`` to ``half_px`` right of it; the range before."""
-    state = page.evaluate(STATE, CHART)
-    box = page.locator(f"{CHART} .nsewdrag").first.bounding_box()
+    state = page.evaluate(STATE, chart)
+    box = page.locator(f"{chart} .nsewdrag").first.bounding_box()
     lo, hi = state["range"]
     at = box["x"] + (step - lo) / (hi - lo) * box["width"]
     _drag(page, box, at - half_px, at + half_px)
@@ -140,6 +141,45 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
             page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
                      s["range"][1] - s["range"][0] > N * 0.9, 60, "the whole run again")
+            browser.close()
+    finally:
+        board.proc.terminate()
+        board.proc.wait(timeout=20)
+
+
+def test_compare_page_zoom_rereads_every_run(root, trainers):
+    """Two long runs overlaid: a zoom re-reads the window of both, step by step."""
+    from playwright.sync_api import expect, sync_playwright
+
+    chart = ".st-key-compare_figure .js-plotly-plot"
+    ids = [_long_run(root, "a"), _long_run(root, "b")]
+    board = start_dashboard(root, trainers.env())
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1300, "height": 1100})
+            page.goto(f"{board.url}/compare?token={board.token}")
+            expect(page.locator(chart)).to_be_visible(timeout=120_000)
+            names = [f"#{i} {n}" for i, n in zip(ids, "ab", strict=True)]
+            whole = wait_for(lambda: (s := page.evaluate(STATE, [chart, names[0]])) and s["n"]
+                             and s, 60, "the whole-run chart")
+            assert whole["range"][1] >= N - 1 - 2_000
+            _zoom_around(page, SPIKE_STEP, 12, chart)
+            wait_for(lambda: (s := page.evaluate(STATE, [chart, names[0]])) and
+                     len(s["inside"]) > 500 and s, 90, "zoom 1 re-read")
+            _zoom_around(page, SPIKE_STEP, 15, chart)
+
+            def fine(name):
+                s = page.evaluate(STATE, [chart, name])
+                if not s or s["range"][1] - s["range"][0] > 2_000:
+                    return None
+                xs = [x for x, _ in s["inside"]]
+                return s if len(xs) > 50 and xs == list(range(int(xs[0]), int(xs[-1]) + 1)) \
+                    else None
+            for name in names:
+                zoomed = wait_for(lambda n=name: fine(n), 90, f"{name} re-read step by step")
+                assert dict(zoomed["inside"])[SPIKE_STEP] == SPIKE
+            page.screenshot(path=str(ARTIFACTS / "zoom-3-compare.png"), full_page=True)
             browser.close()
     finally:
         board.proc.terminate()
