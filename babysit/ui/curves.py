@@ -14,8 +14,10 @@ one, and the cache as a whole is capped in bytes.
   day, name, value, time, branch, superseded), the shape ``figures.run_figure`` draws.
 - ``bucket_points(buckets)``: a bucket frame as points: each bucket's first, min, max, last (at
   their own steps) and its first non-finite value, so every spike and nan stays drawn.
-- ``zoom_range(relayout, current)``: the x range a plotly relayout event asks for; pass it as
-  ``x_range`` to re-read that range at full detail, down to single steps.
+- ``chart_window(relayout)``: the x window a plotly relayout event leaves a chart at (steps,
+  days or local date strings; None after a double click), as ``ui.zoom.listen`` reports it.
+- ``window_steps(window, steps, xs)``: that window as the steps to re-read (``x_range``), so a
+  zoom re-reads its range at full detail, down to single steps.
 
 No Streamlit here: ``state.py`` keeps one ``CurveCache`` per server process.
 """
@@ -202,42 +204,6 @@ def _trace_groups(buckets: pd.DataFrame) -> np.ndarray:
     change = (name[1:] != name[:-1]) | (branch[1:] != branch[:-1]) | \
         (superseded[1:] != superseded[:-1])
     return np.r_[0, np.cumsum(change)]
-
-
-def zoom_range(relayout: Mapping[str, Any] | None, current: XRange | None = None,
-               axis: str = "xaxis") -> XRange | None:
-    """The x range a plotly relayout event asks for (None: the whole curve again).
-
-    Understands ``{"xaxis.range[0]": a, "xaxis.range[1]": b}``, ``{"xaxis.range": [a, b]}``
-    and ``{"xaxis.autorange": True}`` (a double click); with subplots, the first x axis the
-    event names (``xaxis2.range[0]``...). An event that moves no x axis (a y zoom, a legend
-    click) keeps ``current``. Numbers are steps; a date axis gives times, which the caller
-    maps to steps.
-
-    >>> zoom_range({"xaxis.range[0]": 1200.4, "xaxis.range[1]": 5000})
-    (1200.4, 5000.0)
-    >>> zoom_range({"xaxis.autorange": True}, (0, 10)) is None
-    True
-    """
-    if not relayout:
-        return current
-    axes = sorted({k.split(".", 1)[0] for k in relayout if k.startswith(axis) and "." in k},
-                  key=lambda a: (len(a), a))
-    for name in axes:
-        if relayout.get(f"{name}.autorange"):
-            return None
-        pair = relayout.get(f"{name}.range")
-        if pair is None and f"{name}.range[0]" in relayout and f"{name}.range[1]" in relayout:
-            pair = (relayout[f"{name}.range[0]"], relayout[f"{name}.range[1]"])
-        if pair is not None:
-            try:
-                lo, hi = float(pair[0]), float(pair[1])
-            except (TypeError, ValueError, IndexError):
-                continue        # a date axis sends strings: the caller maps times to steps
-            if lo != lo or hi != hi:
-                continue
-            return (min(lo, hi), max(lo, hi))
-    return current
 
 
 #: a window in the chart's own x units: steps, fractional days, or plotly's local date strings
