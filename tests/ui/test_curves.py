@@ -177,3 +177,24 @@ def test_latest_metric_reads_one_row(tmp_path):
     assert store.latest_metric(run_id, "loss") is None
     store.insert_metrics(run_id, _rows(range(30)))
     assert store.latest_metric(run_id, "loss") == 29 * 0.5
+
+
+def test_study_curves_read_the_pyramid_not_the_history(tmp_path, monkeypatch):
+    """The Study page's objective curve of a 300,000-step run: a few hundred buckets, the
+    single-step spike still there at its own step."""
+    from babysit.ui import state, study_state
+
+    store, run_id = _store(tmp_path)
+    n = 300_000
+    values = np.linspace(2.0, 0.5, n)
+    values[123_456] = 50.0
+    store.append_points(run_id, "val_loss", np.arange(n), values, 1e9 + np.arange(n),
+                        np.arange(n) // 10_000)
+    store.close()
+    monkeypatch.setenv("BABYSIT_ROOT", str(tmp_path))
+    monkeypatch.delenv("BABYSIT_STORE_URL", raising=False)
+    state.refresh()
+    curve = study_state.curve(run_id, "val_loss")
+    assert len(curve) <= 5 * study_state.CURVE_BUCKETS
+    assert curve.loc[curve["value"].idxmax(), "step"] == 123_456
+    assert curve["value"].max() == 50.0 and curve["step"].max() == n - 1
