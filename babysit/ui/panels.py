@@ -108,12 +108,15 @@ def panels_figure(
     smoothing: float = 0.0,
     show_superseded: bool = False,
     max_points: int | None = 1500,
+    whole: pd.DataFrame | None = None,
 ) -> go.Figure:
     """One panel per metric in ``panels`` (default: every metric, grouped), then one row per
     hyperparameter in ``hp`` (default: lr, momentum and any that changed), sharing the x axis.
 
     ``log_y`` names the panels drawn on a log axis. Rows of branches abandoned by a rollback
-    are left out unless ``show_superseded``, so the x range fits the live branch.
+    are left out unless ``show_superseded``, so the x range fits the live branch. ``whole``:
+    when ``metrics`` holds a zoomed range only, the whole-run view, so days are placed as in
+    the whole run (without checkpoints they come from the metrics' own day column).
 
     >>> df = pd.DataFrame({"step": [0, 1], "name": ["loss", "val_acc"], "value": [2.0, 0.5]})
     >>> [a.text for a in panels_figure(df).layout.annotations]
@@ -138,7 +141,8 @@ def panels_figure(
     if not rows:
         return empty_figure("No metrics yet")
 
-    axis = _XMapper.build(x, table, _live_checkpoints(checkpoints))
+    whole_table = _MetricTable.of(whole) if whole is not None else None
+    axis = _XMapper.build(x, whole_table or table, _live_checkpoints(checkpoints))
     gap = 0.35 / rows if rows > 1 else 0.0
     height = 1.0 / rows
     layout: dict[str, Any] = {

@@ -141,6 +141,20 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
             page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
                      s["range"][1] - s["range"][0] > N * 0.9, 60, "the whole run again")
+
+            # on the day axis (a new listener: the old one must not swallow the event)
+            page.get_by_test_id("stRadioGroup").first.get_by_text("day", exact=True).click()
+            days = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
+                            s["range"][1] < N / 1000 and s, 60, "the day axis")
+            spike_day = next(x for x, y in days["inside"] if y == SPIKE)   # where it is drawn
+            box = page.locator(f"{CHART} .nsewdrag").first.bounding_box()
+            at = box["x"] + (spike_day - days["range"][0]) / (
+                days["range"][1] - days["range"][0]) * box["width"]
+            _drag(page, box, at - 6, at + 6)
+            by_day = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
+                              len(s["inside"]) > 500 and s, 90, "the day-axis zoom re-read")
+            assert max(y for _, y in by_day["inside"]) == SPIKE
+            page.screenshot(path=str(ARTIFACTS / "zoom-4-day-axis.png"), full_page=True)
             browser.close()
     finally:
         board.proc.terminate()

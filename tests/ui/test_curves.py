@@ -162,6 +162,11 @@ def test_zoom_steps_inverts_the_run_pages_day_and_time_axes(tmp_path):
     # ... and the re-read of that range is step by step, every point exact
     zoomed_view = CurveCache().metrics(store, run_id, x_range=(lo, hi))
     assert zoomed_view["step"].tolist() == list(range(lo, hi + 1))
+    # drawn on the day axis of the whole run: a step sits at the same day as before the zoom
+    # (a window inside one day: its own rows hold no day boundary to place days by)
+    part = CurveCache().metrics(store, run_id, x_range=(310, 390))
+    zx = np.asarray(panels_figure(part, x="day", whole=metrics).data[0].x, dtype=float)
+    assert zx[0] == xs[310] and zx[-1] == xs[390]
     store.close()
 
 

@@ -124,10 +124,10 @@ def live_view(run_id: int) -> None:
     zoom_key = f"run_zoom_{run_id}_{x}"
     window = chart_window(zoom.listen("run_figure", key=zoom_key))
     try:
-        metrics = state.metrics(run_id)
+        whole = metrics = state.metrics(run_id)
         events = state.events(run_id)
         checkpoints = state.checkpoints(run_id)
-        steps = zoom_steps(window, metrics, checkpoints, x=x)
+        steps = zoom_steps(window, whole, checkpoints, x=x)
         if steps is not None:
             metrics = state.metrics(run_id, x_range=steps)
     except BabysitError as exc:
@@ -137,7 +137,8 @@ def live_view(run_id: int) -> None:
     figure = panels_figure(metrics, events, checkpoints, panels=panels,
                            log_y=set(st.session_state.get("run_log_panels") or ()), x=x,
                            show_superseded=bool(st.session_state.get("run_superseded", False)),
-                           smoothing=float(st.session_state.get("run_smoothing", 0.0)))
+                           smoothing=float(st.session_state.get("run_smoothing", 0.0)),
+                           whole=whole)
     figure.update_layout(uirevision=zoom_key)
     zoomed(figure, window if steps is not None else None)
     st.plotly_chart(figure, key="run_figure", width="stretch")
