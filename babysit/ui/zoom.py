@@ -24,10 +24,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import streamlit as st
 import streamlit.components.v1 as components
 
 _FRONTEND = Path(__file__).with_name("zoom_frontend")
 _listener = components.declare_component("babysit_zoom", path=str(_FRONTEND))
+#: listener keys start with this, so one constant style rule takes their frames out of the
+#: layout: no gap above the chart, and no loading placeholder while the frame starts
+KEY_PREFIX = "babysit_zoom_"
+_OUT_OF_LAYOUT = (f"<style>[class*='st-key-{KEY_PREFIX}']{{position:absolute;height:0;"
+                  "width:0;overflow:hidden;margin:0;padding:0}</style>")
 
 
 def listen(chart_key: str, *, key: str) -> dict[str, Any] | None:
@@ -36,9 +42,10 @@ def listen(chart_key: str, *, key: str) -> dict[str, Any] | None:
     from the whole run again. Call it before drawing the chart, in the same fragment, so the
     chart is drawn with the zoom it reports.
 
-    >>> event = listen("run_figure", key="run_zoom_3_step")      # doctest: +SKIP
+    >>> event = listen("run_figure", key="run_3_step")      # doctest: +SKIP
     """
-    value = _listener(chart_key=str(chart_key), key=key, default=None)
+    st.html(_OUT_OF_LAYOUT)              # style only: Streamlit gives it no space
+    value = _listener(chart_key=str(chart_key), key=KEY_PREFIX + key, default=None)
     if not isinstance(value, dict) or not isinstance(value.get("relayout"), dict):
         return None
     return dict(value["relayout"])

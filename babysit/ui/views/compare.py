@@ -18,7 +18,7 @@ def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[s
                  smoothing: float) -> None:
     """The overlaid curves; a zoom or a pan re-reads that range of every run at full detail
     (on "steps since the fork point", each run's own steps), a double click the whole runs."""
-    zoom_key = f"compare_zoom_{align}"
+    zoom_key = f"compare_{align}"
     window = chart_window(zoom.listen("compare_figure", key=zoom_key))
     steps = zoom_steps(window, None)
     try:

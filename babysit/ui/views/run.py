@@ -121,7 +121,7 @@ def live_view(run_id: int) -> None:
     """
     x = st.session_state.get("run_x", "step")
     # one listener per run and x axis: another run or axis starts from the whole run
-    zoom_key = f"run_zoom_{run_id}_{x}"
+    zoom_key = f"run_{run_id}_{x}"
     window = chart_window(zoom.listen("run_figure", key=zoom_key))
     try:
         whole = metrics = state.metrics(run_id)
