@@ -203,3 +203,19 @@ def test_study_curves_read_the_pyramid_not_the_history(tmp_path, monkeypatch):
     assert len(curve) <= 5 * study_state.CURVE_BUCKETS
     assert curve.loc[curve["value"].idxmax(), "step"] == 123_456
     assert curve["value"].max() == 50.0 and curve["step"].max() == n - 1
+
+
+def test_zoom_listener_page_writes_no_markup_and_fetches_nothing():
+    """The listener frame runs in the dashboard's origin: it must never turn what it reads
+    into markup, evaluate code, or load anything (no network, no CDN)."""
+    from pathlib import Path
+
+    import babysit.ui.zoom as zoom
+
+    page = (Path(zoom.__file__).with_name("zoom_frontend") / "index.html").read_text()
+    script = page.split("<script>", 1)[1]
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "Function(", "setTimeout(\"", "src=", "href=", "fetch(", "XMLHttpRequest",
+                 "import("):
+        assert sink not in script, sink
+    assert "<script src" not in page and "<link" not in page
