@@ -29,6 +29,9 @@ import streamlit.components.v1 as components
 
 _FRONTEND = Path(__file__).with_name("zoom_frontend")
 _listener = components.declare_component("babysit_zoom", path=str(_FRONTEND))
+#: st.plotly_chart config of a zoomable chart: a double click always means "the whole run"
+#: (plotly's default first resets to the figure's own range, which after a zoom is the zoom)
+CHART_CONFIG = {"doubleClick": "autosize"}
 #: listener keys start with this, so one constant style rule takes their frames out of the
 #: layout: no gap above the chart, and no loading placeholder while the frame starts
 KEY_PREFIX = "babysit_zoom_"

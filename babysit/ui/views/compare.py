@@ -37,7 +37,7 @@ def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[s
                                    smoothing=smoothing, starts=starts)
     figure.update_layout(uirevision=zoom_key)
     zoomed(figure, window if steps is not None else None)
-    st.plotly_chart(figure, key="compare_figure", width="stretch")
+    st.plotly_chart(figure, key="compare_figure", width="stretch", config=zoom.CHART_CONFIG)
 
 
 def render() -> None:

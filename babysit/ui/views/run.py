@@ -141,7 +141,7 @@ def live_view(run_id: int) -> None:
                            whole=whole)
     figure.update_layout(uirevision=zoom_key)
     zoomed(figure, window if steps is not None else None)
-    st.plotly_chart(figure, key="run_figure", width="stretch")
+    st.plotly_chart(figure, key="run_figure", width="stretch", config=zoom.CHART_CONFIG)
     with st.expander(f"Events ({len(events)})", expanded=False):
         st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
                      key="run_events")
