@@ -143,7 +143,7 @@ class Buckets:
         if table.ndim == 2 and table.shape[1] == len(COLUMNS):
             ints = table[:, _INT_POSITIONS]
             if not (np.abs(ints[np.isfinite(ints)]) >= 2.0**53).any():
-                out = {}
+                out: dict[str, np.ndarray] = {}
                 for i, name in enumerate(COLUMNS):
                     col = table[:, i]
                     if name in _STEP_OR_NONE:
@@ -157,13 +157,14 @@ class Buckets:
                 return cls(level, **out)
         cols = list(zip(*rows, strict=True))
         out = {}
-        for name, col in zip(COLUMNS, cols, strict=True):
+        for name, values in zip(COLUMNS, cols, strict=True):
             if name in _STEP_OR_NONE:
-                out[name] = np.array([NO_STEP if v is None else v for v in col], dtype=np.int64)
+                out[name] = np.array([NO_STEP if v is None else v for v in values],
+                                     dtype=np.int64)
             elif name in _INT:
-                out[name] = np.array(col, dtype=np.int64)
+                out[name] = np.array(values, dtype=np.int64)
             else:   # NULL is NaN: no finite value (min/max) or a nan (first/last)
-                out[name] = np.array(col, dtype=np.float64)
+                out[name] = np.array(values, dtype=np.float64)
         return cls(level, **out)
 
     def rows(self) -> list[tuple]:
