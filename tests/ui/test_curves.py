@@ -219,3 +219,18 @@ def test_zoom_listener_page_writes_no_markup_and_fetches_nothing():
                  "import("):
         assert sink not in script, sink
     assert "<script src" not in page and "<link" not in page
+
+
+def test_compare_zoom_on_steps_since_the_fork_keeps_each_runs_origin():
+    """A zoomed frame starts inside the run: "steps since the fork point" still count from
+    the run's first step (``starts``), not from the first step of the window."""
+    from babysit.ui.compare_figures import compare_panels_figure, first_live_step
+
+    whole = pd.DataFrame({"step": np.arange(100, 1100), "name": "loss",
+                          "value": np.linspace(2, 1, 1000), "superseded": False})
+    assert first_live_step(whole) == 100.0
+    window = whole[(whole.step >= 600) & (whole.step <= 610)]
+    fig = compare_panels_figure({7: window}, ["loss"], align="fork", starts={7: 100.0})
+    assert list(np.asarray(fig.data[0].x, dtype=float)) == list(np.arange(500.0, 511.0))
+    unzoomed = compare_panels_figure({7: window}, ["loss"], align="fork")
+    assert float(np.asarray(unzoomed.data[0].x, dtype=float)[0]) == 0.0
