@@ -31,7 +31,7 @@ from babysit.client import Client
 from babysit.errors import BabysitError
 from babysit.format import fmt, fmt_hp, local_time, nudge_summary, terminal_safe
 from babysit.hparams import describe, parse_assignments, parse_nudge
-from babysit.launcher import command_line, process_env, process_start_time
+from babysit.launcher import command_line, make_launcher, process_env, process_start_time
 
 #: epoch-second columns that text output shows as local clock times (--json keeps seconds)
 _TIME_COLUMNS = ("time", "created", "ended", "decided")
@@ -41,9 +41,30 @@ def _client(args: argparse.Namespace, *, create: bool = False) -> Client:
     """The Client of ``--root``/``--store-url``, with run statuses brought up to date (the
     monitor step). Only the verbs that start something may create a store: a read on a
     missing store says so instead of making an empty one appear."""
-    client = Client(args.root, store_url=args.store_url, source="cli", create=create)
+    client = Client(args.root, store_url=args.store_url, source="cli", create=create,
+                    launcher=_launcher(args))
     client.check_runs()
     return client
+
+
+def _launcher(args: argparse.Namespace) -> Any:
+    """The launcher the verb's options ask for (--launcher, --ray-address, --num-cpus,
+    --num-gpus); None leaves the choice to $BABYSIT_LAUNCHER (local by default)."""
+    kind = getattr(args, "launcher", None)
+    address = getattr(args, "ray_address", None)
+    cpus, gpus = getattr(args, "num_cpus", None), getattr(args, "num_gpus", None)
+    if kind is None and (address or cpus is not None or gpus is not None):
+        kind = "ray"        # Ray's options name the launcher they are for
+    if kind is None:
+        return None
+    if kind == "local" and (address or cpus is not None or gpus is not None):
+        raise ValueError("--ray-address, --num-cpus and --num-gpus are for --launcher ray")
+    return make_launcher(kind, ray_address=address, num_cpus=cpus, num_gpus=gpus)
+
+
+def _started(handle: Any) -> str:
+    """How a started process is named to the user: its pid, or its Ray job."""
+    return f"pid {handle}" if isinstance(handle, int) else f"Ray job {handle.job}"
 
 
 def _out(text: str) -> None:
@@ -94,8 +115,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
                            lambda a: "" if a is None or pd.isna(a) else f"{a:.0f}s"),
                        parent=[f"{p}@{d}" if p is not None else "" for p, d in
                                zip(df["parent_id"], df["parent_day"], strict=True)])
-        df = df[["id", "name", "project", "status", "day", "step", "now", "hp", "parent",
-                 "heartbeat_age"]]
+        # one vocabulary of days: the store's "day" is the last day saved (0: none yet)
+        df = df.rename(columns={"day": "days_saved"})[
+            ["id", "name", "project", "status", "days_saved", "step", "now", "hp", "parent",
+             "heartbeat_age"]]
     _show(df, args.json)
     return 0
 
@@ -125,22 +148,32 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).rollback(args.run, args.day, hp=values, wait=not args.no_wait,
                                     timeout=args.timeout)
-    _out(f"run {result.run_id}: rolled back to day {args.day} ({result.status})")
+    _out(f"run {result.run_id}: rolled back to the end of day {args.day} ({result.status})")
     return 0
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     child = _client(args).fork(args.run, args.day, hp=values, name=args.name)
-    _out(f"run {child}: forked from run {args.run}" +
-         (f" day {args.day}" if args.day is not None else " (latest day)"))
+    _out(f"run {child}: forked from run {args.run} at the end of " +
+         (f"day {args.day}" if args.day is not None else "its latest saved day"))
     return 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     client = _client(args)
-    pid = client.restart(args.run, day=args.day)
-    _out(f"run {client.run(args.run).id}: restarted (pid {pid})")
+    handle = client.restart(args.run, day=args.day)
+    _out(f"run {client.run(args.run).id}: restarted ({_started(handle)})")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    client = _client(args)
+    text = client.console(args.run, lines=args.lines)
+    if text is None:
+        _out(f"run {client.run(args.run).id}: no console output saved (started in a notebook?)")
+        return 1
+    _out(text)
     return 0
 
 
@@ -192,8 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     client = _client(args, create=True)
+    on_cluster = getattr(client.launcher, "kind", "local") != "local"
     run_id = client.launch(argv, project=args.project, name=args.name, day=args.day,
-                           detach=args.detach)
+                           detach=args.detach or on_cluster)
+    if on_cluster:      # a job on the cluster: nothing to supervise from this terminal
+        job = (client.run(run_id).launcher or {}).get("job")
+        _out(f"run {run_id}: submitted as Ray job {job}; its output: babysit console "
+             f"{run_id}, or the Ray dashboard")
+        return 0
     if args.detach:
         _out(f"run {run_id}: started in the background; log in "
              f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
@@ -215,8 +254,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         monitor.mark_crashed(client.store, after,
                              monitor.gone_reason(after, exit_code=code))
     elif after.status == "crashed" and code and f"code {code}" not in (after.error or ""):
-        # a script that called sys.exit(N) without `with run:`: its trainer could not see N
-        # (Python's atexit is not told), this process can
+        # a script that raised SystemExit(N) without `with run:` (not through sys.exit, which
+        # babysit wraps): its trainer could not see N (atexit is not told), this process can
         client.store.update_run(run_id, error=f"{after.error or 'crashed'}; the process exited "
                                               f"with code {code}")
     return code
@@ -226,7 +265,7 @@ def cmd_exploit(args: argparse.Namespace) -> int:
     values = parse_assignments(args.values)
     result = _client(args).exploit(args.target, args.donor, args.day, hp=values,
                                    wait=not args.no_wait, timeout=args.timeout, reason=args.reason)
-    _out(f"run {result.run_id}: exploit of run {args.donor} day {args.day} {result.status}"
+    _out(f"run {result.run_id}: exploit of run {args.donor} at the end of day {args.day} {result.status}"
          f"{_at(result.step)}" + (f" ({fmt_hp(values)})" if values else ""))
     return 0
 
@@ -402,20 +441,60 @@ def cmd_study_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    client = _client(args, create=True)
-    argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace", str(args.pace)]
-    run_id = client.launch(argv, project="demo", detach=True)
-    print(f"demo run {run_id} started; log: "
-          f"{client.store.root / 'runs' / str(run_id) / 'process.log'}")
-    if args.no_ui:
-        print("watch it with: babysit ls; steer it with: babysit nudge "
-              f"{run_id} lr=0.1")
-        return 0
-    return _serve(args, extra_env={"BABYSIT_OPEN_RUN": str(run_id)})
+    from babysit.ui.server import check_port, stopped_by_signals
+
+    if not args.no_ui:
+        check_port(args.address, args.port)     # before any run exists: nothing to clean up
+    with stopped_by_signals():
+        client = _client(args, create=True)
+        # --epochs 0: the demo trains until stopped, so its controls are live whenever
+        # someone comes back to the dashboard
+        argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace",
+                str(args.pace), "--epochs", "0"]
+        run_id = client.launch(argv, project="demo", detach=True)
+        print(f"demo run {run_id} started; log: "
+              f"{client.store.root / 'runs' / str(run_id) / 'process.log'}", flush=True)
+        if args.no_ui:
+            print(f"watch it with: babysit ls; steer it with: babysit nudge {run_id} lr=0.1; "
+                  f"end it with: babysit stop {run_id}")
+            return 0
+        try:
+            return _serve(args, extra_env={"BABYSIT_OPEN_RUN": str(run_id)})
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            # the demo lives as long as its dashboard: no training left behind, orphaned
+            _stop_demo(client, run_id)
+
+
+def _stop_demo(client: Client, run_id: int) -> None:
+    """Stop the demo run (a command, then SIGTERM/SIGKILL if it does not stop in time)."""
+    try:
+        if client.run(run_id).live:
+            client.stop(run_id, wait=True, timeout=15.0, reason="babysit demo ended")
+            print(f"demo run {run_id} stopped (restart it with: babysit restart {run_id})",
+                  flush=True)
+        # "stopped" is written before the process has flushed and exited: wait for that too
+        record, deadline = client.run(run_id), time.monotonic() + 15.0
+        while monitor.run_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if monitor.run_alive(record):
+            client.terminate(run_id)
+    except KeyboardInterrupt:        # impatient: a second Ctrl-C ends the process now
+        client.terminate(run_id)
+    except BabysitError as exc:
+        print(f"babysit: demo run {run_id}: {exc}", file=sys.stderr)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    return _serve(args, extra_env={})
+    from babysit.ui.server import check_port, stopped_by_signals
+
+    check_port(args.address, args.port)
+    with stopped_by_signals():
+        try:
+            return _serve(args, extra_env={})
+        except KeyboardInterrupt:
+            return 0
 
 
 def _serve(args: argparse.Namespace, extra_env: dict[str, str]) -> int:
@@ -441,6 +520,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
+
+    def launching(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--launcher", default=None, choices=["local", "ray"],
+                       help="where run processes start (default: $BABYSIT_LAUNCHER or local)")
+        p.add_argument("--ray-address", default=None,
+                       help="the Ray dashboard (Jobs API) address, e.g. http://head:8265 "
+                            "(default: $BABYSIT_RAY_ADDRESS); implies --launcher ray")
+        p.add_argument("--num-cpus", type=float, default=None,
+                       help="CPUs each Ray job asks for (default: $BABYSIT_RAY_NUM_CPUS or 1)")
+        p.add_argument("--num-gpus", type=float, default=None,
+                       help="GPUs each Ray job asks for (default: $BABYSIT_RAY_NUM_GPUS or 0)")
 
     def waiting(p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-wait", action="store_true",
@@ -478,10 +568,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--day", type=int, default=None, help="day to start from (default: latest)")
     p.add_argument("--name", default=None)
     p.add_argument("values", nargs="*", metavar="key=value")
+    launching(p)
 
     p = verb("restart", cmd_restart, "new process for a crashed or stopped run")
     p.add_argument("run")
     p.add_argument("--day", type=int, default=None, help="day to start from (default: latest)")
+    launching(p)
+
+    p = verb("console", cmd_console, "print the tail of a run's console output (local log or "
+             "Ray job logs)")
+    p.add_argument("run")
+    p.add_argument("--lines", type=int, default=50, help="how many lines (default 50)")
 
     p = verb("note", cmd_note, "set a run's free-text note: note RUN some text (none clears it)")
     p.add_argument("run")
@@ -512,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.add_argument("--day", default=None, help="day length if the script's init() gives none")
     p.add_argument("--detach", action="store_true", help="start in the background and return")
+    launching(p)
     p.add_argument("command", nargs=argparse.REMAINDER)
 
     p = verb("exploit", cmd_exploit,
@@ -538,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until every probe is done")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds --wait waits at most (default 600)")
+    launching(p)
 
     study = verb("study", None, "define, launch and steer studies (many runs, an autopilot)")
     ssub = study.add_subparsers(dest="study_verb", required=True, metavar="STUDY_VERB")
@@ -571,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=None, help="project of its runs (default: NAME)")
     p.add_argument("--parent", default=None, help="the study this one refines")
     p.add_argument("--launch", action="store_true", help="start its orchestrator right away")
+    launching(p)
     p.set_defaults(command=[])      # the trial's command: what follows `--` (see main)
 
     p = study_verb("launch", cmd_study_launch, "start a study's orchestrator in the background")
@@ -578,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foreground", action="store_true",
                    help="run the orchestrator in this terminal instead")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between two ticks")
+    launching(p)
     p = study_verb("run", cmd_study_run, "the orchestrator loop itself, in the foreground")
     p.add_argument("name")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between two ticks")

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--momentum", type=float, default=0.5)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=400,
+                        help="epochs to train (default 400; 0: until stopped, as `babysit demo`"
+                             " runs it, so its controls stay live for whoever comes back later)")
     parser.add_argument("--day", default="300 steps", help="checkpoint period (default: 300 steps)")
     parser.add_argument("--pace", type=float, default=0.03,
                         help="seconds to wait per step so a person can watch (0: full speed)")
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
                     val_acc=(logits.argmax(1) == yv).float().mean().item())
 
     with run:
-        for xb, yb in run.loop(loader, epochs=args.epochs):
+        # 0 epochs: a billion, i.e. until stopped (years at the demo's pace)
+        for xb, yb in run.loop(loader, epochs=args.epochs or 10**9):
             if args.fingerprint:
                 run.log(wsum=float(sum(p.double().sum() for p in net.parameters())))
             loss = loss_fn(net(xb), yb)

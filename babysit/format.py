@@ -33,7 +33,7 @@ def fmt(value: Any, digits: int = 4, none: str = "–") -> str:
     """
     if value is None:
         return none
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if type(value).__name__ in ("bool", "bool_"):        # Python's and numpy's (1.x, 2.x)
         return str(bool(value)).lower()
     if isinstance(value, numbers.Integral):
         return str(int(value))

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from babysit.errors import InvalidValue
+from babysit.format import fmt
 
 #: keys babysit applies to an attached optimizer's param_groups; any other key is a user value
 OPTIMIZER_KEYS = ("lr", "momentum", "weight_decay")
@@ -293,10 +294,6 @@ def parse_nudge(items: Iterable[str]) -> dict[str, dict[str, int | float]]:
     return out
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def describe(key: str, effective: float | None, configured: float | None) -> str:
     """The value a run uses now beside the configured one, for tables and headers.
 
@@ -306,19 +303,19 @@ def describe(key: str, effective: float | None, configured: float | None) -> str
     'lr 0.05'
     """
     if effective is None:
-        return key if configured is None else f"{key} {_fmt(configured)}"
+        return key if configured is None else f"{key} {fmt(configured)}"
     if configured is None or not _numeric(configured):
-        return f"{key} {_fmt(effective)}"
+        return f"{key} {fmt(effective)}"
     if configured == effective:
-        return f"{key} {_fmt(effective)}"
+        return f"{key} {fmt(effective)}"
     if configured == 0 or effective == 0:
-        return f"{key} {_fmt(effective)} · configured {_fmt(configured)}"
+        return f"{key} {fmt(effective)} · configured {fmt(configured)}"
     ratio = f"{effective / configured:.3g}"
     if ratio == "1":          # equal within what the table shows: float noise of a rescale
-        return f"{key} {_fmt(effective)}"
+        return f"{key} {fmt(effective)}"
     if key != "lr":
-        return f"{key} {_fmt(effective)} · configured {_fmt(configured)}"
-    return f"lr {_fmt(effective)} · schedule ×{ratio} of {_fmt(configured)}"
+        return f"{key} {fmt(effective)} · configured {fmt(configured)}"
+    return f"lr {fmt(effective)} · schedule ×{ratio} of {fmt(configured)}"
 
 
 def describe_lr(effective_lr: float | None, configured_lr: float | None) -> str:

@@ -8,6 +8,7 @@ names. Processes start from argument lists, never through a shell.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 import psutil
 
 from babysit.checkpoint import refuse_symlinks
-from babysit.errors import CheckpointError, LaunchError
+from babysit.errors import CheckpointError, InvalidValue, LaunchError
 
 #: a process on another host is taken for gone when its heartbeat is older than this
 REMOTE_HEARTBEAT_TIMEOUT_S = 15.0
@@ -82,11 +83,16 @@ def resolve_executable(executable: str) -> str:
 class Launcher(Protocol):
     """Starts a run's process. A launcher may also have ``check(run_id, launch)``, raising
     LaunchError before anything is written when the process could not start (see
-    `LocalLauncher.check`)."""
+    `LocalLauncher.check`).
+
+    ``start`` returns the pid of a local process, or a handle with ``to_json()`` (a Ray job)
+    that the store keeps in ``runs.launcher``; the launcher that started a run is asked about
+    it later (`launcher_for`): ``alive``, ``stop`` and ``console`` take the run's record.
+    """
 
     def start(self, run_id: int, launch: Mapping[str, Any], root: Path, store_url: str | None
-              ) -> int:
-        """Start the run's process; return its pid (or another handle number)."""
+              ) -> Any:
+        """Start the run's process; return its pid or its handle (``to_json()``)."""
 
 
 def process_env(run_id: int, launch: Mapping[str, Any], root: Path, store_url: str | None
@@ -141,8 +147,65 @@ def start_detached(argv: list[str], *, cwd: str, env: dict[str, str], log_path: 
     return proc.pid
 
 
+LOG_NAME = "process.log"
+
+
+def read_log_tail(path: Path, *, lines: int = 200, max_bytes: int = 64_000) -> str | None:
+    """The last ``lines`` lines of a process log (read-only, bounded to its last
+    ``max_bytes``, never through a symlink); None when there is no such file."""
+    try:
+        # O_NOFOLLOW: a run folder's log replaced by a link to another file is not shown
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - max_bytes))
+        data = f.read(max_bytes)
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes:
+        text = text.partition("\n")[2]       # the first line read is cut
+    return tail_lines(text, lines)
+
+
+def tail_lines(text: str, lines: int) -> str:
+    """The last ``lines`` lines of console output, carriage-return progress bars reduced to
+    what a terminal would show last.
+
+    >>> tail_lines("a\\nb 10%\\rb 100%\\nc\\n", 2)
+    'b 100%\\nc'
+    """
+    out = [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")]
+    return "\n".join(out[-lines:])
+
+
+#: what ``runs.launcher`` holds for a run started as a local process (pid/host in their columns)
+LOCAL = {"kind": "local"}
+
+
 class LocalLauncher:
     """Start detached processes on this machine; their output goes to ``runs/<id>/process.log``."""
+
+    kind = "local"
+
+    def alive(self, record: Any, now: float | None = None, start_grace_s: float = 60.0) -> bool:
+        """Whether the run's process may still be there (a launch still starting counts)."""
+        if record.pid is None:
+            now = time.time() if now is None else now
+            return now - (record.heartbeat or record.created) < start_grace_s
+        return process_alive(record.pid, record.pid_start, record.host, record.heartbeat)
+
+    def stop(self, record: Any, grace_s: tuple[float, float] = (10.0, 5.0)) -> None:
+        """SIGTERM, then SIGKILL, the run's process (on this host only)."""
+        if record.pid is None or (record.host and record.host != socket.gethostname()):
+            where = f"runs on {record.host}" if record.host else "has no process id yet"
+            raise LaunchError(f"run {record.id} {where}: it cannot be signalled from here")
+        terminate(record.pid, lambda: process_alive(record.pid, record.pid_start, record.host,
+                                                    record.heartbeat), grace_s)
+
+    def console(self, record: Any, root: Path, lines: int = 200) -> str | None:
+        """The tail of the run's console output (``runs/<id>/process.log``), None if none."""
+        return read_log_tail(Path(root) / "runs" / str(int(record.id)) / LOG_NAME, lines=lines)
 
     def check(self, run_id: int, launch: Mapping[str, Any] | None) -> None:
         argv = command_line(launch, run_id)
@@ -180,3 +243,80 @@ def terminate(pid: int, alive: Callable[[], bool], grace_s: tuple[float, float] 
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and alive():
             time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- choosing one
+def make_launcher(launcher: Any = None, *, ray_address: str | None = None,
+                  num_cpus: float | None = None, num_gpus: float | None = None) -> Any:
+    """The launcher a Client starts processes with: an object is used as it is; ``"local"``
+    or ``"ray"``; None takes ``$BABYSIT_LAUNCHER`` (default local). Ray's address comes from
+    ``ray_address`` or ``$BABYSIT_RAY_ADDRESS``, its per-run CPUs/GPUs from the arguments or
+    ``$BABYSIT_RAY_NUM_CPUS``/``$BABYSIT_RAY_NUM_GPUS`` (defaults 1 and 0).
+
+    >>> make_launcher("local").kind
+    'local'
+    """
+    if launcher is not None and not isinstance(launcher, str):
+        return launcher
+    kind = (launcher if launcher is not None
+            else os.environ.get("BABYSIT_LAUNCHER") or "local").strip().lower()
+    if kind == "local":
+        return LocalLauncher()
+    if kind != "ray":
+        raise InvalidValue(f"the launcher must be 'local' or 'ray' (BABYSIT_LAUNCHER, "
+                           f"--launcher), got {kind!r}")
+    from babysit.ray_launcher import RayLauncher  # pure Python; ray itself only when used
+
+    return RayLauncher(ray_address,
+                       num_cpus=_env_number("BABYSIT_RAY_NUM_CPUS", num_cpus, 1.0),
+                       num_gpus=_env_number("BABYSIT_RAY_NUM_GPUS", num_gpus, 0.0))
+
+
+def _env_number(name: str, given: float | None, default: float) -> float:
+    if given is not None:
+        return given
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidValue(f"{name} must be a number, got {text!r}") from None
+
+
+def launcher_env(launcher: Any) -> dict[str, str]:
+    """The settings a child process (a study's orchestrator) needs to launch its runs the
+    same way: ``BABYSIT_LAUNCHER`` and, for Ray, its address and resources."""
+    if getattr(launcher, "kind", None) != "ray":
+        return {"BABYSIT_LAUNCHER": "local"}
+    res = launcher.resources
+    env = {"BABYSIT_LAUNCHER": "ray", "BABYSIT_RAY_ADDRESS": launcher.address}
+    if res.get("num_cpus") is not None:
+        env["BABYSIT_RAY_NUM_CPUS"] = str(res["num_cpus"])
+    if res.get("num_gpus") is not None:
+        env["BABYSIT_RAY_NUM_GPUS"] = str(res["num_gpus"])
+    return env
+
+
+def launcher_for(record: Any, default: Any) -> Any:
+    """The launcher that started ``record``'s process, to ask it about that process: a Ray
+    job's launcher for a run whose ``launcher`` column names a Ray job (``default`` itself when
+    it talks to the same cluster), else a local one (runs started by ``babysit run``, by a
+    local launcher, or before schema v5)."""
+    handle = getattr(record, "launcher", None)
+    if isinstance(handle, Mapping) and handle.get("kind") == "ray":
+        if getattr(default, "kind", None) == "ray" and \
+                getattr(default, "address", None) == handle.get("address"):
+            return default
+        return _ray_launcher(str(handle.get("address")))
+    if isinstance(default, LocalLauncher):
+        return default
+    return LocalLauncher()
+
+
+@functools.lru_cache(maxsize=8)
+def _ray_launcher(address: str) -> Any:
+    """One launcher per cluster address, so asking about many runs reuses its HTTP client."""
+    from babysit.ray_launcher import RayLauncher
+
+    return RayLauncher(address)

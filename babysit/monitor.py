@@ -12,24 +12,41 @@ that says what is known (pid, host, exit code or signal when the caller saw it).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from babysit.launcher import process_alive
+from babysit.errors import BabysitError
+from babysit.launcher import LocalLauncher, launcher_for, process_alive
 from babysit.store import LIVE, RunRecord, Store
 
 #: a launched run that has not reported its pid yet is given this long to start
 START_GRACE_S = 60.0
 
 
-def run_alive(record: RunRecord, now: float | None = None) -> bool:
-    """Whether the run's process may still be there (a launch still starting counts)."""
-    if record.pid is None:
-        now = time.time() if now is None else now
-        return now - (record.heartbeat or record.created) < START_GRACE_S
-    return process_alive(record.pid, record.pid_start, record.host, record.heartbeat)
+def run_alive(record: RunRecord, now: float | None = None, launcher: Any = None) -> bool:
+    """Whether the run's process may still be there (a launch still starting counts).
+
+    A run started on Ray is asked about through Ray (its job pending or running), not by pid:
+    the process may run on another machine. When the cluster cannot be reached, the trainer's
+    heartbeat decides (a run is not declared dead because the dashboard's network hiccuped).
+    """
+    if is_ray(record):
+        try:
+            return bool(launcher_for(record, launcher).alive(record))
+        except BabysitError:
+            return process_alive(record.pid, record.pid_start, record.host, record.heartbeat) \
+                if record.pid is not None else LocalLauncher().alive(record, now, START_GRACE_S)
+    return LocalLauncher().alive(record, now, START_GRACE_S)
+
+
+def is_ray(record: RunRecord) -> bool:
+    """Whether the run's process was started as a Ray job (``runs.launcher``)."""
+    handle = getattr(record, "launcher", None)
+    return isinstance(handle, dict) and handle.get("kind") == "ray"
 
 
 def exit_text(code: int) -> str:
@@ -46,7 +63,8 @@ def exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
-def gone_reason(record: RunRecord, now: float | None = None, exit_code: int | None = None) -> str:
+def gone_reason(record: RunRecord, now: float | None = None, exit_code: int | None = None,
+                ray_status: str | None = None) -> str:
     """What is known about a run's process that is gone, never a guess ("on None").
 
     >>> gone_reason(record_with(pid=41, host="gpu1"))     # doctest: +SKIP
@@ -54,6 +72,10 @@ def gone_reason(record: RunRecord, now: float | None = None, exit_code: int | No
     """
     now = time.time() if now is None else now
     where = f" on {record.host}" if record.host else ""
+    if is_ray(record) and exit_code is None:
+        job = (record.launcher or {}).get("job")
+        status = ray_status or "gone"
+        return f"Ray job {job} is {status} and the run never finished"
     if exit_code is not None:
         who = f"process {record.pid}{where}" if record.pid else f"the process{where}"
         return f"{who} ended with {exit_text(exit_code)}"
@@ -78,17 +100,24 @@ def mark_crashed(store: Store, record: RunRecord, reason: str) -> bool:
 
 
 def check_runs(store: Store, *, study_id: int | None = None,
-               runs: Iterable[RunRecord] | None = None) -> list[int]:
+               runs: Iterable[RunRecord] | None = None, launcher: Any = None) -> list[int]:
     """Mark each live run whose process is gone ``crashed``; return their ids.
 
     ``runs`` limits the check to those records (e.g. the one run a command is about),
-    ``study_id`` to a study's runs; by default every run of the store is checked.
+    ``study_id`` to a study's runs; by default every run of the store is checked. Each run is
+    asked about through the launcher that started it (``launcher``, the caller's, is reused
+    for Ray runs on its cluster).
     """
     records = list(runs) if runs is not None else store.list_runs(study_id=study_id)
     now = time.time()
     marked = []
     for record in records:
-        if record.status in LIVE and not run_alive(record, now) and \
-                mark_crashed(store, record, gone_reason(record, now)):
+        if record.status not in LIVE or run_alive(record, now, launcher):
+            continue
+        status = None
+        if is_ray(record):
+            with contextlib.suppress(BabysitError):
+                status = launcher_for(record, launcher).status(record)
+        if mark_crashed(store, record, gone_reason(record, now, ray_status=status)):
             marked.append(record.id)
     return marked

@@ -66,9 +66,17 @@ class RayJob:
         return cls(run_id=int(data["run_id"]), address=str(data["address"]), job=str(data["job"]))
 
 
-def _as_job(job: RayJob | dict[str, Any]) -> RayJob:
-    """A job, given as itself or as the JSON the store keeps (``runs.launcher``)."""
-    return job if isinstance(job, RayJob) else RayJob.from_json(job)
+def _as_job(job: Any) -> RayJob:
+    """A job, given as itself, as the JSON the store keeps (``runs.launcher``), or as the
+    run record that keeps it."""
+    if isinstance(job, RayJob):
+        return job
+    if hasattr(job, "launcher") and not isinstance(job, dict):
+        handle = job.launcher
+        if not isinstance(handle, dict):
+            raise LaunchError(f"run {getattr(job, 'id', '?')} was not started on Ray")
+        return RayJob.from_json(handle)
+    return RayJob.from_json(job)
 
 
 def ray_address(address: str | None = None) -> str:
@@ -245,9 +253,9 @@ class RayLauncher:
         return text[-tail_chars:] if tail_chars else text
 
 
-def default_launcher_kind() -> str:
-    """``$BABYSIT_LAUNCHER``: ``local`` (the default) or ``ray``."""
-    kind = (os.environ.get("BABYSIT_LAUNCHER") or "local").strip().lower()
-    if kind not in ("local", "ray"):
-        raise InvalidValue(f"BABYSIT_LAUNCHER must be 'local' or 'ray', got {kind!r}")
-    return kind
+    def console(self, record: Any, root: Path, lines: int = 200) -> str | None:
+        """The tail of the run's console output, as Ray keeps it (the job's logs)."""
+        from babysit.launcher import tail_lines
+
+        return tail_lines(self.logs(record, tail_chars=64_000), lines)
+

@@ -41,12 +41,13 @@ from babysit.errors import (
 )
 from babysit.hparams import check_key, check_nudge, check_updates
 from babysit.launcher import (
+    LOCAL,
     Launcher,
-    LocalLauncher,
     command_line,
+    launcher_for,
+    make_launcher,
     process_start_time,
     resolve_executable,
-    terminate,
 )
 from babysit.storage import open_storage
 from babysit.store import (
@@ -195,11 +196,13 @@ class RunClient:
     """Read and steer runs from another process (see the module docstring)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *, store_url: str | None = None,
-                 source: str = "python", launcher: Launcher | None = None,
-                 store: Store | None = None, create: bool = True):
+                 source: str = "python", launcher: Launcher | str | None = None,
+                 ray_address: str | None = None, store: Store | None = None,
+                 create: bool = True):
+        # "local", "ray" or a launcher object; None: $BABYSIT_LAUNCHER (local by default)
+        self.launcher = make_launcher(launcher, ray_address=ray_address)
         self.store = store or Store.open(root, url=store_url, create=create)
         self.source = check_source(source)
-        self.launcher = launcher or LocalLauncher()
         self._store_url = self.store.external_url
 
     def close(self) -> None:
@@ -307,15 +310,26 @@ class RunClient:
         [7]
         """
         if run is not None:
-            return monitor.check_runs(self.store, runs=[self.run(run)])
+            return monitor.check_runs(self.store, runs=[self.run(run)], launcher=self.launcher)
         study_id = None if study is None else self.store.get_study(
             int(study) if isinstance(study, numbers.Integral) else study).id
-        return monitor.check_runs(self.store, study_id=study_id)
+        return monitor.check_runs(self.store, study_id=study_id, launcher=self.launcher)
+
+    def console(self, run: int | str, *, lines: int = 200) -> str | None:
+        """The last ``lines`` lines of the run's console output (stdout and stderr), from the
+        launcher that started it: ``runs/<id>/process.log`` for a local process, the job's
+        logs for a Ray job. None when none was saved (a run started in a notebook).
+
+        >>> print(c.console(3, lines=20))           # doctest: +SKIP
+        """
+        record = self.run(run)
+        lines = whole(lines, "lines", 1)
+        return launcher_for(record, self.launcher).console(record, self.store.root, lines)
 
     def _checked(self, run: int | str) -> RunRecord:
         """The run, its status brought up to date first (for commands, which write anyway)."""
         record = self.run(run)
-        if monitor.check_runs(self.store, runs=[record]):
+        if monitor.check_runs(self.store, runs=[record], launcher=self.launcher):
             record = self.store.get_run(record.id)
         return record
 
@@ -369,7 +383,7 @@ class RunClient:
         stored = getattr(command, "result", None)      # if the store keeps it on the command
         if isinstance(stored, Mapping):
             return dict(stored)
-        events = self.store.events(command.run_id)
+        events = self.store.events(command.run_id, kind=command.kind, step=command.step)
         same = events[(events["kind"] == command.kind) & (events["step"] == command.step)
                       & (events["source"] == command.source)
                       & (events["time"] >= command.created - 1.0)]
@@ -453,12 +467,14 @@ class RunClient:
         return CommandResult(result.id, record.id, "stop", "applied", None, "terminated")
 
     def terminate(self, run: int | str) -> None:
-        """SIGTERM, then SIGKILL, the run's process (on this host); the run ends ``stopped``."""
+        """End the run's process through the launcher that started it (a local process:
+        SIGTERM, then SIGKILL, on this host; a Ray job: ``stop_job``); the run ends
+        ``stopped``."""
         record = self.run(run)
-        if record.pid is None or (record.host and record.host != socket.gethostname()):
-            where = f"runs on {record.host}" if record.host else "has no process id yet"
-            raise CommandTimeout(f"run {record.id} did not stop and {where}")
-        terminate(record.pid, lambda: monitor.run_alive(record))
+        try:
+            launcher_for(record, self.launcher).stop(record)
+        except LaunchError as exc:
+            raise CommandTimeout(f"run {record.id} did not stop: {exc}") from None
         self.store.update_run(record.id, only_if_status=LIVE, status="stopped", ended=time.time())
         self.store.cancel_pending(record.id, f"run {record.id} was terminated")
 
@@ -619,9 +635,11 @@ class RunClient:
                 self._check_intact(target)
         return target
 
-    def restart(self, run: int | str, *, day: int | None = None, source: str | None = None) -> int:
+    def restart(self, run: int | str, *, day: int | None = None, source: str | None = None
+                ) -> Any:
         """Start a new process for a crashed or stopped run, from its last (or ``day``'s)
-        checkpoint. Commands queued while it was down are applied once it is up. Returns the pid.
+        checkpoint. Commands queued while it was down are applied once it is up. Returns the pid
+        (or the Ray job, for a Ray launcher).
 
         A truncated or corrupted latest day is skipped (a ``checkpoint_corrupt`` event says
         which and why) for the previous good one; a corrupt ``day`` raises CheckpointError. A
@@ -643,7 +661,7 @@ class RunClient:
                           "supersede": target.run_id == record.id}
         if not self.store.update_run(record.id, only_if_status=("crashed", "stopped"),
                                      status="starting", pid=None, pid_start=None,
-                                     heartbeat=time.time(), error=None,
+                                     heartbeat=time.time(), error=None, launcher=None,
                                      start_from=start_from):
             raise RunNotLive(f"run {record.id} changed state meanwhile; try again")
         if target is not None:
@@ -670,19 +688,27 @@ class RunClient:
             check(run_id, launch)
 
     def _launch(self, run_id: int, launch: Mapping[str, Any], keep: RunRecord | None = None
-                ) -> int:
-        """Start the run's process and record it; on failure the run is ``crashed`` with the
-        reason, and ``keep``'s day, step and branch are put back (a failed restart)."""
+                ) -> Any:
+        """Start the run's process and record it (its pid, or its Ray job in
+        ``runs.launcher``); returns the pid or the job. On failure the run is ``crashed`` with
+        the reason, and ``keep``'s day, step and branch are put back (a failed restart)."""
         try:
-            pid = self.launcher.start(run_id, dict(launch), self.store.root, self._store_url)
+            handle = self.launcher.start(run_id, dict(launch), self.store.root, self._store_url)
         except LaunchError as exc:
             back = {"day": keep.day, "step": keep.step, "branch": keep.branch} if keep else {}
             self.store.update_run(run_id, status="crashed", error=str(exc), ended=time.time(),
                                   **back)
             raise
-        self.store.update_run(run_id, only_if_status=("starting",), pid=pid,
-                              pid_start=process_start_time(pid), host=socket.gethostname())
-        return pid
+        if isinstance(handle, int):         # a local process: its pid tells whether it runs
+            self.store.update_run(run_id, only_if_status=("starting",), pid=handle,
+                                  pid_start=process_start_time(handle),
+                                  host=socket.gethostname(), launcher=LOCAL)
+            return handle
+        # A job on a cluster: the store keeps how to find it; its trainer writes pid and host
+        # (of the machine it runs on) when it starts. Written whatever the status: a trainer
+        # quick enough to be running already must still be found through its job.
+        self.store.update_run(run_id, launcher=handle.to_json())
+        return handle
 
     def launch(self, argv: list[str], *, project: str | None = None, name: str | None = None,
                day: str | None = None, cwd: str | None = None, detach: bool = True,

@@ -3,8 +3,10 @@
 Each launcher starts the same tiny command (``python -c "print('up')"``, a stand-in for a
 trainer's first line) N times; reported: the time ``start()`` takes to return and the time
 until the process's first output line is readable (the local launcher's ``process.log``, the
-Ray job's logs through the Jobs API). The Ray head is started here (``ray start --head``, 2
-CPUs), as in the tests; the local launcher is the baseline.
+Ray job's logs through the Jobs API). Then the same through the wired-in path a user takes,
+``Client(launcher="local"|"ray").launch(...)`` (a run row written, the launcher recorded with
+it) and ``Client.console(run)`` for the output. The Ray head is started here (``ray start
+--head``, 2 CPUs), as in the tests; the local launcher is the baseline.
 
     PYTHONPATH=$PWD python benchmarks/bench_cluster_launch.py --starts 5
 """
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5)
     args = parser.parse_args()
 
+    from babysit import Client
     from babysit.launcher import LocalLauncher
     from babysit.ray_launcher import RayLauncher
     from tests import servers
@@ -51,6 +54,7 @@ def main() -> None:
         root = Path(tmp)
         launch = {"executable": sys.executable, "argv": ["-c", "print('up', flush=True)"],
                   "cwd": tmp, "env": {}}
+        command = [sys.executable, "-c", "print('up', flush=True)"]
         local = LocalLauncher()
         results["local (baseline)"] = _time(
             lambda i: local.start(i + 1, launch, root, None),
@@ -63,9 +67,22 @@ def main() -> None:
             ray = RayLauncher(head.dashboard, num_cpus=1)
             results["ray job"] = _time(lambda i: ray.start(i + 1, launch, root, None),
                                        lambda job, _i: "up" in ray.logs(job), args.starts)
+            for kind in ("local", "ray"):
+                client = Client(root / f"client-{kind}", launcher=kind,
+                                ray_address=head.dashboard if kind == "ray" else None)
+                try:
+                    results[f"Client, {kind}"] = _time(
+                        lambda _i, c=client: c.launch(command, cwd=tmp, project="bench"),
+                        lambda run_id, _i, c=client: "up" in (c.console(run_id) or ""),
+                        args.starts)
+                finally:
+                    client.close()
         finally:
             head.stop()
-    print(f"starting a process, median of {args.starts} (Ray head itself: up in {head_s:.1f} s)")
+    import os
+
+    print(f"starting a process, median of {args.starts} (Ray head itself: up in {head_s:.1f} s; "
+          f"load average {os.getloadavg()[0]:.1f})")
     print(f"    {'launcher':<18} {'start() returns':>16} {'first output':>14}")
     for name, (returned, up) in results.items():
         print(f"    {name:<18} {returned * 1000:>14.0f}ms {up * 1000:>12.0f}ms")

@@ -1,14 +1,20 @@
-"""Training-loop overhead of full babysitting on the built-in demo task, beside the bare loop.
+"""Training-loop overhead of full babysitting on a small MLP step, beside the bare loop.
 
-The demo task: 5 spirals, 4096 points, batch 64, ``babysit.demo.model()``, SGD (lr 0.02,
-momentum 0.5), cross-entropy, no pacing, one thread. Babysat: ``run.loop(loader, steps=N)``,
-``run.log(loss=...)`` every step, command polling (every 50 ms), a day checkpoint every
-300 steps. Bare: the same loop as a plain ``for`` over the DataLoader. Each measurement times
-the loop itself (first batch to last step); ``init``/``finish`` are reported apart. Bare and
-babysat runs alternate (after one untimed warm-up of each) and the medians are compared.
+The task: an MLP 64 -> 256 -> 256 -> 10 (ReLU) on 8192 synthetic points, batch 64, SGD (lr 0.05,
+momentum 0.9), cross-entropy, one torch thread: about 1.3 ms a step on the 2-core development
+machine (the bare step time is printed). Babysat: ``run.loop(loader, steps=N)``, ``run.log(loss=
+loss.item())`` every step, command polling, a day checkpoint every 300 steps. Bare: the same
+loop as a plain ``for`` over the DataLoader, also calling ``loss.item()``.
+
+Each trial times its loop (first batch to last step) in wall time and in process CPU time (CPU
+includes babysit's writer and saver threads); imports, ``init``/``attach`` and ``finish`` are
+outside the clock (``finish`` is reported apart). After one untimed warm-up of each, ``--pairs``
+bare/babysat pairs run interleaved, the order alternating, and the figure is the median of the
+per-pair ratios babysat / bare, with their min and max: a drift in machine speed hits both
+halves of a pair alike, and one disturbed pair cannot move the median.
 
     python benchmarks/bench_overhead.py
-    python benchmarks/bench_overhead.py --steps 1000 --pairs 3
+    python benchmarks/bench_overhead.py --steps 1000 --pairs 4      # quick check
 
 Target (issue): babysitting makes the loop at most 2% slower.
 """
@@ -22,30 +28,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import babysit  # noqa: E402
-from babysit.demo import model, spirals  # noqa: E402
+from typing import Any
 
 TARGET_PCT = 2.0
 DAY = os.environ.get("BENCH_DAY", "300 steps")
+TASK = "MLP 64-256-256-10, batch 64, SGD momentum 0.9, 1 torch thread"
 
 
-def setup(seed: int = 0) -> tuple[DataLoader, nn.Module, torch.optim.Optimizer]:
+def setup(seed: int = 0) -> tuple[Any, Any, Any]:
+    """The task's loader, model and optimizer, the same for every trial."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
     torch.manual_seed(seed)
-    x, y = spirals(4096, seed=seed)
+    centers = torch.randn(10, 64) * 2.0
+    y = torch.randint(0, 10, (8192,))
+    x = centers[y] + torch.randn(8192, 64)
     loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
-    net = model()
-    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.5)
+    net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                        nn.Linear(256, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     return loader, net, opt
 
 
-def bare(steps: int) -> tuple[float, float, float]:
+def bare(steps: int) -> tuple[float, float]:
+    """(wall s, CPU s) of ``steps`` plain steps."""
+    from torch import nn
+
     loader, net, opt = setup()
     loss_fn = nn.CrossEntropyLoss()
     done = 0
@@ -55,19 +65,24 @@ def bare(steps: int) -> tuple[float, float, float]:
             loss = loss_fn(net(xb), yb)
             opt.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
             _ = loss.item()
             done += 1
             if done >= steps:
                 break
-    return time.perf_counter() - t0, time.process_time() - c0, 0.0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def babysat(steps: int, root: str) -> tuple[float, float, float]:
+    """(wall s, CPU s) of ``steps`` babysat steps, and the wall s of ``run.finish()``.
+    Public API only, so that bench_vs_commit.py can run it against an older commit."""
+    from torch import nn
+
+    import babysit
+
     loader, net, opt = setup()
     loss_fn = nn.CrossEntropyLoss()
-    run = babysit.init(project="bench-overhead", config={"lr": 0.02, "momentum": 0.5},
+    run = babysit.init(project="bench-overhead", config={"lr": 0.05, "momentum": 0.9},
                        day=DAY, root=root)
     run.attach(model=net, optimizer=opt)
     c0, t0 = time.process_time(), time.perf_counter()
@@ -75,53 +90,121 @@ def babysat(steps: int, root: str) -> tuple[float, float, float]:
         loss = loss_fn(net(xb), yb)
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
         run.log(loss=loss.item())
-    loop_s, loop_cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     t1 = time.perf_counter()
     run.finish()
-    assert run.step == steps, run.step
-    return loop_s, loop_cpu, time.perf_counter() - t1
+    if run.step != steps:
+        raise RuntimeError(f"the babysat loop made {run.step} steps, not {steps}")
+    return wall, cpu, time.perf_counter() - t1
+
+
+def machinery(steps: int, root: str) -> tuple[float, float]:
+    """(wall us, CPU us) per step of babysitting alone: ``run.loop`` over the same loader with
+    the same model and optimizer attached, ``run.log`` each step and a day every 300 steps, but
+    no forward or backward pass; minus the same loader iterated bare. What babysit adds to each
+    step, the writer and saver threads included (their wall-clock paced work, polls and
+    flushes, spreads over more steps here than in training: a lower bound for that part)."""
+    import babysit
+
+    loader, net, opt = setup()
+    done = 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    while done < steps:
+        for _batch in loader:
+            done += 1
+            if done >= steps:
+                break
+    bare_wall, bare_cpu = time.perf_counter() - t0, time.process_time() - c0
+    run = babysit.init(project="bench-machinery", config={"lr": 0.05, "momentum": 0.9},
+                       day=DAY, root=root)
+    run.attach(model=net, optimizer=opt)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _batch in run.loop(loader, steps=steps):
+        run.log(loss=0.5)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    run.finish()
+    return (wall - bare_wall) / steps * 1e6, (cpu - bare_cpu) / steps * 1e6
+
+
+def pair(steps: int, root: str, bare_first: bool) -> dict[str, float]:
+    """One bare and one babysat trial (in the order given): per-step figures and the ratios."""
+    out: dict[str, float] = {}
+    for which in (("bare", "ours") if bare_first else ("ours", "bare")):
+        if which == "bare":
+            wall, cpu = bare(steps)
+        else:
+            wall, cpu, out["finish_s"] = babysat(steps, root)
+        out[f"{which}_ms"], out[f"{which}_cpu_ms"] = wall / steps * 1e3, cpu / steps * 1e3
+    out["machinery_us"], out["machinery_cpu_us"] = machinery(steps, root)
+    out["ratio"] = out["ours_ms"] / out["bare_ms"]
+    out["cpu_ratio"] = out["ours_cpu_ms"] / out["bare_cpu_ms"]
+    return out
+
+
+def warm_up(root: str, steps: int = 300) -> None:
+    bare(steps)
+    babysat(steps, root)
+
+
+def spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    """"median [min .. max]" of the values."""
+    return (fmt.format(statistics.median(values)) + " [" + fmt.format(min(values)) + " .. "
+            + fmt.format(max(values)) + "]")
+
+
+def pct(ratios: list[float]) -> str:
+    """Ratios as "+m.mm% [min .. max]" over 1."""
+    return spread([(r - 1.0) * 100.0 for r in ratios], "{:+.2f}%")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--pairs", type=int, default=4, help="timed bare/babysat pairs")
+    parser.add_argument("--steps", type=int, default=3000, help="steps per trial")
+    parser.add_argument("--pairs", type=int, default=12, help="timed bare/babysat pairs")
     args = parser.parse_args(argv)
+    import torch
+
+    import babysit  # noqa: F401 - imported before any clock starts
+
     torch.set_num_threads(1)
-
-    wall: dict[str, list[float]] = {"bare": [], "ours": []}
-    cpu: dict[str, list[float]] = {"bare": [], "ours": []}
-    finish_s: list[float] = []
+    load_before = load()
+    pairs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as root:
-        bare(min(args.steps, 300))               # warm-up, untimed
-        babysat(min(args.steps, 300), root)
+        warm_up(root)
         for i in range(args.pairs):
-            # alternate which goes first so a drift in machine speed hits both alike
-            for which in (("bare", "ours"), ("ours", "bare"))[i % 2]:
-                w, c, fin = bare(args.steps) if which == "bare" else babysat(args.steps, root)
-                wall[which].append(w)
-                cpu[which].append(c)
-                if which == "ours":
-                    finish_s.append(fin)
+            pairs.append(pair(args.steps, root, bare_first=i % 2 == 0))
 
-    med = {k: {"wall": statistics.median(wall[k]), "cpu": statistics.median(cpu[k])} for k in wall}
-    overhead = (med["ours"]["wall"] / med["bare"]["wall"] - 1.0) * 100.0
-    cpu_overhead = (med["ours"]["cpu"] / med["bare"]["cpu"] - 1.0) * 100.0
-    best_overhead = (min(wall["ours"]) / min(wall["bare"]) - 1.0) * 100.0
-    verdict = "PASS" if overhead <= TARGET_PCT else "MISS"
-    print(f"demo task, {args.steps} steps/run, {args.pairs} alternating pairs, 1 thread, day = {DAY}")
-    print(f"{'':22} {'median s':>9} {'steps/s':>8} {'cpu s':>7}   wall of each run (s)")
-    for key, label in (("bare", "bare loop (baseline)"), ("ours", "babysat loop")):
-        print(f"{label:22} {med[key]['wall']:9.3f} {args.steps / med[key]['wall']:8.0f} "
-              f"{med[key]['cpu']:7.3f}   " + " ".join(f"{t:.3f}" for t in wall[key]))
-    print(f"overhead (median wall): {overhead:+.2f}%   target <= +{TARGET_PCT:.0f}%   {verdict}")
-    print(f"  also: best-of wall {best_overhead:+.2f}%, median process CPU time {cpu_overhead:+.2f}% "
-          "(CPU time includes the writer thread)")
-    print(f"(not in the loop time: run.finish() took median {statistics.median(finish_s) * 1000:.0f} ms)")
+    def col(key: str) -> list[float]:
+        return [p[key] for p in pairs]
+
+    ratio = statistics.median(col("ratio"))
+    verdict = "PASS" if (ratio - 1.0) * 100.0 <= TARGET_PCT else "MISS"
+    print(f"task: {TASK}; day = {DAY}")
+    print(f"{args.pairs} interleaved pairs x {args.steps} steps; load average {load_before} "
+          f"before, {load()} after (1, 5, 15 min; {os.cpu_count()} CPUs)")
+    print(f"{'ms per step, median [min .. max]':34} {'wall':>24}   {'process CPU':>24}")
+    print(f"{'bare loop (baseline)':34} {spread(col('bare_ms')):>24}   "
+          f"{spread(col('bare_cpu_ms')):>24}")
+    print(f"{'babysat loop':34} {spread(col('ours_ms')):>24}   {spread(col('ours_cpu_ms')):>24}")
+    print(f"{'overhead, per-pair ratio':34} {pct(col('ratio')):>24}   {pct(col('cpu_ratio')):>24}")
+    mach, mach_cpu = col("machinery_us"), col("machinery_cpu_us")
+    print(f"{'babysitting alone, us (no model)':34} {spread(mach, '{:.1f}'):>24}   "
+          f"{spread(mach_cpu, '{:.1f}'):>24}")
+    share = statistics.median(mach_cpu) / 1e3 / statistics.median(col("bare_cpu_ms")) * 100
+    print(f"  = {share:.2f}% of the bare step's CPU time (babysat loop with no model work minus "
+          "the bare loader; writer and saver threads included)")
+    print(f"overhead (median of per-pair wall ratios): {(ratio - 1) * 100:+.2f}%   "
+          f"target <= +{TARGET_PCT:.0f}%   {verdict}")
+    print(f"(outside the clock: run.finish() took median "
+          f"{statistics.median(col('finish_s')) * 1000:.0f} ms)")
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     main()

@@ -167,9 +167,12 @@ class Postgres(Server):
         subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "initdb"), "-D",
                         str(data), "-U", server.user, "--auth=trust", "-E", "UTF8",
                         "--no-sync"], check=True, capture_output=True, timeout=120)
+        # pg_stat_statements, where installed: tests count the queries a trainer sends
+        stats = ["-c", "shared_preload_libraries=pg_stat_statements"] if any(
+            Path("/usr/share/postgresql").glob("*/extension/pg_stat_statements.control")) else []
         with open(log, "wb") as out:
             server.proc = subprocess.Popen(
-                [str(bin_dir / "postgres"), "-D", str(data), "-p", str(server.port),
+                [str(bin_dir / "postgres"), "-D", str(data), "-p", str(server.port), *stats,
                  "-k", str(tmp), "-c", "listen_addresses=127.0.0.1",
                  "-c", "max_connections=200",   # 16 writer processes + pools + readers
                  # a test server needs no durability across power cuts: no fsync makes

@@ -42,8 +42,9 @@ def test_cli_verbs(trainers):
     assert c.run(run_id).status == "paused"
     cli(trainers, "resume", rid)
     wait_for(lambda: len(c.checkpoints(run_id)) >= 3, 60, "day 2")
-    assert "rolled back to day 1" in cli(trainers, "rollback", rid, "1", "lr=0.03").stdout
-    assert "forked" in cli(trainers, "fork", rid, "--day", "1", "lr=0.01").stdout
+    assert "rolled back to the end of day 1" in cli(trainers, "rollback", rid, "1", "lr=0.03").stdout
+    assert f"forked from run {rid} at the end of day 1" in \
+        cli(trainers, "fork", rid, "--day", "1", "lr=0.01").stdout
     child = int(c.runs().id.max())
     assert c.run(child).parent_id == run_id
     assert "loss" in cli(trainers, "metrics", rid, "--name", "loss", "--tail", "3").stdout

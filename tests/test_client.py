@@ -188,6 +188,7 @@ def test_a_fork_that_died_before_its_first_day_restarts_from_its_fork_point(trai
     wait_for(lambda: len(c.checkpoints(parent)) >= 3, 60, "day 2")
     point = c.store.checkpoint(parent, 2)
     child = c.fork(parent, day=2)
+    assert c.run(child).status == "starting"         # not "running, step 0" before it reports
     os.kill(c.run(child).pid, signal.SIGKILL)        # long before it imported torch
     wait_for(lambda: c.check_runs(child), 30, "the fork to be marked crashed")
     assert c.checkpoints(child).empty

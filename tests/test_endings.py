@@ -31,10 +31,19 @@ def test_sys_exit_1_inside_the_loop_is_a_crash(trainers, with_run):
     record, last = _ended(trainers, run_id)
     assert record.status == "crashed" and last.kind == "crashed"
     assert record.step == 12
-    if with_run:
-        assert "exited with code 3" in record.error
-    else:          # sys.exit leaves Python's atexit no trace of its code
-        assert "exited from inside the training loop at step 12" in record.error
+    # with `with run:` the exception says it; without, babysit's sys.exit wrapper remembered it
+    assert "exited with code 3" in record.error and "step 12" in record.error
+
+
+def test_raise_system_exit_without_with_run_is_still_a_crash(trainers):
+    """``raise SystemExit(3)`` bypasses sys.exit: the run still ends crashed, and says how to
+    keep the code."""
+    proc, run_id = trainers.start("--exit-at", "12", "--exit-code", "3", "--pace", "0.01",
+                                  "--no-with", "--raise-exit")
+    assert proc.wait(timeout=120) == 3
+    record, last = _ended(trainers, run_id)
+    assert record.status == "crashed" and last.kind == "crashed"
+    assert "exited from inside the training loop at step 12" in record.error
 
 
 def test_sys_exit_0_inside_the_loop_ends_as_a_normal_end(trainers):

@@ -20,7 +20,7 @@ from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
 from babysit.store import fastpaths, history, migrations, series
 from babysit.store import schema as S
 from babysit.store.fastpaths import CommandProbe
-from babysit.store.feed import CommandFeed
+from babysit.store.feed import CommandFeed, ListeningFeed, command_channel
 from babysit.store.outbox import (
     JSON_RUN_COLUMNS,
     CheckpointRow,
@@ -421,15 +421,7 @@ class Store:
     def wal_checkpoint(self) -> None:
         """Fold the WAL back into the database file and truncate it (SQLite; elsewhere nothing).
         The writer calls it after big batches so the WAL stays tens of MB."""
-        if not self._sqlite:
-            return
-        raw = self._write_engine.raw_connection()     # outside a transaction, as it must be
-        try:
-            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except Exception as exc:
-            raise StoreError(f"WAL checkpoint failed: {exc}") from exc
-        finally:
-            raw.close()
+        fastpaths.wal_checkpoint(self._write_engine, self._sqlite)
 
     def latest_metric_of(self, run_ids: Sequence[int], name: str) -> dict[int, float]:
         """``name`` at the latest live step of each of several runs, in a fixed number of
@@ -444,12 +436,19 @@ class Store:
         values = event_values(EventRow(run_id, step, day, kind, source, detail, branch))
         return self._write(lambda c: _pk(c.execute(sa.insert(S.events).values(**values))))
 
-    def events(self, run_id: int, *, include_superseded: bool = True) -> pd.DataFrame:
+    def events(self, run_id: int, *, include_superseded: bool = True, kind: str | None = None,
+               step: int | None = None) -> pd.DataFrame:
+        """The run's events in order; only those of ``kind`` and / or at ``step`` if given
+        (what a client reads to confirm one command: a few rows, not the whole history)."""
         e = S.events.c
         query = sa.select(e.id, e.step, e.day, e.time, e.kind, e.source, e.detail, e.branch,
                           e.superseded).where(e.run_id == run_id).order_by(e.id)
         if not include_superseded:
             query = query.where(e.superseded == sa.false())
+        if kind is not None:
+            query = query.where(e.kind == kind)
+        if step is not None:
+            query = query.where(e.step == step)
         rows = self.read(lambda c: c.execute(query).all())
         df = pd.DataFrame(rows, columns=["id", "step", "day", "time", "kind", "source", "detail",
                                          "branch", "superseded"])
@@ -460,7 +459,15 @@ class Store:
     def post_command(self, run_id: int, kind: str, args: dict, source: str) -> int:
         values = {"run_id": run_id, "kind": kind, "args": clean_json(args), "source": source,
                   "status": "pending", "created": time.time()}
-        return self._write(lambda c: _pk(c.execute(sa.insert(S.commands).values(**values))))
+
+        def post(c: sa.Connection) -> int:
+            command_id = _pk(c.execute(sa.insert(S.commands).values(**values)))
+            if self._write_engine.dialect.name == "postgresql":
+                # Delivered at commit, so the row is visible when the trainer wakes (feed.py)
+                c.execute(sa.text("SELECT pg_notify(:channel, '')"),
+                          {"channel": command_channel(run_id)})
+            return command_id
+        return self._write(post)
 
     def pending_commands(self, run_id: int, after_id: int = 0) -> list[CommandRecord]:
         c_ = S.commands.c
@@ -470,7 +477,11 @@ class Store:
 
     def command_feed(self, run_id: int) -> CommandFeed:
         """The trainer's poll: each pending command of the run once, whatever order their ids
-        commit in (PostgreSQL commits ids out of order; see store/feed.py)."""
+        commit in (PostgreSQL commits ids out of order; see store/feed.py). On PostgreSQL it
+        queries only when ``post_command``'s NOTIFY (or a slow fallback) says so."""
+        if self._read_engine.dialect.name == "postgresql":     # LISTEN/NOTIFY (feed.py)
+            return ListeningFeed(self._read_engine, self._sqlite, run_id,
+                                 lambda: self.pending_commands(run_id))
         return CommandFeed(self._read_engine, self._sqlite, run_id,
                            lambda: self.pending_commands(run_id))
 

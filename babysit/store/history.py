@@ -1,8 +1,8 @@
 """Metric histories in SQL: packed blocks, a tail of recent rows, and the summary pyramid.
 
 Every function takes a connection inside the caller's transaction (``Store.apply`` owns it) and
-``sqlite`` (is the store a SQLite file?): on SQLite the hot statements go through the driver's
-own cursor, beside the portable SQLAlchemy statement they replace, as in ``fastpaths``.
+``sqlite`` (is the store a SQLite file?), which it hands to ``fastpaths``: the hot statements
+(on SQLite through the driver's own cursor) live there, each beside its portable query.
 
 A *trace* is one curve: a metric of a run on one branch, live or superseded. Points arrive in
 ``append``: fewer than a block wait as rows in ``metric_tail``; once a trace holds a block's
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from babysit.store import fastpaths, series
 from babysit.store import schema as S
-from babysit.store import series
 from babysit.store.series import BLOCK, LEVELS, Buckets, Points
 
 MetricRow = tuple[int, int, str, float, float, int]    # step, day, name, value, time, branch
@@ -39,7 +39,6 @@ BULK_CHUNK = 1 << 20
 SMALL_MERGE = 4096
 
 T, B, TL, K = S.metric_traces, S.metric_blocks, S.metric_tail, S.metric_buckets
-_BUCKET_COLS = ", ".join(series.COLUMNS)
 _TRACE_COLS = ("id", "run_id", "name", "branch", "superseded", "count", "step_first",
                "step_last", "tail")
 
@@ -91,31 +90,13 @@ def version(conn: sa.Connection, run_id: int) -> tuple[int, int, int]:
     return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
 
 
-def _fetch(conn: sa.Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
-    cursor = conn.connection.cursor()
-    try:
-        return cursor.execute(sql, params).fetchall()
-    finally:
-        cursor.close()
-
-
 def read_points(conn: sa.Connection, sqlite: bool, trace_id: int, lo: int | None = None,
                 hi: int | None = None) -> Points:
     """The points of a trace with lo <= step <= hi, in step order (equal steps: arrival order)."""
     lo_ = -(2**63) if lo is None else int(lo)
     hi_ = 2**63 - 1 if hi is None else int(hi)
-    if sqlite:
-        blobs = _fetch(conn, "SELECT data FROM metric_blocks WHERE trace_id = ? AND"
-                             " step_last >= ? AND step_first <= ? ORDER BY step_first, id",
-                       (trace_id, lo_, hi_))
-        tail = _fetch(conn, "SELECT step, value, time, day FROM metric_tail WHERE trace_id = ?"
-                            " AND step BETWEEN ? AND ? ORDER BY step, id", (trace_id, lo_, hi_))
-    else:
-        blobs = list(conn.execute(sa.select(B.c.data).where(
-            B.c.trace_id == trace_id, B.c.step_last >= lo_, B.c.step_first <= hi_)
-            .order_by(B.c.step_first, B.c.id)))
-        tail = list(conn.execute(sa.select(TL.c.step, TL.c.value, TL.c.time, TL.c.day).where(
-            TL.c.trace_id == trace_id, TL.c.step.between(lo_, hi_)).order_by(TL.c.step, TL.c.id)))
+    blobs = fastpaths.block_data(conn, sqlite, trace_id, lo_, hi_)
+    tail = fastpaths.tail_between(conn, sqlite, trace_id, lo_, hi_)
     parts = [series.decode_block(bytes(b[0])) for b in blobs]
     if tail:
         step, value, time, day = zip(*tail, strict=True)
@@ -127,16 +108,7 @@ def read_buckets(conn: sa.Connection, sqlite: bool, trace_id: int, level: int, l
                  hi: int) -> Buckets:
     """Stored buckets of one level covering steps lo..hi, in bucket order."""
     b_lo, b_hi = int(lo) >> level, int(hi) >> level
-    if sqlite:
-        rows = _fetch(conn, f"SELECT {_BUCKET_COLS} FROM metric_buckets WHERE trace_id = ? AND"
-                            " level = ? AND bucket BETWEEN ? AND ? ORDER BY bucket",
-                      (trace_id, level, b_lo, b_hi))
-    else:
-        rows = [tuple(r) for r in conn.execute(
-            sa.select(*(K.c[c] for c in series.COLUMNS)).where(
-                K.c.trace_id == trace_id, K.c.level == level, K.c.bucket.between(b_lo, b_hi))
-            .order_by(K.c.bucket))]
-    return Buckets.from_rows(level, rows)
+    return Buckets.from_rows(level, fastpaths.buckets(conn, sqlite, trace_id, level, b_lo, b_hi))
 
 
 def trace_curve(conn: sa.Connection, sqlite: bool, trace: Trace, lo: int, hi: int,
@@ -302,17 +274,6 @@ def latest_of(conn: sa.Connection, run_ids: Sequence[int], name: str) -> dict[in
 
 
 # ----------------------------------------------------------------------------------- writes
-def _insert(conn: sa.Connection, sqlite: bool, table: sa.Table, cols: Sequence[str],
-            rows: Sequence[tuple]) -> None:
-    if not rows:
-        return
-    if sqlite:
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES"
-                             f" ({', '.join('?' * len(cols))})", list(rows))
-    else:
-        conn.execute(sa.insert(table), [dict(zip(cols, r, strict=True)) for r in rows])
-
-
 def new_trace(conn: sa.Connection, run_id: int, name: str, branch: int, superseded: bool
               ) -> Trace:
     result = conn.execute(sa.insert(T).values(
@@ -333,12 +294,7 @@ def live_trace(conn: sa.Connection, run_id: int, name: str, branch: int) -> Trac
 
 def _live_traces(conn: sa.Connection, sqlite: bool, run_id: int) -> dict[tuple[str, int], Trace]:
     """The run's live traces by (name, branch): one query for a whole batch."""
-    if sqlite:
-        rows = _fetch(conn, f"SELECT {', '.join(_TRACE_COLS)} FROM metric_traces"
-                            " WHERE run_id = ? AND superseded = 0 ORDER BY id", (run_id,))
-    else:
-        rows = list(conn.execute(sa.select(*(T.c[c] for c in _TRACE_COLS)).where(
-            T.c.run_id == run_id, T.c.superseded == sa.false()).order_by(T.c.id)))
+    rows = fastpaths.live_traces(conn, sqlite, run_id, _TRACE_COLS)
     return {(t.name, t.branch): t for t in map(_trace, rows)}
 
 
@@ -415,26 +371,15 @@ def _append_many(conn: sa.Connection, sqlite: bool, traces_: list[Trace], parts:
         last = int(p.step[-1]) if t.step_last is None else max(t.step_last, int(p.step[-1]))
         out.append(Trace(t.id, t.run_id, t.name, t.branch, t.superseded, t.count + len(p),
                          first, last, tail))
-    _insert(conn, sqlite, TL, ("trace_id", "step", "day", "value", "time"), tail_rows)
+    fastpaths.insert(conn, sqlite, TL, ("trace_id", "step", "day", "value", "time"), tail_rows)
     _merge_buckets(conn, sqlite, [t.id for t in traces_], parts)
     updates = [(t.count, t.step_first, t.step_last, t.tail, t.id) for t in out]
-    if sqlite:
-        conn.exec_driver_sql("UPDATE metric_traces SET count = ?, step_first = ?, step_last = ?,"
-                             " tail = ? WHERE id = ?", updates)
-    else:
-        for count, lo, hi, tail_n, trace_id in updates:
-            conn.execute(sa.update(T).where(T.c.id == trace_id).values(
-                count=count, step_first=lo, step_last=hi, tail=tail_n))
+    fastpaths.update_traces(conn, sqlite, updates)
     return out
 
 
 def read_tail(conn: sa.Connection, sqlite: bool, trace_id: int) -> Points:
-    if sqlite:
-        rows = _fetch(conn, "SELECT step, value, time, day FROM metric_tail WHERE trace_id = ?"
-                            " ORDER BY id", (trace_id,))
-    else:
-        rows = list(conn.execute(sa.select(TL.c.step, TL.c.value, TL.c.time, TL.c.day)
-                                 .where(TL.c.trace_id == trace_id).order_by(TL.c.id)))
+    rows = fastpaths.tail_all(conn, sqlite, trace_id)
     if not rows:
         return Points.of([], [])
     step, value, time, day = zip(*rows, strict=True)
@@ -448,7 +393,7 @@ def _tail_rows(trace_id: int, p: Points) -> list[tuple]:
 
 
 def _insert_tail(conn: sa.Connection, sqlite: bool, trace_id: int, p: Points) -> None:
-    _insert(conn, sqlite, TL, ("trace_id", "step", "day", "value", "time"),
+    fastpaths.insert(conn, sqlite, TL, ("trace_id", "step", "day", "value", "time"),
             _tail_rows(trace_id, p))
 
 
@@ -456,7 +401,7 @@ def _insert_blocks(conn: sa.Connection, sqlite: bool, trace_id: int, blocks: lis
                    ) -> None:
     rows = [(trace_id, int(b.step[0]), int(b.step[-1]), len(b), series.encode_block(b))
             for b in blocks if len(b)]
-    _insert(conn, sqlite, B, ("trace_id", "step_first", "step_last", "count", "data"), rows)
+    fastpaths.insert(conn, sqlite, B, ("trace_id", "step_first", "step_last", "count", "data"), rows)
 
 
 def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
@@ -491,26 +436,7 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
             spans[level] = (int(low.min()), int(low.max()))
     ids = sorted(set(trace_ids))
     code_of = {trace_id: i for i, trace_id in enumerate(trace_ids)}
-    if sqlite:
-        # each OR term names the whole primary key (trace, level, bucket range), so SQLite
-        # probes each range; "trace_id IN (...) AND (level ... OR ...)" would scan every
-        # bucket of those traces: a cost that grows with the history
-        in_ids = f"trace_id IN ({', '.join('?' * len(ids))})"
-        cond = " OR ".join(f"({in_ids} AND level = ? AND bucket BETWEEN ? AND ?)"
-                           for _ in spans)
-        params: list[Any] = []
-        for level, (lo, hi) in spans.items():
-            params += [*ids, level, lo, hi]
-        rows = _fetch(conn, f"SELECT trace_id, level, {_BUCKET_COLS} FROM metric_buckets"
-                            f" WHERE {cond}", params)
-        if rows:
-            conn.exec_driver_sql(f"DELETE FROM metric_buckets WHERE {cond}", tuple(params))
-    else:
-        where = _bucket_keys(spans, ids)
-        rows = [tuple(r) for r in conn.execute(
-            sa.select(K.c.trace_id, K.c.level, *(K.c[c] for c in series.COLUMNS)).where(where))]
-        if rows:
-            conn.execute(sa.delete(K).where(where))
+    rows = fastpaths.take_buckets(conn, sqlite, ids, spans)
     old: dict[int, list[tuple]] = {}
     for r in rows:
         old.setdefault(int(r[1]), []).append((code_of[int(r[0])], *r[2:]))
@@ -535,14 +461,7 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
         b = series.Buckets(level, **{**b.columns(), "bucket": low})
         tids = np.asarray(trace_ids, np.int64)[codes].tolist()
         out += [(tid, level, *r) for tid, r in zip(tids, b.rows(), strict=True)]
-    _insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS), out)
-
-
-def _bucket_keys(levels: dict[int, tuple[int, int]], trace_ids: list[int]
-                 ) -> sa.ColumnElement[bool]:
-    """Buckets of these traces in these ranges, each OR term a whole primary key range."""
-    return sa.or_(*(sa.and_(K.c.trace_id.in_(trace_ids), K.c.level == level,
-                            K.c.bucket.between(lo, hi)) for level, (lo, hi) in levels.items()))
+    fastpaths.insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS), out)
 
 
 def _merge_one(conn: sa.Connection, sqlite: bool, trace_id: int,
@@ -551,20 +470,15 @@ def _merge_one(conn: sa.Connection, sqlite: bool, trace_id: int,
     spans = {level: (int(b.bucket[0]), int(b.bucket[-1])) for level, b in new.items() if len(b)}
     if not spans:
         return
-    where = _bucket_keys(spans, [trace_id])
-    rows = [tuple(r) for r in conn.execute(
-        sa.select(K.c.level, *(K.c[c] for c in series.COLUMNS)).where(where))]
     old: dict[int, list[tuple]] = {}
-    for r in rows:
-        old.setdefault(int(r[0]), []).append(tuple(r[1:]))
-    if rows:
-        conn.execute(sa.delete(K).where(where))
+    for r in fastpaths.take_buckets(conn, sqlite, [trace_id], spans):
+        old.setdefault(int(r[1]), []).append(tuple(r[2:]))
     out: list[tuple] = []
     for level, b in new.items():
         if level in old:
             b = series.merge(Buckets.from_rows(level, sorted(old[level])), b)
         out += [(trace_id, level, *r) for r in b.rows()]
-    _insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS), out)
+    fastpaths.insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS), out)
 
 
 # -------------------------------------------------------------------------------- rollback
@@ -623,7 +537,7 @@ def _split_trace(conn: sa.Connection, sqlite: bool, t: Trace, s: int) -> None:
             else:
                 below = LEVELS[LEVELS.index(level) - 1]
                 part = series.reduce(read_buckets(conn, sqlite, trace_id, below, lo, hi), level)
-            _insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS),
+            fastpaths.insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS),
                     [(trace_id, level, *r) for r in part.rows()])
     # the two traces' extents
     for trace_id, count, tail in ((t.id, t.count - moved, t.tail - tail_moved),

@@ -59,5 +59,12 @@ def _v3_to_v4(conn: sa.Connection) -> None:
         metrics_v3.drop(conn)
 
 
+def _v4_to_v5(conn: sa.Connection) -> None:
+    """Runs record the launcher that started their process (local, or a Ray job), so liveness,
+    stop and console output ask the launcher that launched the run. Old runs: NULL (local)."""
+    if "launcher" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}:
+        conn.execute(sa.text("ALTER TABLE runs ADD COLUMN launcher JSON"))
+
+
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3,
-                                                          3: _v3_to_v4}
+                                                          3: _v3_to_v4, 4: _v4_to_v5}

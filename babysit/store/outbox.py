@@ -32,7 +32,7 @@ from babysit.store.records import clean_json
 
 MetricRow = fastpaths.MetricRow
 #: run columns that hold JSON
-JSON_RUN_COLUMNS = ("config", "hp", "launch", "start_from", "effective", "tags")
+JSON_RUN_COLUMNS = ("config", "hp", "launch", "start_from", "effective", "tags", "launcher")
 
 
 def _frozen(values: Mapping[str, Any]) -> Mapping[str, Any]:

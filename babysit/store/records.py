@@ -66,6 +66,7 @@ class RunRecord:
     effective: dict            # {"step", "lr", "momentum", "weight_decay", "groups", "reads"}
     note: str
     tags: list
+    launcher: dict | None = None   # {"kind": "local"} or a Ray job (see babysit.launcher)
 
     @property
     def live(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -56,6 +56,9 @@ runs = sa.Table(
     sa.Column("effective", sa.JSON, nullable=True),     # what the optimizer uses now (v3)
     sa.Column("note", sa.Text, nullable=True),          # free text (v3)
     sa.Column("tags", sa.JSON, nullable=True),          # list of strings (v3)
+    # which launcher started the run's process and how to find it again: {"kind": "local"} or
+    # a Ray job {"kind": "ray", "address", "job", "run_id"} (v5); the monitor asks that launcher
+    sa.Column("launcher", sa.JSON, nullable=True),
 )
 
 #: Until v4 a metric point was a row of ``metrics``; v4 packs them (``metric_*`` below) and

@@ -29,6 +29,7 @@ import pandas as pd
 from babysit.errors import BabysitError, InvalidValue, UnknownDay
 from babysit.hparams import check_key
 from babysit.launcher import (
+    launcher_env,
     process_alive,
     process_start_time,
     resolve_executable,
@@ -287,6 +288,7 @@ class StudyClient(RunClient):
         for name in ("BABYSIT_RUN_ID", "BABYSIT_STORE_URL"):
             env.pop(name, None)
         env.update(store_env(self.store.root, self._store_url))
+        env.update(launcher_env(self.launcher))    # its trials start where this Client's would
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = [sys.executable, "-m", "babysit", "study", "run", str(record.id)]
         cwd = record.command.get("cwd") or os.getcwd()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -34,20 +34,6 @@ class Decision:
 
     stop: bool
     reason: str
-
-
-class StoppingRule(Protocol):
-    """What every rule here provides (see the module docstring for ``history``)."""
-
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision: ...
 
 
 def _history(
@@ -89,8 +75,38 @@ def _number(value: Any, label: str, *, positive: bool = False) -> float:
     return float(value)
 
 
+class StoppingRule:
+    """What every rule here provides (see the module docstring for ``history``): the one
+    ``should_stop``, which checks the history and asks the rule's ``_decide`` with the run's
+    own values ``h`` (day 1 first) as floats."""
+
+    def should_stop(
+        self,
+        history: Mapping[RunId, Sequence[float]],
+        run_id: RunId,
+        direction: str = "min",
+        *,
+        elapsed_s: float | None = None,
+        metric: str = "objective",
+    ) -> Decision:
+        h = _history(history, run_id, direction)
+        return self._decide(h, history, run_id, direction, elapsed_s, metric)
+
+    def _decide(self, h: list[float], history: Mapping[RunId, Sequence[float]], run_id: RunId,
+                direction: str, elapsed_s: float | None, metric: str) -> Decision:
+        raise NotImplementedError
+
+
+def _judge(text: str, value: float, limit_key: float, direction: str, worse: str,
+           not_worse: str) -> Decision:
+    """Stop when ``value`` is non-finite or ranks after ``limit_key`` (a ``score_key``)."""
+    if not math.isfinite(value) or score_key(value, direction) > limit_key:
+        return Decision(True, f"{text} {worse}")
+    return Decision(False, f"{text} {not_worse}")
+
+
 @dataclass(frozen=True)
-class Patience:
+class Patience(StoppingRule):
     """Stop a run whose best of the last ``patience_days`` days did not beat its best before
     them by more than ``min_delta``.
 
@@ -106,16 +122,8 @@ class Patience:
         if _number(self.min_delta, "min_delta") < 0:
             raise SpaceError(f"min_delta must be >= 0, got {self.min_delta!r}")
 
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision:
-        h = _history(history, run_id, direction)
+    def _decide(self, h: list[float], history: Mapping[RunId, Sequence[float]], run_id: RunId,
+                direction: str, elapsed_s: float | None, metric: str) -> Decision:
         p = self.patience_days
         if len(h) <= p:
             return Decision(False, f"run {run_id}: {len(h)} day(s) so far, patience is {p} days")
@@ -135,7 +143,7 @@ class Patience:
 
 
 @dataclass(frozen=True)
-class Threshold:
+class Threshold(StoppingRule):
     """Stop a run whose objective at the end of ``day`` is worse than ``worse_than``.
 
     >>> Threshold(day=2, worse_than=2.0).should_stop({1: [2.5, 2.31]}, 1, "min", metric="val_loss")
@@ -149,27 +157,18 @@ class Threshold:
         _whole(self.day, "day", 1)
         _number(self.worse_than, "worse_than")
 
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision:
-        h = _history(history, run_id, direction)
+    def _decide(self, h: list[float], history: Mapping[RunId, Sequence[float]], run_id: RunId,
+                direction: str, elapsed_s: float | None, metric: str) -> Decision:
         if len(h) < self.day:
             return Decision(False, f"run {run_id}: not at day {self.day} yet (day {len(h)})")
         value = h[self.day - 1]
         text = f"run {run_id}: {metric} {fmt(value)} at day {self.day}"
-        if score_key(value, direction) > score_key(self.worse_than, direction):
-            return Decision(True, f"{text} is worse than {self.worse_than:g}")
-        return Decision(False, f"{text} is not worse than {self.worse_than:g}")
+        return _judge(text, value, score_key(self.worse_than, direction), direction,
+                      f"is worse than {self.worse_than:g}", f"is not worse than {self.worse_than:g}")
 
 
 @dataclass(frozen=True)
-class WallTime:
+class WallTime(StoppingRule):
     """Stop a run that has run for ``max_seconds`` or more (pass ``elapsed_s``).
 
     >>> WallTime(3600).should_stop({1: [0.5]}, 1, elapsed_s=3700.0)
@@ -181,16 +180,8 @@ class WallTime:
     def __post_init__(self) -> None:
         _number(self.max_seconds, "max_seconds", positive=True)
 
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision:
-        _history(history, run_id, direction)
+    def _decide(self, h: list[float], history: Mapping[RunId, Sequence[float]], run_id: RunId,
+                direction: str, elapsed_s: float | None, metric: str) -> Decision:
         if elapsed_s is None:
             raise SpaceError(
                 f"WallTime needs elapsed_s, the seconds run {run_id!r} has run; got None"
@@ -204,7 +195,7 @@ class WallTime:
 
 
 @dataclass(frozen=True)
-class MedianRule:
+class MedianRule(StoppingRule):
     """Stop a run whose objective on the day that just ended is worse than the median of the
     other runs' objectives on that same day (from day ``min_days`` on, and only once at least
     ``min_runs`` other runs reached that day). A NaN/inf value is always stopped there.
@@ -220,16 +211,8 @@ class MedianRule:
         _whole(self.min_days, "min_days", 1)
         _whole(self.min_runs, "min_runs", 1)
 
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision:
-        h = _history(history, run_id, direction)
+    def _decide(self, h: list[float], history: Mapping[RunId, Sequence[float]], run_id: RunId,
+                direction: str, elapsed_s: float | None, metric: str) -> Decision:
         day = len(h)
         if day < self.min_days:
             return Decision(
@@ -246,17 +229,13 @@ class MedianRule:
         median_key = float(np.median([score_key(v, direction) for v in others]))
         median = median_key if direction == "min" else -median_key
         text = f"run {run_id}: {metric} {fmt(h[-1])} at day {day}"
-        if not math.isfinite(h[-1]) or score_key(h[-1], direction) > median_key:
-            return Decision(
-                True, f"{text} is worse than the median {fmt(median)} of {len(others)} other runs"
-            )
-        return Decision(
-            False, f"{text} is not worse than the median {fmt(median)} of {len(others)} other runs"
-        )
+        of = f"the median {fmt(median)} of {len(others)} other runs"
+        return _judge(text, h[-1], median_key, direction, f"is worse than {of}",
+                      f"is not worse than {of}")
 
 
 @dataclass(frozen=True)
-class SuccessiveHalving:
+class SuccessiveHalving(StoppingRule):
     """Asynchronous successive halving (ASHA): at each rung day, ``min_days * eta**k``, a run
     goes on only if it is in the top ``1/eta`` (``eta = reduction_factor``) of all runs that
     have reached that day so far (``ceil(n / eta)`` kept, ties kept); at ``max_days`` a run
@@ -292,16 +271,8 @@ class SuccessiveHalving:
             day *= self.reduction_factor
         return out
 
-    def should_stop(
-        self,
-        history: Mapping[RunId, Sequence[float]],
-        run_id: RunId,
-        direction: str = "min",
-        *,
-        elapsed_s: float | None = None,
-        metric: str = "objective",
-    ) -> Decision:
-        h = _history(history, run_id, direction)
+    def _decide(self, h: list[float], history: Mapping[RunId, Sequence[float]], run_id: RunId,
+                direction: str, elapsed_s: float | None, metric: str) -> Decision:
         day = len(h)
         if self.max_days is not None and day >= self.max_days:
             return Decision(True, f"run {run_id} reached max_days ({self.max_days})")
@@ -319,9 +290,8 @@ class SuccessiveHalving:
         eta = self.reduction_factor
         text = f"run {run_id}: {metric} {fmt(h[-1])} at day {day}"
         counted = f"of the {len(at_rung)} runs that reached it (cutoff {fmt(cutoff)})"
-        if not math.isfinite(h[-1]) or score_key(h[-1], direction) > cutoff_key:
-            return Decision(True, f"{text} is not in the top 1/{eta} {counted}")
-        return Decision(False, f"{text} is in the top 1/{eta} {counted}")
+        return _judge(text, h[-1], cutoff_key, direction, f"is not in the top 1/{eta} {counted}",
+                      f"is in the top 1/{eta} {counted}")
 
 
 ASHA = SuccessiveHalving

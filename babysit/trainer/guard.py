@@ -39,6 +39,7 @@ class Guard:
 
     def observe(self, value: float) -> None:
         """One logged value of the guarded metric (called by ``run.log``: keep it cheap).
+        A value with ``best <= value < limit`` changes nothing; ``run.log`` skips the call then.
 
         >>> guard.observe(float("nan")); guard.tripped
         ('loss', nan)

@@ -56,6 +56,54 @@ from babysit.trainer.state import HpView, LoopState, has_tensor_knob
 DAY_ROW_WAIT_S = 10.0
 
 
+class _ExitCodes:
+    """The code of a ``sys.exit()`` called on the main thread while a run is open.
+
+    Python tells atexit handlers nothing of how the process ends, and a ``SystemExit`` reaches
+    neither ``sys.excepthook`` nor ``sys.last_value``; so, as wandb's exit hooks do, babysit wraps
+    ``sys.exit`` while a run is open and puts the original back when the last one closes (if
+    nobody replaced it meanwhile). ``raise SystemExit(n)`` and the builtin ``exit(n)`` bypass it:
+    ``with run:`` and ``babysit run`` see those too.
+    """
+
+    def __init__(self) -> None:
+        self.original: Callable[..., Any] | None = None
+        self.open = 0
+        self.last: tuple[Any, int] | None = None     # (sys.exit's argument, the run's step)
+        self.step_of: Callable[[], int] = lambda: -1
+        self.wrapper = self._exit       # one bound method, so `sys.exit is self.wrapper` holds
+
+    def install(self, step_of: Callable[[], int]) -> None:
+        self.open += 1
+        self.step_of = step_of
+        if self.original is None:
+            self.original = sys.exit
+            sys.exit = self.wrapper
+
+    def uninstall(self) -> None:
+        self.open = max(0, self.open - 1)
+        if self.open == 0 and self.original is not None:
+            if sys.exit is self.wrapper:
+                sys.exit = self.original
+            self.original = None
+
+    def _exit(self, status: Any = None) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.last = (status, self.step_of())
+        assert self.original is not None
+        self.original(status)
+
+    def code_at(self, step: int) -> tuple[Any] | None:
+        """The argument of the sys.exit() called at ``step`` (one that a caller caught earlier,
+        at another step, does not count), in a 1-tuple; None if there was none."""
+        if self.last is not None and self.last[1] == step:
+            return (self.last[0],)
+        return None
+
+
+_exit_codes = _ExitCodes()
+
+
 class Run:
     """A babysat training run, seen from inside the training process. Create with ``init()``."""
 
@@ -79,8 +127,9 @@ class Run:
                               report=state.effective_report)
         state.saver = Saver(self.id, state.outbox.wake.set, state.checkpoints, store.root)
         self._state = state
+        self._queue = state.outbox.queue
         self._log_row = state.outbox.queue.append      # the hot path of run.log
-        self._queued = state.outbox.queue.__len__
+        self._watched = self._guard.metric
         self._queue_limit = state.outbox.max_queued
         #: the configured hyperparameters, read-only (change them with nudges); the loop's
         #: reads are recorded, so a key it no longer reads shows as such
@@ -146,6 +195,7 @@ class Run:
         state.outbox.start()
         state.saver.start()
         atexit.register(self._atexit)
+        _exit_codes.install(lambda: self._state.step)
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
                 self._sigterm_before = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -269,15 +319,19 @@ class Run:
 
     def _atexit(self) -> None:
         """The process ends without finish() or ``with run:``. An uncaught exception is in
-        ``sys.last_value`` by now; a ``sys.exit()`` leaves no trace there, so a loop that an
-        exception left (see ``_loop``) with nothing else to go on ends as a crash whose exit
-        code only ``with run:`` (or ``babysit run``, which waits for the process) can tell."""
+        ``sys.last_value`` by now; a ``sys.exit(n)`` leaves no trace there but in ``_exit_codes``.
+        A loop that an exception left (see ``_loop``) with nothing else to go on (``raise
+        SystemExit``) ends as a crash whose exit code only ``with run:`` (or ``babysit run``,
+        which waits for the process) can tell."""
         if self._closed:
             return
         self._closed = True
         last = getattr(sys, "last_value", None)
+        exited = _exit_codes.code_at(self._state.step)
         if last is not None:
             self._close(*self._ending(last))
+        elif exited is not None:
+            self._close(*self._ending(SystemExit(exited[0])))
         elif self._left_loop_by_exception and not self._state.stopping:
             self._close("crashed", f"the process exited from inside the training loop at step "
                                    f"{self._state.step} (sys.exit, or an exception caught "
@@ -304,6 +358,7 @@ class Run:
                 state.store.cancel_pending(self.id, f"run {self.id} is {status}")
         state.store.close()
         atexit.unregister(self._atexit)
+        _exit_codes.uninstall()
         if self._sigterm_before is not None and \
                 threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, TypeError):
@@ -321,16 +376,20 @@ class Run:
         """
         state = self._state
         step, day, now, branch = state.step, state.day + 1, time.time(), state.branch
-        put, guard, known = self._log_row, self._guard, self._metric_names
+        put, known, watched = self._log_row, self._metric_names, self._watched
         for name, value in metrics.items():
             if name not in known:       # checked once per name: log() stays a set lookup
                 known.add(check_name("metric name", name))
             if type(value) is not float:
                 value = float(value)
             put((step, day, name, value, now, branch))
-            if name == guard.metric:
-                guard.observe(value)
-        if self._queued() > self._queue_limit:
+            if name == watched:
+                guard = self._guard
+                # best <= value < limit is the guard's quiet range, where observe() changes
+                # nothing (most steps): a comparison here is cheaper than the call
+                if not guard.best <= value < guard.limit:
+                    guard.observe(value)
+        if len(self._queue) > self._queue_limit:
             # the store writes slower than the loop logs: wait for it rather than grow
             # without bound (an event says for how long; see trainer/outbox.py)
             state.outbox.throttle()

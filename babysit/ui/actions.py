@@ -106,9 +106,15 @@ def unread_note(key: str, effective: Mapping[str, Any] | None) -> str:
     'not read by the loop since step 0'
     >>> unread_note("warmup", {"step": 900, "reads": {}})
     'never read by the loop'
+    >>> unread_note("weight_decay", {"step": 900, "weight_decay": 0.0, "reads": {}})
+    ''
     """
     if not isinstance(effective, Mapping) or not isinstance(effective.get("reads"), Mapping):
         return ""           # the trainer has not reported (an older trainer, or not started)
+    raw = effective.get("groups")
+    groups: list[Any] = raw if isinstance(raw, list) else []
+    if key in effective or any(isinstance(g, Mapping) and key in g for g in groups):
+        return ""           # an optimizer's own setting: a nudge changes the optimizer itself
     reads, step = effective["reads"], effective.get("step")
     last = reads.get(key)
     if last is None:
@@ -184,7 +190,7 @@ def rollback(client: Client, run_id: int, day: object, *, confirmed: bool,
     result = client.rollback(run_id, day_n, hp=hp, source=SOURCE, timeout=timeout)
     extra = f" with {', '.join(f'{k}={fmt(v, 6)}' for k, v in hp.items())}" if hp else ""
     at = f" at step {result.step}" if getattr(result, "step", None) is not None else ""
-    return f"run {run_id} rolled back to day {day_n}{extra}{at}"
+    return f"run {run_id} rolled back to the end of day {day_n}{extra}{at}"
 
 
 def fork(client: Client, run_id: int, day: object, overrides: str = "") -> tuple[str, int]:
@@ -194,7 +200,7 @@ def fork(client: Client, run_id: int, day: object, overrides: str = "") -> tuple
     run_id = run_key(run_id)   # type: ignore[assignment]
     child = client.fork(run_id, day_n, hp=hp, source=SOURCE)
     extra = f" with {', '.join(f'{k}={fmt(v, 6)}' for k, v in hp.items())}" if hp else ""
-    return f"forked run {child} from run {run_id} day {day_n}{extra}", child
+    return f"forked run {child} from run {run_id} at the end of day {day_n}{extra}", child
 
 
 # --------------------------------------------------------------------------- access control
@@ -281,18 +287,18 @@ def runs_table(runs: pd.DataFrame, latest_loss: Mapping[int, float | None],
         age = r.get("heartbeat_age")
         parent = r.get("parent_id")
         parent_text = "" if parent is None or pd.isna(parent) else \
-            f"#{int(parent)} day {int(r['parent_day'])}" if r.get("parent_day") is not None \
+            f"#{int(parent)}, end of day {int(r['parent_day'])}" if r.get("parent_day") is not None \
             and not pd.isna(r.get("parent_day")) else f"#{int(parent)}"
         rows.append({
             "id": int(r["id"]), "project": r.get("project") or "", "name": r.get("name") or "",
-            "status": status_mark(str(r.get("status"))), "day": r.get("day"),
+            "status": status_mark(str(r.get("status"))), "days saved": r.get("day"),
             "step": r.get("step"), "loss": latest_loss.get(int(r["id"])),
             "best val": best.get(int(r["id"]), ""),
             "lr": now.get("lr"), "momentum": now.get("momentum"),
             "heartbeat": "" if age is None or pd.isna(age) else f"{age:.0f}s ago",
             "parent": parent_text, "error": r.get("error") or "",
         })
-    columns = ["id", "project", "name", "status", "day", "step", "loss", "best val", "lr",
+    columns = ["id", "project", "name", "status", "days saved", "step", "loss", "best val", "lr",
                "momentum", "heartbeat", "parent", "error"]
     return pd.DataFrame(rows, columns=columns)
 

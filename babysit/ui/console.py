@@ -2,7 +2,8 @@
 
 ``babysit run`` and the launcher (restarts, forks, studies) send a run's stdout and stderr to
 ``<root>/runs/<id>/process.log``; the Run page shows its last lines, so a traceback is seen
-in the browser. Read-only, bounded (the last ``max_bytes``), never following a symlink.
+in the browser. A run started as a Ray job has its output with Ray: `of_run` asks the
+launcher that started the run (``Client.console``). Read-only, bounded (the last ``max_bytes``), never following a symlink.
 
 >>> import tempfile, pathlib; root = pathlib.Path(tempfile.mkdtemp())
 >>> (root / "runs" / "3").mkdir(parents=True)
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from babysit.launcher import read_log_tail
 
 LOG_NAME = "process.log"
 
@@ -27,19 +31,10 @@ def log_path(root: str | os.PathLike[str], run_id: int) -> Path:
 def tail(root: str | os.PathLike[str], run_id: int, *, lines: int = 200,
          max_bytes: int = 64_000) -> str | None:
     """The last ``lines`` lines of the run's console output; None when it has none here."""
-    path = log_path(root, run_id)
-    try:
-        # O_NOFOLLOW: a run folder's log replaced by a link to another file is not shown
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        f.seek(max(0, size - max_bytes))
-        data = f.read(max_bytes)
-    text = data.decode("utf-8", errors="replace")
-    if size > max_bytes:
-        text = text.partition("\n")[2]       # the first line read is cut
-    # carriage-return progress bars: keep what the terminal would show last
-    out = [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")]
-    return "\n".join(out[-lines:])
+    return read_log_tail(log_path(root, run_id), lines=lines, max_bytes=max_bytes)
+
+
+def of_run(client: Any, run_id: int, *, lines: int = 200) -> str | None:
+    """The run's console output from the launcher that started it: the local process log, or
+    a Ray job's logs (asked through Ray: the process may run on another machine)."""
+    return client.console(run_id, lines=lines)

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from babysit.format import fmt
 from babysit.ui.compare_figures import compare_figure
-from babysit.ui.fmt import _finite, _fmt, describe_event, run_label
+from babysit.ui.fmt import _finite, describe_event, run_label
 from babysit.ui.frames import (
     XAxis,
     _base_metric,
@@ -315,7 +316,7 @@ def _hp_traces(
             lo, hi = math.log10(float(values.min())), math.log10(float(values.max()))
             ticks = _log_ticks(math.floor(lo * 10) / 10, math.ceil(hi * 10) / 10)
             settings["tickvals"] = [10.0**t for t in ticks]
-            settings["ticktext"] = [_fmt(round(10.0**t, 12)) for t in ticks]
+            settings["ticktext"] = [fmt(round(10.0**t, 12)) for t in ticks]
         return settings
 
     if not secondary:
@@ -364,7 +365,7 @@ def _event_traces(events: pd.DataFrame | None, axis: _XMapper, yaxis: str = "y4"
             line = plot(describe_event(kind, details[j], sources[j], times[j], ref_time=ref))
             where = [f"step {int(steps[j])}"] if _finite(steps[j]) else []
             if _finite(days[j]):
-                where.append(f"day {int(days[j])}")
+                where.append(f"during day {int(days[j])}")
             text = f"{line}<br>{', '.join(where)}" if where else line
             texts.append(f"(rolled back) {text}" if superseded[j] else text)
         traces.append(go.Scatter(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from babysit.format import fmt
 from babysit.ui.text import shorten
 
 # Short names for the legend of the compare figure: "#3 lr=0.05 m=0.9".
@@ -36,7 +37,11 @@ def describe_event(
     >>> describe_event("nudge", {"lr": {"old": 0.1, "new": 0.05}}, "ui")
     'nudge lr 0.1 → 0.05 (ui)'
     >>> describe_event("rollback", {"to_day": 2, "to_step": 400, "from_step": 731}, "cli")
-    'rollback to day 2 (step 400) from step 731 (cli)'
+    'rollback to the end of day 2 (step 400) from step 731 (cli)'
+    >>> describe_event("started", {"hp": {}, "day": "100 steps"})
+    'started days of 100 steps, hp={}'
+    >>> describe_event("restarted", {"from_day": 2, "from_run": 4, "overrides": {}}, "trainer")
+    'restarted from run #4 at the end of day 2 (trainer)'
     """
     what = _describe_detail(str(kind), _parse_detail(detail))
     text = f"{kind} {what}" if what else str(kind)
@@ -60,9 +65,9 @@ def run_label(run: Mapping[str, Any] | pd.Series, max_hps: int = 4) -> str:
     if isinstance(effective, Mapping):
         hp.update({k: v for k, v in effective.items() if k in ("lr", "momentum", "weight_decay")
                    and isinstance(v, int | float) and not isinstance(v, bool)})
-    label = f"#{_fmt(run.get('id'))}"
+    label = f"#{fmt(run.get('id'))}"
     keys = sorted(hp, key=lambda k: (list(_HP_ABBREVIATIONS).index(k) if k in _HP_ABBREVIATIONS else 99, k))
-    parts = [f"{shorten(_HP_ABBREVIATIONS.get(k, k), 40)}={shorten(_fmt(hp[k], digits=3), 40)}"
+    parts = [f"{shorten(_HP_ABBREVIATIONS.get(k, k), 40)}={shorten(fmt(hp[k], digits=3), 40)}"
              for k in keys[:max_hps]]
     if len(keys) > max_hps:
         parts.append("…")
@@ -86,20 +91,29 @@ def _describe_detail(kind: str, d: dict[str, Any]) -> str:
     if not d:
         return ""
     if kind == "rollback" and "to_day" in d:
-        text = f"to day {_fmt(d['to_day'])}"
+        text = f"to the end of day {fmt(d['to_day'])}"
         if "to_step" in d:
-            text += f" (step {_fmt(d['to_step'])})"
+            text += f" (step {fmt(d['to_step'])})"
         if "from_step" in d:
-            text += f" from step {_fmt(d['from_step'])}"
+            text += f" from step {fmt(d['from_step'])}"
         rest = {k: v for k, v in d.items() if k not in ("to_day", "to_step", "from_step")}
         return _join(text, _describe_pairs(rest))
     if kind == "fork" and "child" in d:
-        text = f"child #{_fmt(d['child'])}"
+        text = f"child #{fmt(d['child'])}"
         if "day" in d:
-            text += f" at day {_fmt(d['day'])}"
+            text += f" at the end of day {fmt(d['day'])}"
         return _join(text, _describe_pairs({k: v for k, v in d.items() if k not in ("child", "day")}))
+    if "from_day" in d:         # forked, restarted, exploit: where the state came from
+        text = (f"from run #{fmt(d['from_run'])} " if d.get("from_run") is not None else "from ") \
+            + f"at the end of day {fmt(d['from_day'])}"
+        rest = {k: v for k, v in d.items() if k not in ("from_day", "from_run")
+                and not (k == "overrides" and not v)}
+        return _join(text, _describe_pairs(rest))
+    if kind == "started" and isinstance(d.get("day"), str):    # the day's length, not a day
+        return _join(f"days of {d['day']}", _describe_pairs({k: v for k, v in d.items()
+                                                            if k != "day"}))
     if kind == "diverged" and "metric" in d:
-        text = f"{d['metric']} = {_fmt(d.get('value'))}"
+        text = f"{d['metric']} = {fmt(d.get('value'))}"
         return _join(text, _describe_pairs({k: v for k, v in d.items() if k not in ("metric", "value")}))
     return _describe_pairs(d)
 
@@ -108,35 +122,17 @@ def _describe_pairs(d: Mapping[str, Any]) -> str:
     parts = []
     for key, value in d.items():
         if isinstance(value, Mapping) and "new" in value:
-            parts.append(f"{key} {_fmt(value.get('old'))} → {_fmt(value['new'])}")
+            parts.append(f"{key} {fmt(value.get('old'))} → {fmt(value['new'])}")
         elif isinstance(value, Mapping):
             parts.append(f"{key}={json.dumps(value, default=str, separators=(',', ':'))}")
         else:
-            parts.append(f"{key}={_fmt(value)}")
+            parts.append(f"{key}={fmt(value)}")
     text = ", ".join(parts)
     return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _join(*parts: str) -> str:
     return ", ".join(p for p in parts if p)
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    """Numbers as people write them: 0.05, 3e-05, 400, nan."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value)).lower()
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        if math.isnan(f):
-            return "nan"
-        if math.isinf(f):
-            return "inf" if f > 0 else "-inf"
-        return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:.{digits}g}"
-    return str(value)
 
 
 def _clock(t: float, ref: float | None) -> str:

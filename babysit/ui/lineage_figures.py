@@ -79,7 +79,7 @@ def lineage_figure(runs: pd.DataFrame | None) -> go.Figure:
         lx.append((px + cx) / 2)
         ly.append(-cy)
         day = by_id[child]["parent_day"]
-        ltext.append(f"day {day}" if day is not None else "day ?")
+        ltext.append(f"end of day {day}" if day is not None else "day ?")
     traces = [
         go.Scatter(
             x=ex, y=ey, mode="lines", name="forks", line={"color": "#aaaaaa", "width": 1.2},
@@ -124,11 +124,11 @@ def _lineage_hover(r: dict[str, Any], ids: set[int]) -> str:
     step = "?" if r["step"] is None else r["step"]
     # names, statuses and hyperparameters are text: escaped, then joined with plotly's <br>
     lines = [plot(f"#{r['id']} {shorten(r['name'], 80)}".rstrip()),
-             plot(f"{r['status']} · day {day} · step {step}")]
+             plot(f"{r['status']} · {day} days saved · step {step}")]
     if r["hp"]:
         lines.append(plot(run_label({"id": r["id"], "hp": r["hp"]}, max_hps=8).partition(" ")[2]))
     if r["parent_id"] is not None:
-        at = f" at day {r['parent_day']}" if r["parent_day"] is not None else ""
+        at = f" at the end of day {r['parent_day']}" if r["parent_day"] is not None else ""
         missing = " (not shown)" if r["parent_id"] not in ids else ""
         lines.append(f"forked from #{r['parent_id']}{missing}{at}")
     if r["heartbeat_age"] is not None:

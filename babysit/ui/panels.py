@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from babysit.format import fmt
 from babysit.ui.curves import Window, window_steps
 from babysit.ui.figures import _event_traces, _log_ticks, _metric_traces
-from babysit.ui.fmt import _fmt, _parse_detail
+from babysit.ui.fmt import _parse_detail
 from babysit.ui.frames import (
     XAxis,
     _check_smoothing,
@@ -276,7 +277,7 @@ def _hp_row(
         hi = math.log10(float(positive.max())) + 0.35
         ticks = _log_ticks(lo, hi)
         settings.update(range=[lo, hi], tickvals=[10.0**t for t in ticks],
-                        ticktext=[_fmt(round(10.0**t, 12)) for t in ticks])
+                        ticktext=[fmt(round(10.0**t, 12)) for t in ticks])
     title = f"1 − {key}" if one_minus else key
     return traces, settings, title
 
@@ -299,7 +300,7 @@ def _nudges(events: pd.DataFrame | None, key: str, axis: _XMapper
         when = float(row.get("time") or math.nan)
         xs.append(axis.of(np.array([step]), np.array([when]))[0])
         ys.append(float(change["new"]))
-        text.append(plot(f"nudge {key} {_fmt(change.get('old'))} → {_fmt(change['new'])} "
+        text.append(plot(f"nudge {key} {fmt(change.get('old'))} → {fmt(change['new'])} "
                          f"at step {int(step)} ({row.get('source') or '?'})"))
     return xs, ys, text
 

@@ -10,8 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from babysit.format import fmt
 from babysit.ui.downsample import downsample_indices
-from babysit.ui.fmt import _fmt
 from babysit.ui.frames import _XMapper
 
 STATUS_COLORS: dict[str, str] = {
@@ -111,7 +111,7 @@ class _NonFinite:
         xs = axis.of(steps[keep], times[keep])
         note = " (rolled back)" if superseded else ""
         self.x.extend(xs.tolist())
-        self.text.extend(f"{label}: {_fmt(v)} at step {int(s)}{note}" for s, v in zip(steps[keep], values[keep], strict=True))
+        self.text.extend(f"{label}: {fmt(v)} at step {int(s)}{note}" for s, v in zip(steps[keep], values[keep], strict=True))
         self.faded.extend([superseded] * len(keep))
 
     def trace(self, *, top: float, yaxis: str = "y4") -> go.Scatter:

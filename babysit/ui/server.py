@@ -12,14 +12,19 @@ the developer toolbar (Deploy, Clear cache) off. No Streamlit import here: the C
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from babysit.errors import InvalidValue
+from babysit.launcher import terminate
 from babysit.ui.auth import TLS_HELP, TOKEN_ENV, TOKEN_PARAM, is_loopback
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -54,10 +59,56 @@ def streamlit_argv(address: str, port: int, *, app: Path = APP, ssl_cert: str | 
     return argv
 
 
+def check_port(address: str, port: int) -> None:
+    """Refuse a port another server listens on, before anything starts (a demo run included).
+
+    Binds and releases it as the server will (``SO_REUSEADDR``, so a port in TIME_WAIT after
+    the last dashboard stopped is free). Another process may still take it in between: the
+    server then fails to start, and the caller stops what it started.
+
+    >>> check_port("127.0.0.1", 0)
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidValue(f"port must be a whole number from 1 to 65535, got {port!r}")
+    try:
+        infos = socket.getaddrinfo(address or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidValue(f"cannot serve on address {address!r}: {exc.strerror}") from None
+    family, kind, proto, _, where = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(where)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InvalidValue(f"port {port} on {address} is in use (another dashboard?): "
+                                   "stop it or choose another port with --port") from None
+            raise InvalidValue(f"cannot serve on {address}:{port}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a service manager stopping us, a closed terminal) raise
+    KeyboardInterrupt like Ctrl-C, so the ``finally`` blocks that stop the Streamlit server and
+    the demo's training run. Without it the interpreter dies at once and they live on, orphaned.
+    """
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def serve(root: Path | str, *, address: str = "127.0.0.1", port: int = 8501,
           store_url: str | None = None, extra_env: Mapping[str, str] | None = None,
           ssl_cert: str | None = None, ssl_key: str | None = None) -> int:
-    """Run the dashboard until Ctrl-C; prints the link with this start's token.
+    """Run the dashboard until Ctrl-C (or SIGTERM/SIGHUP under :func:`stopped_by_signals`);
+    prints the link with this start's token. The Streamlit server never outlives this call.
 
     >>> serve("checkpoints")      # doctest: +SKIP
     dashboard: http://127.0.0.1:8501/?token=...
@@ -77,7 +128,12 @@ def serve(root: Path | str, *, address: str = "127.0.0.1", port: int = 8501,
     print(f"dashboard: {link(address, port, token, tls=tls)}\n"
           "  (this link steers runs: the token in it is this start's secret)", flush=True)
     argv = streamlit_argv(address, port, ssl_cert=ssl_cert, ssl_key=ssl_key)
+    server = subprocess.Popen(argv, env=env)
     try:
-        return subprocess.call(argv, env=env)
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        # Ctrl-C reached the server too (same process group); SIGTERM reached only us.
+        with contextlib.suppress(KeyboardInterrupt):   # a second signal: finish stopping it
+            terminate(server.pid, lambda: server.poll() is None)

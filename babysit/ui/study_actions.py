@@ -470,7 +470,7 @@ def manual_exploit(client: Any, target: Any, donor: Any, day: Any,
     hp = parse_overrides(overrides)
     client.exploit(target_id, donor_id, day_n, hp=hp or None, source=SOURCE, timeout=timeout)
     extra = f" with {fmt_hp(hp)}" if hp else ""
-    return f"run #{target_id} now continues from run #{donor_id}'s day {day_n}{extra}"
+    return f"run #{target_id} now continues from the end of run #{donor_id}'s day {day_n}{extra}"
 
 
 def describe_decision(decision: Mapping[str, Any]) -> str:

@@ -24,10 +24,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
+from babysit.format import fmt
+from babysit.study.objective import best as best_key
 from babysit.study.space import Param, Space, check_direction
 from babysit.ui.downsample import downsample_indices
 from babysit.ui.figures import _log_ticks
-from babysit.ui.fmt import _fmt, _parse_detail
+from babysit.ui.fmt import _parse_detail
 from babysit.ui.plotting import empty_figure
 from babysit.ui.text import plot, shorten
 
@@ -155,7 +157,7 @@ def study_curves_figure(
     # the best run as the study ranks it: best day-end value when the frame has it
     scores = _finals(study_runs, "best") if study_runs is not None and \
         "best" in study_runs.columns else finals
-    best = _best_id(scores, direction)
+    best = best_key(sorted(scores.items()), check_direction(direction))[1]   # tie: lowest id
     names = _run_names(study_runs)
     traces: list[go.Scatter] = []
     drawn: list[np.ndarray] = []
@@ -182,7 +184,7 @@ def study_curves_figure(
             marker={"size": 4, "color": color}, opacity=1.0 if run_id == best else 0.85,
             showlegend=False,
             hovertemplate=f"{label}<br>{plot(objective)} %{{y:.4g}} at {x} %{{x}}"
-                          f"<br>final {_fmt(final)}<extra></extra>",
+                          f"<br>final {fmt(final)}<extra></extra>",
         ))
     if not traces:
         return empty_figure(f"No {plot(objective)} yet")
@@ -201,7 +203,7 @@ def study_curves_figure(
     }
     if best is not None:
         layout["title"] = {"text": f"best: {names.get(best, f'#{best}')} "
-                                   f"({plot(objective)} {_fmt(scores[best])}) · colour: final "
+                                   f"({plot(objective)} {fmt(scores[best])}) · colour: final "
                                    f"{plot(objective)}",
                            "font": {"size": 13}, "x": 0.01}
     return go.Figure(data=traces, layout=layout)
@@ -260,7 +262,7 @@ def hp_axis(param: Param) -> Axis:
     if p.scale == "choice":
         choices = p.choices or ()
         return Axis(p, (-0.5, len(choices) - 0.5), tuple(float(i) for i in range(len(choices))),
-                    tuple(plot(shorten(_fmt(c), 40)) for c in choices))
+                    tuple(plot(shorten(fmt(c), 40)) for c in choices))
     assert p.low is not None and p.high is not None
     probe = Axis(p, (0.0, 1.0), (), ())
     lo, hi = probe.position(p.low), probe.position(p.high)
@@ -272,7 +274,7 @@ def hp_axis(param: Param) -> Axis:
     if p.scale in ("log", "one_minus_log"):
         ticks = _log_ticks(lo, hi)
         to_user = (lambda t: 10.0**t) if p.scale == "log" else (lambda t: 1.0 - 10.0 ** (-t))
-        return Axis(p, (lo, hi), tuple(ticks), tuple(_fmt(round(to_user(t), 12)) for t in ticks))
+        return Axis(p, (lo, hi), tuple(ticks), tuple(fmt(round(to_user(t), 12)) for t in ticks))
     return Axis(p, (lo, hi), (), ())      # linear and int: plotly's own ticks are fine
 
 
@@ -286,7 +288,7 @@ def _y_axis(title: str, values: Any, log: bool) -> dict[str, Any]:
         lo, hi = math.log10(float(v.min())), math.log10(float(v.max()))
         ticks = _log_ticks(math.floor(lo * 10) / 10, math.ceil(hi * 10) / 10)
         axis["tickvals"] = [10.0**t for t in ticks]
-        axis["ticktext"] = [_fmt(round(10.0**t, 12)) for t in ticks]
+        axis["ticktext"] = [fmt(round(10.0**t, 12)) for t in ticks]
     return axis
 
 
@@ -332,7 +334,7 @@ def parallel_figure(
         logs = np.log10(obj)
         ticks = _log_ticks(float(logs.min()), float(logs.max()))
         dimensions.append({"label": f"{plot(objective)} (log)", "values": logs,
-                           "tickvals": ticks, "ticktext": [_fmt(round(10.0**t, 12)) for t in ticks]})
+                           "tickvals": ticks, "ticktext": [fmt(round(10.0**t, 12)) for t in ticks]})
     else:
         dimensions.append({"label": plot(objective), "values": obj})
     return go.Figure(
@@ -382,8 +384,8 @@ def hp_scatter_figure(
         x=xs, y=[float(ys[i]) for i in keep], mode="markers", name=plot(param.name),
         marker=marker, customdata=[[ids[i], _json_value(raw[i])] for i in keep],
         hovertext=[f"{names.get(ids[i], f'#{ids[i]}')}<br>{plot(param.name)} = "
-                   f"{plot(shorten(_fmt(raw[i]), 80))}<br>{plot(objective)} = "
-                   f"{_fmt(float(ys[i]))}" for i in keep],
+                   f"{plot(shorten(fmt(raw[i]), 80))}<br>{plot(objective)} = "
+                   f"{fmt(float(ys[i]))}" for i in keep],
         hoverinfo="text", showlegend=False,
     )
     return go.Figure(data=[trace], layout={
@@ -403,7 +405,7 @@ def _plottable(param: Param, value: Any) -> bool:
 
 def _x_value(param: Param, value: Any) -> Any:
     if param.scale == "choice":
-        return plot(shorten(_fmt(value), 40))     # the category, as hp_axis's ticktext names it
+        return plot(shorten(fmt(value), 40))     # the category, as hp_axis's ticktext names it
     if param.scale == "one_minus_log":
         return 1.0 - float(value)
     return float(value)
@@ -529,7 +531,7 @@ def family_tree_figure(
         marker={"size": 12, "color": colors, "line": {"width": 1, "color": "#444444"}},
         customdata=ids,
         hovertext=[f"{names.get(i, f'#{i}')}<br>{plot(records[i].get('status', ''))} · day "
-                   f"{_fmt(_number(records[i].get('day')))} · final {_fmt(finals.get(i, math.nan))}"
+                   f"{fmt(_number(records[i].get('day')))} · final {fmt(finals.get(i, math.nan))}"
                    for i in ids], hoverinfo="text",
     ))
     if scale is not None:
@@ -563,10 +565,10 @@ def _copy_edges(events: pd.DataFrame | None, ids: set[int],
             # the explore part: {hp: {old, new}} of the hyperparameters changed on top
             raw = d.get("explore")
             explore: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-            changes = ", ".join(f"{k} {_fmt(v.get('old'))} → {_fmt(v.get('new'))}"
+            changes = ", ".join(f"{k} {fmt(v.get('old'))} → {fmt(v.get('new'))}"
                                 for k, v in explore.items() if isinstance(v, Mapping))
             source_name = e.get("source") or ""
-            text = plot(f"#{target} copied #{source}'s day {_fmt(from_day)} weights"
+            text = plot(f"#{target} copied #{source}'s day {fmt(from_day)} weights"
                         f"{f' ({source_name})' if source_name else ''}")
             if changes:
                 text += f"<br>{plot(shorten(changes, 200))}"
@@ -578,7 +580,7 @@ def _copy_edges(events: pd.DataFrame | None, ids: set[int],
         parent, day = _int(r.get("parent_id")), _number(r.get("parent_day"))
         if parent in ids and parent != run_id and math.isfinite(day):
             edges.append({"kind": "fork", "from_run": parent, "from_day": day, "run": run_id,
-                          "to_day": day, "text": f"#{run_id} forked from #{parent} at day {_fmt(day)}"})
+                          "to_day": day, "text": f"#{run_id} forked from #{parent} at the end of day {fmt(day)}"})
     return edges
 
 
@@ -608,13 +610,6 @@ def importance_figure(importances: Mapping[str, float]) -> go.Figure:
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _best_id(finals: Mapping[int, float], direction: str) -> int | None:
-    finite = [(v, i) for i, v in finals.items() if math.isfinite(v)]
-    if not finite:
-        return None
-    return (min(finite) if check_direction(direction) == "min" else max(finite, key=lambda t: (t[0], -t[1])))[1]
 
 
 def _run_names(study_runs: pd.DataFrame | None) -> dict[int, str]:

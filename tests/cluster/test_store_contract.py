@@ -243,6 +243,10 @@ def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path):
                     run_id=run, kind="pause", args={}, source="ui", status="pending",
                     created=time.time()))
                 a_id.append(int(result.inserted_primary_key[0]))
+                if _pg(store_url):      # as Store.post_command does: announced at commit
+                    from babysit.store.feed import command_channel
+                    conn.execute(sa.text("SELECT pg_notify(:c, '')"),
+                                 {"c": command_channel(run)})
                 inserted.set()
                 release.wait(30)
 
@@ -263,6 +267,10 @@ def test_a_command_committed_out_of_order_is_never_missed(store_url, tmp_path):
         release.set()
         poster_a.join(30)
         poster_b.join(30)
+        deadline = time.monotonic() + 30     # a listening feed reads once A's NOTIFY arrives
+        while len([d for d in delivered if d > 0]) < 2 and time.monotonic() < deadline:
+            poll()
+            time.sleep(0.05)
         for _ in range(5):
             poll()
         posted = sorted([a_id[0], *(-d for d in delivered if d < 0)])

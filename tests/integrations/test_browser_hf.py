@@ -89,7 +89,7 @@ def test_nudge_and_roll_back_an_hf_trainer_from_the_browser(trainers, server, tm
 
         page.reload()       # the tab keeps steering: it sends its proof, the page reruns
         steering(page)
-        page.get_by_role("combobox", name="day to roll back to").click()
+        page.get_by_role("combobox", name="roll back to the end of day").click()
         # the option by its own label: typing "1" + Enter picked whatever was highlighted
         page.get_by_role("option", name="1", exact=True).click()
         page.get_by_text("Yes, roll back").click()

@@ -134,7 +134,7 @@ def test_a_v1_store_is_upgraded_in_place_and_keeps_its_runs(root):
     assert c.metrics(1).value.tolist() == [0.5]
     version = c.store.read(lambda conn: conn.exec_driver_sql(
         "SELECT value FROM meta WHERE key = 'schema_version'").scalar())
-    assert version == str(S.SCHEMA_VERSION) == "4"
+    assert version == str(S.SCHEMA_VERSION) == "5"
     assert _study(c) == 1                        # the new tables work
     c.close()
     Store.open(root).close()                     # opening again changes nothing

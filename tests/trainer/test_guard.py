@@ -69,3 +69,32 @@ def test_other_trips_and_the_rollback_budget():
 def test_bad_settings_are_refused_by_name(kwargs, message):
     with pytest.raises(InvalidValue, match=message):
         Guard(**kwargs)
+
+
+@pytest.mark.parametrize("values, tripped", [
+    ((3.0, 2.0, 2.5, 1.0, 9.0, 10.5), ("loss", 10.5)),   # 10 x the best (1.0) and over
+    ((3.0, 2.0, 2.5, 19.9), None),                        # under 10 x the best (2.0)
+    ((3.0, 3.0, -math.inf), ("loss", -math.inf)),
+    ((3.0, 4.0, math.nan), ("loss", math.nan)),
+])
+def test_run_log_feeds_the_guard_as_observe_does(tmp_path, values, tripped):
+    """run.log skips the call when the value is in the guard's quiet range: the guard must end
+    in the same state as one that observed every value."""
+    import babysit
+
+    run = babysit.init(project="g", day="1000 steps", root=tmp_path,
+                       guard=Guard("loss", max_ratio=10))
+    reference = Guard("loss", max_ratio=10)
+    try:
+        for value in values:
+            run.log(loss=value, other=100.0)
+            reference.observe(value)
+        guard = run._guard
+        assert (guard.best, guard.limit) == (reference.best, reference.limit)
+        got = guard.take()
+        assert (got is None) == (tripped is None)
+        if tripped is not None:
+            assert got[0] == tripped[0]
+            assert got[1] == tripped[1] or (math.isnan(got[1]) and math.isnan(tripped[1]))
+    finally:
+        run.finish()

@@ -47,6 +47,8 @@ parser.add_argument("--log-lr", action="store_true",
                     help="log used_lr0, used_lr1: each group's lr as its update uses it")
 parser.add_argument("--exit-at", type=int, default=-1, help="sys.exit(--exit-code) at this step")
 parser.add_argument("--exit-code", type=int, default=1)
+parser.add_argument("--raise-exit", action="store_true",
+                    help="raise SystemExit(--exit-code) instead of calling sys.exit")
 parser.add_argument("--sigint-at", type=int, default=-1, help="send itself SIGINT at this step")
 parser.add_argument("--no-with", action="store_true", help="no `with run:` around the loop")
 parser.add_argument("--hard-exit-after-days", type=int, default=-1,
@@ -129,6 +131,8 @@ def train() -> None:
         if days_ended >= args.hard_exit_after_days >= 0:
             os._exit(0)
         if run.step == args.exit_at:
+            if args.raise_exit:
+                raise SystemExit(args.exit_code)
             sys.exit(args.exit_code)
         if run.step == args.sigint_at:
             os.kill(os.getpid(), signal.SIGINT)

@@ -126,7 +126,7 @@ def test_runs_table_marks_bad_runs_and_best_val():
     assert actions.best_val(acc) == "val_acc 0.5 (day 0)"
     table = actions.runs_table(runs, {1: 0.7, 2: None}, {1: "val_loss 0.3 (day 1)"})
     assert table.loc[0, "status"] == "💥 crashed"
-    assert table.loc[1, "parent"] == "#1 day 1"
+    assert table.loc[1, "parent"] == "#1, end of day 1"
     assert table.loc[0, "heartbeat"] == "3s ago"
     assert table.loc[0, "lr"] == 0.1
     # the effective value the trainer reports wins over the configured one

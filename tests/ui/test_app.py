@@ -176,6 +176,18 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
         assert "lr" in texts(at, "error"), bad
         assert commands(trainers) == before, bad
 
+    # what was typed is what is sent, typed and clicked in one go (the click's callback reads
+    # the box's value of that click, not of the run before)
+    at.text_input(key="lr_exact").input("0.03")
+    at.button(key="lr_set").click().run()
+    assert not at.error, texts(at, "error")
+    assert trainers.client.run(run_id).hp["lr"] == pytest.approx(0.03)
+    at.text_input(key="hp_clip").input("0.5")
+    at.button(key="hp_set_clip").click().run()
+    assert not at.error, texts(at, "error")
+    assert trainers.client.run(run_id).hp["clip"] == pytest.approx(0.5)
+    assert "clip 1 → 0.5 applied at step" in texts(at, "success").replace("\\", "")
+
     at.button(key="momentum_more").click().run()
     assert not at.error, texts(at, "error")
     assert trainers.client.run(run_id).hp["momentum"] == pytest.approx(0.95)
@@ -415,3 +427,52 @@ def test_a_knob_the_loop_does_not_read_says_so(tmp_path, monkeypatch):
     assert "batch_size: not read by the loop since step 0" in notes.replace("\\", "")
     assert "warmup: never read by the loop" in notes.replace("\\", "")
     assert "clip:" not in notes.replace("\\", "")
+
+
+def test_one_vocabulary_of_days(store_with_runs):
+    """Day N is the N-th stretch of training; a day checkpoint is the end of its day (day 0:
+    the start); a count is "days saved". The same words in the header, its hover, the Runs,
+    Days and Events tables, the pickers and the event details, and in the CLI."""
+    import subprocess
+    import sys
+    import time
+
+    client = babysit.Client(store_with_runs)
+    # run 1 as a live run that saved 2 days and trains on day 3; it was rolled back once
+    client.store.update_run(1, status="running", day=2, step=250, heartbeat=time.time(),
+                            ended=None)
+    client.store.add_event(1, 250, 3, "rollback", "cli",
+                           {"to_day": 1, "to_step": 100, "from_step": 250}, 0)
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    no_exceptions(at)
+    header = {m.label: m for m in at.metric}
+    assert header["day in progress"].value == "3"
+    assert header["day in progress"].proto.help.replace("\\", "") == \
+        "day 3 in progress, 2 days saved"
+    tables = [d.value for d in at.dataframe]
+    days = next(t for t in tables if "end of day" in t.columns)     # the Days table
+    assert list(days["end of day"]) == [0, 1, 2, 3] and "day" not in days.columns
+    assert at.selectbox(key="rollback_day").label == "roll back to the end of day"
+    assert at.selectbox(key="fork_day").label == "fork from the end of day"
+    events = next(t for t in tables if "what" in t.columns)         # the Events table
+    assert "rollback to the end of day 1 (step 100) from step 250" in \
+        " ".join(events["what"].astype(str))
+    assert "days of 100 steps" in " ".join(events["what"].astype(str))   # a length, not a day
+
+    finished = AppTest.from_string(page_script("run"), default_timeout=30)
+    finished.query_params["run"] = "2"
+    finished.run()
+    saved = {m.label: m for m in finished.metric}["days saved"]
+    assert saved.value == "3" and saved.proto.help == "3 days saved"
+
+    runs = render("runs")
+    table = runs.dataframe[0].value
+    assert "days saved" in table.columns and "day" not in table.columns
+    assert table.set_index("id").loc[1, "days saved"] == 2
+
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO))
+    ls = subprocess.run([sys.executable, "-m", "babysit", "--root", str(store_with_runs), "ls"],
+                        env=env, capture_output=True, text=True, check=True).stdout
+    assert "days_saved" in ls.splitlines()[0] and " day " not in f" {ls.splitlines()[0]} "

@@ -131,7 +131,7 @@ def test_nudge_event_marker_says_what_changed() -> None:
     text = nudge.hovertext[0]
     assert "lr 0.1 → 0.05" in text and "(ui, " in text
     assert datetime.fromtimestamp(T0 + 150).strftime("%H:%M:%S") in text
-    assert "rollback to day 2 (step 400) from step 731" in trace(fig, "rollback").hovertext[0]
+    assert "rollback to the end of day 2 (step 400) from step 731" in trace(fig, "rollback").hovertext[0]
     assert trace(fig, "nudge").marker.symbol != trace(fig, "rollback").marker.symbol
 
 
@@ -332,7 +332,7 @@ def test_lineage_edges_match_runs_with_a_parent() -> None:
     fig = lineage_figure(runs)
     labels = trace(fig, "fork days")
     assert len(labels.x) == runs["parent_id"].notna().sum() == 2
-    assert sorted(labels.text) == ["day 2", "day 3"]
+    assert sorted(labels.text) == ["end of day 2", "end of day 3"]
     edges = trace(fig, "forks")
     assert list(edges.x).count(None) == 2
     ids = sorted(i for t in fig.data if t.customdata is not None for i in t.customdata)
@@ -357,7 +357,7 @@ def test_lineage_survives_a_missing_parent_and_a_cycle() -> None:
 
 
 def test_describe_event_kinds() -> None:
-    assert describe_event("fork", {"child": 7, "day": 2}, "ui") == "fork child #7 at day 2 (ui)"
+    assert describe_event("fork", {"child": 7, "day": 2}, "ui") == "fork child #7 at the end of day 2 (ui)"
     assert describe_event("diverged", {"metric": "loss", "value": float("nan")}, "monitor") == "diverged loss = nan (monitor)"
     assert describe_event("nudge", '{"momentum": {"old": 0.9, "new": 0.8}}', "api") == "nudge momentum 0.9 → 0.8 (api)"
     assert describe_event("pause", None, None) == "pause"

@@ -196,7 +196,7 @@ def test_manual_exploit_copies_a_days_weights_into_a_live_run(trainers, monkeypa
     at.button(key=f"study_exploit_{sid}").click().run()
     no_exceptions(at)
     assert not at.error, texts(at, "error")
-    assert f"run #{b} now continues from run #{a}'s day 1 with lr=0.02" in texts(at, "success")
+    assert f"run #{b} now continues from the end of run #{a}'s day 1 with lr=0.02" in texts(at, "success")
     exploit = client.events(b).query("kind == 'exploit'").iloc[-1]
     assert exploit.source == "ui"
     assert (exploit.detail["from_run"], exploit.detail["from_day"]) == (a, 1)

@@ -58,15 +58,40 @@ def compare_runs(run_ids: Sequence[int]) -> None:
 
 def selected_run(ids: Sequence[int], live: Sequence[int] = ()) -> int | None:
     """The run to show: ?run=, then the last one opened, $BABYSIT_OPEN_RUN, a live run, the newest."""
+    return selected_id(ids, "run", OPEN_RUN, os.environ.get("BABYSIT_OPEN_RUN"), live=live)
+
+
+def selected_id(ids: Sequence[int], param: str, state_key: str, *more: Any,
+              live: Sequence[int] = ()) -> int | None:
+    """The id to show of a run or study: ?<param>=, then the last one opened
+    (``session_state[state_key]``), then ``more``, then the newest live one, the newest."""
     ids = [int(i) for i in ids]
-    for candidate in (st.query_params.get("run"), st.session_state.get(OPEN_RUN),
-                      os.environ.get("BABYSIT_OPEN_RUN")):
-        run_id = _as_id(candidate)
-        if run_id in ids:
-            return run_id
+    for candidate in (st.query_params.get(param), st.session_state.get(state_key), *more):
+        found = _as_id(candidate)
+        if found in ids:
+            return found
     if live:
         return int(max(live))
     return max(ids) if ids else None
+
+
+def choose(what: str, rows: Sequence[dict[str, Any]], current: int | None, param: str,
+           state_key: str) -> int | None:
+    """A select box of runs or studies, newest first, labelled "#id name · status"; the choice
+    is kept in ``session_state[state_key]`` and ``?<param>=``, so a reload or a shared link
+    shows the same one. None when nothing is chosen."""
+    ids = sorted((int(r["id"]) for r in rows), reverse=True)
+    labels = {int(r["id"]): f"#{int(r['id'])} {r.get('name') or ''} · {r.get('status') or ''}"
+              for r in rows}
+    picked = st.selectbox(what, ids, index=ids.index(current) if current in ids else 0,
+                          format_func=lambda i: labels.get(i, f"#{i}"))
+    if picked is None:
+        return None
+    picked = int(picked)
+    if st.session_state.get(state_key) != picked or st.query_params.get(param) != str(picked):
+        st.session_state[state_key] = picked
+        st.query_params[param] = str(picked)
+    return picked
 
 
 def no_store_message() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from babysit.errors import BabysitError
+from babysit.format import fmt
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
 from babysit.ui import actions, auth, console, prefs, state, zoom
@@ -21,6 +23,7 @@ from babysit.ui.panels import group_panels, panels_figure, zoom_steps, zoomed
 from babysit.ui.text import md
 from babysit.ui.views import (
     OPEN_RUN,
+    choose,
     control_access,
     load_runs,
     open_run,
@@ -29,16 +32,11 @@ from babysit.ui.views import (
 )
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
+_FLASH_ERROR = "run_flash_error"  # session_state key: why the last action was refused
 _ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
 _FIXED_KEYS = ("lr", "momentum")
 _CONSOLE_LINES = 200
 _PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "–" if value is None else str(value)
 
 
 def _run_row(runs: pd.DataFrame, run_id: int) -> dict[str, Any]:
@@ -76,15 +74,15 @@ def live_header(run_id: int) -> None:
         return
     now = _now(row, run_id)
     age = row.get("heartbeat_age")
-    cols = st.columns([1.9, 0.9, 1, 2.4, 1.1, 1.1])
+    cols = st.columns([1.8, 1.4, 1, 2.0, 1.1, 1.1])     # "day in progress" fits its column
     cols[0].metric("status", md(actions.status_mark(str(row["status"]))))
     live = str(row.get("status")) in LIVE
-    cols[1].metric("day" if live else "days saved",
+    cols[1].metric("day in progress" if live else "days saved",
                    md(day_text(row.get("day"), str(row.get("status"))).split(" ")[0]),
-                   help=md(days_saved(row.get("day"))))
+                   help=md(days_saved(row.get("day"), live)))
     cols[2].metric("step", row.get("step"))
     cols[3].metric("lr", md(_lr_text(row, now)))
-    cols[4].metric("momentum", md(_fmt(_momentum_now(row, now))))
+    cols[4].metric("momentum", md(fmt(_momentum_now(row, now))))
     cols[5].metric("heartbeat", "–" if age is None or pd.isna(age) else f"{age:.0f}s ago")
     if row.get("status") in ("crashed", "diverged") and row.get("error"):
         st.error(f"Run {run_id} {md(row['status'])}: {md(row['error'])}")
@@ -103,13 +101,20 @@ def day_text(day: Any, status: str) -> str:
     return f"{n + 1} in progress" if status in LIVE else f"{n} saved"
 
 
-def days_saved(day: Any) -> str:
-    """The header's hover: "day 3 in progress, 2 days saved"."""
+def days_saved(day: Any, live: bool = True) -> str:
+    """The header's hover, in the one vocabulary of days (README: "Days"): day N is the N-th
+    stretch of training, a day checkpoint holds the state at the end of its day, day 0 is the
+    start.
+
+    >>> days_saved(2), days_saved(2, live=False), days_saved(0)
+    ('day 3 in progress, 2 days saved', '2 days saved', 'day 1 in progress, 0 days saved')
+    """
     try:
         n = int(day)
     except (TypeError, ValueError):
         return "no day saved yet"
-    return f"day {n + 1} in progress, {n} day{'s' if n != 1 else ''} saved"
+    saved = f"{n} day{'s' if n != 1 else ''} saved"
+    return f"day {n + 1} in progress, {saved}" if live else saved
 
 
 @st.fragment(run_every=state.REFRESH_S)
@@ -150,7 +155,11 @@ def live_view(run_id: int) -> None:
 @st.fragment(run_every=state.REFRESH_S)
 def live_console(run_id: int) -> None:
     """The tail of the run's console output (its process log), live."""
-    text = console.tail(state.store_location()[0], run_id, lines=int(_CONSOLE_LINES))
+    try:        # a Ray job's output comes from the cluster, which may be unreachable
+        text = console.of_run(state.client(), run_id, lines=int(_CONSOLE_LINES))
+    except BabysitError as exc:
+        st.caption(f"Console output unavailable: {md(exc)}")
+        return
     with st.expander("Console output", expanded=bool(text)):
         if text is None:
             st.caption("No console output saved for this run: runs started with "
@@ -183,7 +192,41 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
     return message
 
 
-def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback: Any) -> None:
+def _on_click(label: str, fn: Callable[[], str]) -> dict[str, Any]:
+    """A button's ``on_click``: the action runs in the click's callback, before the fragment
+    reruns, so a click costs one fragment run instead of two (one only to reach the button,
+    one to show the result): half the wait between a click and its confirmation.
+
+    The callback reads what was typed from ``st.session_state`` (the values of this click),
+    never from variables of the run that drew the button."""
+    return {"on_click": _clicked, "args": (label, fn)}
+
+
+def _clicked(label: str, fn: Callable[[], str]) -> None:
+    """Run one action (a button's callback): the trainer's account of it or why not is shown
+    by the fragment run that follows. Every action passes here or through :func:`_act`, and
+    the session must have shown the token or the password (a crafted message can click a
+    disabled button)."""
+    try:
+        auth.require()
+        message = fn()
+    except BabysitError as exc:
+        st.session_state[_FLASH_ERROR] = str(exc)
+        return
+    state.refresh()
+    st.session_state[_FLASH] = message
+
+
+def _typed(key: str) -> str:
+    return str(st.session_state.get(key) or "")
+
+
+def _set_typed(client: Any, run_id: int, name: str) -> str:
+    """Set hyperparameter ``name`` to what its box (``hp_<name>``) holds at the click."""
+    return actions.set_value(client, run_id, name, _typed(f"hp_{name}"))
+
+
+def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
     hp = row.get("hp") or {}
     now = _now(row, run_id)
     off = not enabled
@@ -191,38 +234,36 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
     with c1:
         st.markdown(f"**Learning rate** · now {md(_lr_text(row, now))}")
         b1, b2 = st.columns(2)
-        if b1.button("lr ×0.5", key="lr_half", disabled=off, width="stretch"):
-            _act(feedback, "halving lr", lambda: actions.lr_times(client, run_id, 0.5))
-        if b2.button("lr ×2", key="lr_double", disabled=off, width="stretch"):
-            _act(feedback, "doubling lr", lambda: actions.lr_times(client, run_id, 2.0))
-        text = st.text_input("exact lr", key="lr_exact", placeholder="e.g. 0.01", disabled=off)
-        if st.button("Set lr", key="lr_set", disabled=off):
-            _act(feedback, "setting lr", lambda: actions.set_value(client, run_id, "lr", text))
+        b1.button("lr ×0.5", key="lr_half", disabled=off, width="stretch",
+                  **_on_click("halving lr", lambda: actions.lr_times(client, run_id, 0.5)))
+        b2.button("lr ×2", key="lr_double", disabled=off, width="stretch",
+                  **_on_click("doubling lr", lambda: actions.lr_times(client, run_id, 2.0)))
+        st.text_input("exact lr", key="lr_exact", placeholder="e.g. 0.01", disabled=off)
+        st.button("Set lr", key="lr_set", disabled=off, **_on_click(
+            "setting lr", lambda: actions.set_value(client, run_id, "lr", _typed("lr_exact"))))
     with c2:
-        st.markdown(f"**Momentum** · now {md(_fmt(_momentum_now(row, now)))}")
+        st.markdown(f"**Momentum** · now {md(fmt(_momentum_now(row, now)))}")
         b1, b2 = st.columns(2)
-        if b1.button("More momentum", key="momentum_more", disabled=off, width="stretch",
-                     help="halves 1-β: 0.9 → 0.95"):
-            _act(feedback, "more momentum",
-                 lambda: actions.momentum_nudge(client, run_id, "more"))
-        if b2.button("Less momentum", key="momentum_less", disabled=off, width="stretch",
-                     help="doubles 1-β: 0.95 → 0.9"):
-            _act(feedback, "less momentum",
-                 lambda: actions.momentum_nudge(client, run_id, "less"))
-        mtext = st.text_input("exact momentum", key="momentum_exact", placeholder="e.g. 0.9",
-                              disabled=off)
-        if st.button("Set momentum", key="momentum_set", disabled=off):
-            _act(feedback, "setting momentum",
-                 lambda: actions.set_value(client, run_id, "momentum", mtext))
+        b1.button("More momentum", key="momentum_more", disabled=off, width="stretch",
+                  help="halves 1-β: 0.9 → 0.95", **_on_click(
+                      "more momentum", lambda: actions.momentum_nudge(client, run_id, "more")))
+        b2.button("Less momentum", key="momentum_less", disabled=off, width="stretch",
+                  help="doubles 1-β: 0.95 → 0.9", **_on_click(
+                      "less momentum", lambda: actions.momentum_nudge(client, run_id, "less")))
+        st.text_input("exact momentum", key="momentum_exact", placeholder="e.g. 0.9",
+                      disabled=off)
+        st.button("Set momentum", key="momentum_set", disabled=off, **_on_click(
+            "setting momentum",
+            lambda: actions.set_value(client, run_id, "momentum", _typed("momentum_exact"))))
     with c3:
         st.markdown(f"**Process** · {md(actions.status_mark(str(row['status'])))}")
-        if st.button("Pause", key="run_pause", disabled=off, width="stretch"):
-            _act(feedback, "pausing", lambda: actions.pause(client, run_id))
-        if st.button("Resume", key="run_resume", disabled=off, width="stretch"):
-            _act(feedback, "resuming", lambda: actions.resume(client, run_id))
-        if st.button("Stop", key="run_stop", disabled=off, width="stretch",
-                     help="stops at the next step; restart later with babysit restart"):
-            _act(feedback, "stopping", lambda: actions.stop(client, run_id))
+        st.button("Pause", key="run_pause", disabled=off, width="stretch",
+                  **_on_click("pausing", lambda: actions.pause(client, run_id)))
+        st.button("Resume", key="run_resume", disabled=off, width="stretch",
+                  **_on_click("resuming", lambda: actions.resume(client, run_id)))
+        st.button("Stop", key="run_stop", disabled=off, width="stretch",
+                  help="stops at the next step; restart later with babysit restart",
+                  **_on_click("stopping", lambda: actions.stop(client, run_id)))
 
     others = [k for k, v in hp.items() if k not in _FIXED_KEYS
               and isinstance(v, int | float) and not isinstance(v, bool)]
@@ -232,31 +273,30 @@ def _knobs(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedbac
             for name in others:
                 a, b = st.columns([3, 1], vertical_alignment="bottom")
                 unread = actions.unread_note(name, row.get("effective"))
-                value = a.text_input(f"{md(name)} (now {md(_fmt(hp[name]))})",
-                                     key=f"hp_{name}", disabled=off,
+                a.text_input(f"{md(name)} (now {md(fmt(hp[name]))})",
+                             key=f"hp_{name}", disabled=off,
                                      help=f"{unread}: a nudge of it changes nothing the loop "
                                           "does" if unread else None)
                 if unread:
                     a.caption(f"⚠ {md(name)}: {unread}", help="babysit records the last step "
                               "at which the loop read run.hp[key]")
-                if b.button(f"Set {md(name)}", key=f"hp_set_{name}", disabled=off):
-                    _act(feedback, f"setting {name}",
-                         lambda n=name, v=value: actions.set_value(client, run_id, n, v))
+                b.button(f"Set {md(name)}", key=f"hp_set_{name}", disabled=off, **_on_click(
+                    f"setting {name}", functools.partial(_set_typed, client, run_id, name)))
 
 
 def _checkpoint_table(checkpoints: pd.DataFrame) -> pd.DataFrame:
     if not len(checkpoints):
-        return pd.DataFrame(columns=["day", "step", "time"])
+        return pd.DataFrame(columns=["end of day", "step", "time"])
     metrics = pd.DataFrame([m if isinstance(m, dict) else {} for m in checkpoints["metrics"]])
     metrics = metrics.apply(pd.to_numeric, errors="coerce")
     base = pd.DataFrame({
-        "day": checkpoints["day"].astype(int), "step": checkpoints["step"].astype(int),
+        "end of day": checkpoints["day"].astype(int), "step": checkpoints["step"].astype(int),
         "time": [time.strftime("%m-%d %H:%M:%S", time.localtime(t)) for t in checkpoints["time"]],
     })
     return pd.concat([base, metrics.reset_index(drop=True)], axis=1)
 
 
-def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback: Any) -> None:
+def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
     try:
         checkpoints = state.checkpoints(run_id)
     except BabysitError as exc:
@@ -264,8 +304,10 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
         return
     st.subheader("Days")
     if not len(checkpoints):
-        st.caption("No day checkpoints yet: rollback and fork need at least one finished day.")
+        st.caption("No day checkpoints yet: rollback and fork need at least one saved day.")
         return
+    st.caption("Each row is a saved day: the state at the end of that day (day 0: the start), "
+               "with the day's metric means.")
     st.dataframe(_checkpoint_table(checkpoints), hide_index=True, width="stretch",
                  key="run_days",
                  column_config={c: st.column_config.NumberColumn(c, format="%.4g")
@@ -275,30 +317,38 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool, feedback
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Roll back** this run to the end of a day")
-        day = st.selectbox("day to roll back to", days, index=len(days) - 1, key="rollback_day")
-        over = st.text_input("overrides (key=value …)", key="rollback_overrides",
-                             placeholder="lr=0.05", disabled=not enabled)
+        st.selectbox("roll back to the end of day", days, index=len(days) - 1,
+                     key="rollback_day")
+        st.text_input("overrides (key=value …)", key="rollback_overrides",
+                      placeholder="lr=0.05", disabled=not enabled)
         if st.session_state.pop(_ROLLED_BACK, False):
-            st.session_state["rollback_confirm"] = False     # one tick, one rollback
-        sure = st.checkbox("Yes, roll back (later days stay in the store, superseded)",
-                           key="rollback_confirm", disabled=not enabled)
-        if st.button("Roll back", key="run_rollback", disabled=not enabled or not live):
-            def do_rollback() -> str:
-                message = actions.rollback(client, run_id, day, confirmed=sure, overrides=over)
-                st.session_state[_ROLLED_BACK] = True
-                return message
-            _act(feedback, "rolling back", do_rollback)
+            # one tick, one rollback. Set while the script draws the page: set in the click's
+            # callback, the browser kept showing the box ticked.
+            st.session_state["rollback_confirm"] = False
+        st.checkbox("Yes, roll back (later days stay in the store, superseded)",
+                    key="rollback_confirm", disabled=not enabled)
+
+        def do_rollback() -> str:
+            message = actions.rollback(
+                client, run_id, st.session_state.get("rollback_day"),
+                confirmed=bool(st.session_state.get("rollback_confirm")),
+                overrides=_typed("rollback_overrides"))
+            st.session_state[_ROLLED_BACK] = True
+            return message
+        st.button("Roll back", key="run_rollback", disabled=not enabled or not live,
+                  **_on_click("rolling back", do_rollback))
     with c2:
-        st.markdown("**Fork** a new run from a day")
-        fday = st.selectbox("day to fork from", days, index=len(days) - 1, key="fork_day")
-        fover = st.text_input("overrides (key=value …)", key="fork_overrides",
-                              placeholder="lr=0.02 momentum=0.95", disabled=not enabled)
-        if st.button("Fork", key="run_fork", disabled=not enabled):
-            def do_fork() -> str:
-                message, child = actions.fork(client, run_id, fday, fover)
-                st.session_state["last_fork"] = child      # offer a link to the new run
-                return message
-            _act(feedback, "forking", do_fork)
+        st.markdown("**Fork** a new run from the end of a day")
+        st.selectbox("fork from the end of day", days, index=len(days) - 1, key="fork_day")
+        st.text_input("overrides (key=value …)", key="fork_overrides",
+                      placeholder="lr=0.02 momentum=0.95", disabled=not enabled)
+
+        def do_fork() -> str:
+            message, child = actions.fork(client, run_id, st.session_state.get("fork_day"),
+                                          _typed("fork_overrides"))
+            st.session_state["last_fork"] = child      # offer a link to the new run
+            return message
+        st.button("Fork", key="run_fork", disabled=not enabled, **_on_click("forking", do_fork))
         child = st.session_state.get("last_fork")
         if child is not None and st.button(f"Open run #{child}", key="open_fork"):
             st.session_state.pop("last_fork", None)
@@ -391,23 +441,16 @@ def render() -> None:
         top.title("Run")
         return
     top.page_link(page("runs"), label="← All runs", icon=None)
-    ids = sorted((int(i) for i in runs["id"]), reverse=True)
     live_ids = [int(i) for i, s in zip(runs["id"], runs["status"], strict=False) if s in LIVE]
-    current = selected_run(ids, live_ids)
-    labels = {int(r["id"]): f"#{int(r['id'])} {r['name']} · {r['status']}"
-              for r in runs.to_dict("records")}
-    run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0,
-                          format_func=lambda i: labels.get(i, f"#{i}"))
+    run_id = choose("Run", runs.to_dict("records"), selected_run(runs["id"], live_ids), "run",
+                    OPEN_RUN)
     if run_id is None:
         return
-    run_id = int(run_id)
-    if st.session_state.get(OPEN_RUN) != run_id or st.query_params.get("run") != str(run_id):
-        st.session_state[OPEN_RUN] = run_id
-        st.query_params["run"] = str(run_id)
     row = _run_row(runs, run_id)
     st.title(f"Run #{run_id} {md(row.get('name') or '')}")
     if row.get("parent_id") is not None and not pd.isna(row.get("parent_id")):
-        st.caption(f"forked from run #{int(row['parent_id'])} at day {int(row['parent_day'])}")
+        st.caption(f"forked from run #{int(row['parent_id'])} at the end of day "
+                   f"{int(row['parent_day'])}")
 
     _view_controls(run_id, str(row.get("project") or ""))
 
@@ -444,12 +487,15 @@ def controls(run_id: int) -> None:
     flash = st.session_state.pop(_FLASH, None)
     if flash:
         feedback.success(md(flash))
+    refused = st.session_state.pop(_FLASH_ERROR, None)
+    if refused:
+        feedback.error(md(refused))
     try:
         client = state.client()
     except BabysitError as exc:
         st.error(f"Cannot open the babysit store: {md(exc)}")
         return
     steerable = allowed and row.get("status") in LIVE
-    _knobs(client, run_id, row, steerable, feedback)
-    _days(client, run_id, row, allowed, feedback)
+    _knobs(client, run_id, row, steerable)
+    _days(client, run_id, row, allowed)
     _about(client, run_id, row, allowed)

@@ -6,7 +6,6 @@ Figures come from `babysit.ui.study_figures`, every check and command from
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -15,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from babysit.errors import BabysitError
+from babysit.format import fmt
 from babysit.store import LIVE
 from babysit.study.space import SCALES, Space, SpaceError
 from babysit.ui import auth, state, study_state
@@ -28,7 +28,7 @@ from babysit.ui.study_figures import (
     wants_log,
 )
 from babysit.ui.text import md
-from babysit.ui.views import control_access, open_run, page
+from babysit.ui.views import choose, control_access, open_run, page, selected_id
 
 OPEN_STUDY = "open_study"        # session_state key: id of the study shown
 _FLASH = "study_flash"           # session_state key: the last action's success line
@@ -62,31 +62,10 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> None:
     st.rerun()
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "–" if value is None else str(value)
-
-
-def _study_label(row: dict[str, Any]) -> str:
-    return f"#{int(row['id'])} {row.get('name', '')} · {row.get('status', '')}"
-
-
 def open_study(study_id: int) -> None:
     """Show ``study_id`` on the Study page (stops this script run)."""
     st.session_state[OPEN_STUDY] = int(study_id)
     st.switch_page(page("study"), query_params={"study": str(int(study_id))})
-
-
-def _selected_study(ids: list[int]) -> int | None:
-    for candidate in (st.query_params.get("study"), st.session_state.get(OPEN_STUDY)):
-        try:
-            study_id = int(str(candidate).lstrip("#"))
-        except (TypeError, ValueError):
-            continue
-        if study_id in ids:
-            return study_id
-    return max(ids) if ids else None
 
 
 # --------------------------------------------------------------------------- new study
@@ -249,7 +228,7 @@ def _header(record: Any, runs: pd.DataFrame, allowed: bool) -> None:
     cols[1].metric("runs done", f"{done} / {budget.get('runs', '?')}")
     cols[2].metric("running", f"{live} (≤ {budget.get('parallel', '?')})")
     cols[3].metric(f"best {md(record.objective)}",
-                   md(_fmt(best.get("best", best.get("objective")))) if best else "–")
+                   md(fmt(best.get("best", best.get("objective")))) if best else "–")
     cols[4].metric("autopilot", md(record.autopilot))
     strategy = dict(record.strategy or {})
     kind = strategy.pop("kind", "?")
@@ -259,10 +238,10 @@ def _header(record: Any, runs: pd.DataFrame, allowed: bool) -> None:
                   f"{budget.get('days', '?')} days per run{parent}"))
     if best:
         bid = int(best["id"])
-        hp = ", ".join(f"{p}={_fmt(best.get(p))}" for p in record.space if p in best)
+        hp = ", ".join(f"{p}={fmt(best.get(p))}" for p in record.space if p in best)
         st.page_link(page("run"), label=md(f"Best run #{bid} {best.get('name', '')}: "
-                     f"{record.objective} {_fmt(best.get('best', best.get('objective')))} "
-                     f"at day {_fmt(best.get('best_day'))} ({hp})"),
+                     f"{record.objective} {fmt(best.get('best', best.get('objective')))} "
+                     f"at day {fmt(best.get('best_day'))} ({hp})"),
                      icon=":material/emoji_events:", query_params={"run": str(bid)})
     feedback = st.container()
     try:
@@ -541,17 +520,10 @@ def render() -> None:
         return
     with st.expander("New study", expanded=False):
         _new_study_form(names, allowed)
-    ids = sorted((int(i) for i in studies["id"]), reverse=True)
-    labels = {int(r["id"]): _study_label(r) for r in studies.to_dict("records")}
-    current = _selected_study(ids)
-    study_id = st.selectbox("Study", ids, index=ids.index(current) if current in ids else 0,
-                            format_func=lambda i: labels.get(i, f"#{i}"))
+    study_id = choose("Study", studies.to_dict("records"),
+                      selected_id(studies["id"], "study", OPEN_STUDY), "study", OPEN_STUDY)
     if study_id is None:
         return
-    study_id = int(study_id)
-    if st.session_state.get(OPEN_STUDY) != study_id or st.query_params.get("study") != str(study_id):
-        st.session_state[OPEN_STUDY] = study_id
-        st.query_params["study"] = str(study_id)
     try:
         record = study_state.study(study_id)
     except BabysitError as exc:

@@ -1,0 +1,133 @@
+"""`babysit demo` / `babysit ui` as a service manager sees them: real processes, real signals.
+
+SIGTERM to the babysit process stops its Streamlit server (the port is free again, no server
+left serving) and the demo's training run (stopped, its process gone); a busy port is refused
+before any run exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from babysit import Client
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    for name in ("BABYSIT_RUN_ID", "BABYSIT_ROOT", "BABYSIT_STORE_URL", "BABYSIT_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
+def _babysit(root: Path, *args: str, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "babysit", "--root", str(root), *args],
+                                env=_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _serving(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
+    root, port = tmp_path / "store", _free_port()
+    log = tmp_path / "demo.log"
+    proc = _babysit(root, "demo", "--port", str(port), "--pace", "0.02", "--day", "50 steps",
+                    log=log)
+    try:
+        wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the demo's dashboard")
+        assert proc.poll() is None, log.read_text()
+        client = Client(root)
+        wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
+                 and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+        run = client.run(int(client.runs().iloc[0]["id"]))
+        # the demo trains until stopped: a newcomer coming back later still has live controls
+        assert run.launch["argv"][-2:] == ["--epochs", "0"]
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        servers = [pid for pid in children if pid != run.pid]
+        assert run.pid in children and servers, children   # the trainer and Streamlit
+
+        proc.send_signal(signal.SIGTERM)          # as systemd / docker stop does
+        assert proc.wait(timeout=90) == 0, log.read_text()
+        wait_for(lambda: _port_free(port), 30, "the port to be free")
+        for pid in servers + [run.pid]:
+            assert _gone(pid), f"process {pid} outlived babysit demo:\n{log.read_text()}"
+        after = client.run(run.id)
+        assert after.status == "stopped" and after.step >= run.step
+        assert "stopped" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_stops_the_ui_server(tmp_path):
+    root, port = tmp_path / "store", _free_port()
+    proc = _babysit(root, "ui", "--port", str(port), log=tmp_path / "ui.log")
+    try:
+        wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the dashboard")
+        assert proc.poll() is None, (tmp_path / "ui.log").read_text()
+        servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        wait_for(lambda: _port_free(port), 30, "the port to be free")
+        assert servers and all(_gone(pid) for pid in servers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("verb", ["demo", "ui"])
+def test_a_busy_port_is_refused_before_anything_starts(tmp_path, verb):
+    root = tmp_path / "store"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "babysit", "--root", str(root), verb,
+                               "--port", str(port)], env=_env(), capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 2, done
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
+    # nothing was created: no store, so no run and no training process
+    assert not root.exists() or Client(root).runs().empty
