@@ -46,9 +46,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babysit.store import Store  # noqa: E402
+from babysit.ui.compare_figures import compare_panels_figure  # noqa: E402
 from babysit.ui.curves import CurveCache  # noqa: E402
 from babysit.ui.downsample import downsample  # noqa: E402
-from babysit.ui.compare_figures import compare_panels_figure  # noqa: E402
 from babysit.ui.figures import run_figure  # noqa: E402
 
 T0 = 1_700_000_000.0
