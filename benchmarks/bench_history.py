@@ -16,8 +16,9 @@ same values into a parquet file, a TensorBoard event file and a table of rows li
   TensorBoard's ``EventAccumulator`` with its default reservoir and with every point;
 - bytes on disk per logged scalar for babysit, today's rows, TensorBoard and parquet.
 
-Then the Compare page: ``--compare-runs`` runs x ``--compare-points`` points, one metric, cold
-and warm (views + ``compare_figure``), beside the parquet read of the same (data only). And at the largest size, a check that the one
+Then the Compare page: ``--compare-runs`` runs x ``--compare-points`` points, one metric, cold,
+warm and a zoom into 1 % of the steps (views + ``compare_panels_figure``, the page's figure),
+beside the parquet read of the same (data only). And at the largest size, a check that the one
 spike is visible at every zoom level from the whole run down to its own step.
 
     python benchmarks/bench_history.py                       # 1e4..1e7, TB up to 1e5 (~15 min)
@@ -45,9 +46,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from babysit.store import Store  # noqa: E402
+from babysit.ui.compare_figures import compare_panels_figure  # noqa: E402
 from babysit.ui.curves import CurveCache  # noqa: E402
 from babysit.ui.downsample import downsample  # noqa: E402
-from babysit.ui.figures import compare_figure, run_figure  # noqa: E402
+from babysit.ui.figures import run_figure  # noqa: E402
 
 T0 = 1_700_000_000.0
 NAMES = ("loss", "accuracy", "lr", "grad_norm")
@@ -325,21 +327,28 @@ def bench_compare(args, tmp: Path) -> dict:
     write_s = time.perf_counter() - t
     store.close()
 
+    def page(s: Store, cache: CurveCache, x_range=None):
+        # what the Compare page draws: the chosen metric of every run, one panel
+        return compare_panels_figure(
+            {i: cache.metrics(s, i, names=["loss"], x_range=x_range) for i in run_ids},
+            ["loss"])
+
     def cold():
         s = Store.open(root, create=False)
-        cache = CurveCache()
         try:
-            compare_figure({i: cache.metrics(s, i, names=["loss"]) for i in run_ids}, "loss")
+            page(s, CurveCache())
         finally:
             s.close()
     out = {"runs": args.compare_runs, "n": n, "write_s": write_s,
            "cold": median_time(cold, args.repeat)}
     store = Store.open(root, create=False)
     cache = CurveCache()
-    for i in run_ids:
-        cache.metrics(store, i, names=["loss"])
-    out["warm"] = median_time(lambda: compare_figure(
-        {i: cache.metrics(store, i, names=["loss"]) for i in run_ids}, "loss"), args.repeat)
+    page(store, cache)
+    out["warm"] = median_time(lambda: page(store, cache), args.repeat)
+    lo = n // 3
+    window = (lo, lo + max(n // 100, 1) - 1)
+    # a zoom into 1 % of the steps: a new range, so every run is re-read (store open)
+    out["zoom"] = median_time(lambda: page(store, CurveCache(), window), args.repeat)
     out["cache_mb"] = cache.nbytes / 1e6
     store.close()
     paths = []
@@ -424,7 +433,8 @@ def main() -> None:
         print()
         print(f"Compare page: {compare['runs']} runs x {compare['n']:,} points, one metric: "
               f"cold {fmt_s(compare['cold']).strip()} ms ({verdict(compare['cold'])}), warm "
-              f"{fmt_s(compare['warm']).strip()} ms; parquet read + downsample of the same "
+              f"{fmt_s(compare['warm']).strip()} ms, zoom 1% "
+              f"{fmt_s(compare['zoom']).strip()} ms; parquet read of the same "
               f"{fmt_s(compare['parquet']).strip()} ms; cache {compare['cache_mb']:.1f} MB")
 
 

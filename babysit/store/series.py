@@ -42,6 +42,7 @@ COLUMNS = ("bucket", "count", "nan", "posinf", "neginf", "step_first", "step_las
 _INT = ("bucket", "count", "nan", "posinf", "neginf", "step_first", "step_last", "step_min",
         "step_max", "step_nonfinite", "day")
 _STEP_OR_NONE = ("step_min", "step_max", "step_nonfinite")
+_INT_POSITIONS = [COLUMNS.index(c) for c in _INT]
 
 
 @dataclass(frozen=True)
@@ -136,15 +137,34 @@ class Buckets:
         """From rows (tuples in COLUMNS order) as SQL returns them: NULL is None."""
         if len(rows) == 0:
             return cls.empty(level)
+        # one conversion of the whole result (NULL -> NaN), not a Python loop per column:
+        # exact while every integer fits a double's 53 bits, as steps and counts do
+        table = np.array(rows, dtype=np.float64)
+        if table.ndim == 2 and table.shape[1] == len(COLUMNS):
+            ints = table[:, _INT_POSITIONS]
+            if not (np.abs(ints[np.isfinite(ints)]) >= 2.0**53).any():
+                out: dict[str, np.ndarray] = {}
+                for i, name in enumerate(COLUMNS):
+                    col = table[:, i]
+                    if name in _STEP_OR_NONE:
+                        none = np.isnan(col)
+                        out[name] = np.where(none, 0.0, col).astype(np.int64)
+                        out[name][none] = NO_STEP
+                    elif name in _INT:
+                        out[name] = col.astype(np.int64)
+                    else:
+                        out[name] = col
+                return cls(level, **out)
         cols = list(zip(*rows, strict=True))
         out = {}
-        for name, col in zip(COLUMNS, cols, strict=True):
+        for name, values in zip(COLUMNS, cols, strict=True):
             if name in _STEP_OR_NONE:
-                out[name] = np.array([NO_STEP if v is None else v for v in col], dtype=np.int64)
+                out[name] = np.array([NO_STEP if v is None else v for v in values],
+                                     dtype=np.int64)
             elif name in _INT:
-                out[name] = np.array(col, dtype=np.int64)
+                out[name] = np.array(values, dtype=np.int64)
             else:   # NULL is NaN: no finite value (min/max) or a nan (first/last)
-                out[name] = np.array(col, dtype=np.float64)
+                out[name] = np.array(values, dtype=np.float64)
         return cls(level, **out)
 
     def rows(self) -> list[tuple]:

@@ -14,8 +14,10 @@ one, and the cache as a whole is capped in bytes.
   day, name, value, time, branch, superseded), the shape ``figures.run_figure`` draws.
 - ``bucket_points(buckets)``: a bucket frame as points: each bucket's first, min, max, last (at
   their own steps) and its first non-finite value, so every spike and nan stays drawn.
-- ``zoom_range(relayout, current)``: the x range a plotly relayout event asks for; pass it as
-  ``x_range`` to re-read that range at full detail, down to single steps.
+- ``chart_window(relayout)``: the x window a plotly relayout event leaves a chart at (steps,
+  days or local date strings; None after a double click), as ``ui.zoom.listen`` reports it.
+- ``window_steps(window, steps, xs)``: that window as the steps to re-read (``x_range``), so a
+  zoom re-reads its range at full detail, down to single steps.
 
 No Streamlit here: ``state.py`` keeps one ``CurveCache`` per server process.
 """
@@ -131,8 +133,10 @@ class CurveCache:
 
 
 def _frame_bytes(df: pd.DataFrame) -> int:
-    return int(df.memory_usage(index=True, deep=False).sum()) + 64 * len(df) * \
-        int("name" in df.columns)     # the name column's strings are shared, roughly a pointer
+    # every column holds 8-byte numbers or pointers to shared name strings (bools: 1 byte,
+    # counted as 8): rows x columns x 8, without pandas' memory_usage, which cost more than
+    # the read itself on a 20-run Compare page
+    return 8 * len(df) * (len(df.columns) + 1) + 64 * int("name" in df.columns)
 
 
 def bucket_points(buckets: pd.DataFrame) -> pd.DataFrame:
@@ -202,23 +206,24 @@ def _trace_groups(buckets: pd.DataFrame) -> np.ndarray:
     return np.r_[0, np.cumsum(change)]
 
 
-def zoom_range(relayout: Mapping[str, Any] | None, current: XRange | None = None,
-               axis: str = "xaxis") -> XRange | None:
-    """The x range a plotly relayout event asks for (None: the whole curve again).
+#: a window in the chart's own x units: steps, fractional days, or plotly's local date strings
+Window = tuple[float | str, float | str]
 
-    Understands ``{"xaxis.range[0]": a, "xaxis.range[1]": b}``, ``{"xaxis.range": [a, b]}``
-    and ``{"xaxis.autorange": True}`` (a double click); with subplots, the first x axis the
-    event names (``xaxis2.range[0]``...). An event that moves no x axis (a y zoom, a legend
-    click) keeps ``current``. Numbers are steps; a date axis gives times, which the caller
-    maps to steps.
 
-    >>> zoom_range({"xaxis.range[0]": 1200.4, "xaxis.range[1]": 5000})
+def chart_window(relayout: Mapping[str, Any] | None, axis: str = "xaxis") -> Window | None:
+    """The x window a plotly relayout event leaves the chart at, in the chart's own units
+    (numbers; on a date axis plotly's local date strings), or None for the whole run (no
+    event yet, a double click, or an event that cannot be read).
+
+    >>> chart_window({"xaxis.range[0]": 1200.4, "xaxis.range[1]": 5000})
     (1200.4, 5000.0)
-    >>> zoom_range({"xaxis.autorange": True}, (0, 10)) is None
+    >>> chart_window({"xaxis.range": ["2026-12-01 10:00", "2026-12-01 11:30:05.5"]})
+    ('2026-12-01 10:00', '2026-12-01 11:30:05.5')
+    >>> chart_window({"xaxis.autorange": True}) is None
     True
     """
     if not relayout:
-        return current
+        return None
     axes = sorted({k.split(".", 1)[0] for k in relayout if k.startswith(axis) and "." in k},
                   key=lambda a: (len(a), a))
     for name in axes:
@@ -227,12 +232,83 @@ def zoom_range(relayout: Mapping[str, Any] | None, current: XRange | None = None
         pair = relayout.get(f"{name}.range")
         if pair is None and f"{name}.range[0]" in relayout and f"{name}.range[1]" in relayout:
             pair = (relayout[f"{name}.range[0]"], relayout[f"{name}.range[1]"])
-        if pair is not None:
-            try:
-                lo, hi = float(pair[0]), float(pair[1])
-            except (TypeError, ValueError, IndexError):
-                continue        # a date axis sends strings: the caller maps times to steps
-            if lo != lo or hi != hi:
-                continue
-            return (min(lo, hi), max(lo, hi))
-    return current
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            continue
+        lo, hi = (_window_bound(v) for v in pair)
+        if lo is None or hi is None:
+            continue
+        if isinstance(lo, str) != isinstance(hi, str):
+            continue
+        if (_as_ms(lo) if isinstance(lo, str) else lo) > (_as_ms(hi) if isinstance(hi, str)
+                                                          else hi):
+            lo, hi = hi, lo
+        return (lo, hi)
+    return None
+
+
+def _window_bound(value: Any) -> float | str | None:
+    """A finite number, or a date string pandas can read (kept as sent: the chart's own
+    text for its range); anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            _as_ms(value)
+        except (ValueError, OverflowError):
+            return None
+        return value
+    return None
+
+
+def _as_ms(text: str) -> float:
+    stamp = pd.Timestamp(text)
+    if stamp is pd.NaT or stamp.tzinfo is not None:
+        raise ValueError(f"not a local date: {text!r}")
+    return float(stamp.value) / 1e6
+
+
+def window_steps(window: Window | None, steps: np.ndarray, xs: np.ndarray | None = None
+                 ) -> tuple[int, int] | None:
+    """The steps to re-read for ``window``: exactly its steps on a step axis (``xs`` None),
+    else the steps of the points drawn just outside it (``xs``: those points' x, in the
+    chart's units, in step order: days as numbers, times as datetime64), so the re-read
+    covers the window with a point on each side. None: the whole run.
+
+    >>> window_steps((10.2, 99.7), np.arange(1000))
+    (10, 100)
+    >>> days = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
+    >>> window_steps((0.7, 1.2), np.array([0, 50, 100, 150, 200]), days)
+    (50, 150)
+    """
+    if window is None:
+        return None
+    lo, hi = window
+    if xs is None:
+        if isinstance(lo, str) or isinstance(hi, str):
+            return None
+        return int(np.floor(lo)), int(np.ceil(hi))
+    steps = np.asarray(steps)
+    if not len(steps):
+        return None
+    x = np.asarray(xs)
+    if np.issubdtype(x.dtype, np.datetime64):
+        x = x.astype("datetime64[ms]").astype(np.int64).astype(np.float64)
+        bounds = [_as_ms(v) if isinstance(v, str) else float(v) for v in (lo, hi)]
+    else:
+        if isinstance(lo, str) or isinstance(hi, str):
+            return None
+        x = x.astype(np.float64)
+        bounds = [float(lo), float(hi)]
+    ok = np.isfinite(x)
+    steps, x = steps[ok], x[ok]
+    if not len(steps):
+        return None
+    order = np.argsort(x, kind="stable")
+    x, steps = x[order], steps[order]
+    i = max(int(np.searchsorted(x, bounds[0], side="right")) - 1, 0)
+    j = min(int(np.searchsorted(x, bounds[1], side="left")), len(x) - 1)
+    a, b = int(steps[i]), int(steps[j])
+    return (min(a, b), max(a, b))

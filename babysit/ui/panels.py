@@ -23,6 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from babysit.format import fmt
+from babysit.ui.curves import Window, window_steps
 from babysit.ui.figures import _event_traces, _log_ticks, _metric_traces
 from babysit.ui.fmt import _parse_detail
 from babysit.ui.frames import (
@@ -44,7 +45,8 @@ from babysit.ui.plotting import (
 )
 from babysit.ui.text import plot
 
-__all__ = ["family", "group_panels", "hp_rows", "panels_figure", "thin_days"]
+__all__ = ["family", "group_panels", "hp_rows", "panels_figure", "thin_days", "zoom_steps",
+           "zoomed"]
 
 _ROW_PX = 190          # height of one panel
 _MAX_DAY_LINES = 40    # beyond this, draw every k-th day line: 70 dotted lines read as a hatch
@@ -107,12 +109,15 @@ def panels_figure(
     smoothing: float = 0.0,
     show_superseded: bool = False,
     max_points: int | None = 1500,
+    whole: pd.DataFrame | None = None,
 ) -> go.Figure:
     """One panel per metric in ``panels`` (default: every metric, grouped), then one row per
     hyperparameter in ``hp`` (default: lr, momentum and any that changed), sharing the x axis.
 
     ``log_y`` names the panels drawn on a log axis. Rows of branches abandoned by a rollback
-    are left out unless ``show_superseded``, so the x range fits the live branch.
+    are left out unless ``show_superseded``, so the x range fits the live branch. ``whole``:
+    when ``metrics`` holds a zoomed range only, the whole-run view, so days are placed as in
+    the whole run (without checkpoints they come from the metrics' own day column).
 
     >>> df = pd.DataFrame({"step": [0, 1], "name": ["loss", "val_acc"], "value": [2.0, 0.5]})
     >>> [a.text for a in panels_figure(df).layout.annotations]
@@ -137,7 +142,8 @@ def panels_figure(
     if not rows:
         return empty_figure("No metrics yet")
 
-    axis = _XMapper.build(x, table, _live_checkpoints(checkpoints))
+    whole_table = _MetricTable.of(whole) if whole is not None else None
+    axis = _XMapper.build(x, whole_table or table, _live_checkpoints(checkpoints))
     gap = 0.35 / rows if rows > 1 else 0.0
     height = 1.0 / rows
     layout: dict[str, Any] = {
@@ -188,6 +194,43 @@ def panels_figure(
     layout["xaxis"] = {"anchor": f"y{rows}" if rows > 1 else "y", "title": {"text": axis.title},
                        **({"type": "date"} if x == "time" else {})}
     return go.Figure(data=traces, layout=layout)
+
+
+def zoom_steps(window: Window | None, metrics: pd.DataFrame | None,
+               checkpoints: pd.DataFrame | None = None, *, x: XAxis = "step"
+               ) -> tuple[int, int] | None:
+    """The steps to re-read at full detail for a chart zoomed to ``window`` (in the chart's x
+    units: steps, days or local times), using the whole-run view ``metrics`` to map days and
+    times back to steps the way ``panels_figure`` mapped them. None: the whole run.
+
+    >>> zoom_steps((100.4, 199.2), None)
+    (100, 200)
+    """
+    _check_x(x)
+    if window is None:
+        return None
+    if x == "step":
+        return window_steps(window, np.empty(0, np.int64))
+    table = _MetricTable.of(metrics)
+    if table is None:
+        return None
+    live = np.flatnonzero(~table.superseded)
+    if not len(live):
+        return None
+    rows = live[np.argsort(table.step[live], kind="stable")]
+    axis = _XMapper.build(x, table, _live_checkpoints(checkpoints))
+    return window_steps(window, table.step[rows].astype(np.int64),
+                        axis.of(table.step[rows], table.time[rows]))
+
+
+def zoomed(figure: go.Figure, window: Window | None) -> go.Figure:
+    """``figure`` with its shared x axis set to ``window`` (None: autorange): a redraw after a
+    re-read shows the range the user zoomed to, and keeps it across live refreshes."""
+    if window is None:
+        figure.update_layout(xaxis={"autorange": True})
+    else:
+        figure.update_layout(xaxis={"range": list(window), "autorange": False})
+    return figure
 
 
 def _hp_row(

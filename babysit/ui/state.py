@@ -61,8 +61,21 @@ def _curves() -> CurveCache:
 
 
 @st.cache_data(ttl=1, show_spinner=False)
-def _metrics(root: str, url: str | None, run_id: int, branch: int) -> pd.DataFrame:
-    return _curves().metrics(_client(root, url).store, run_id, branch)
+def _metrics(root: str, url: str | None, run_id: int, branch: int,
+             x_range: tuple[int, int] | None = None, names: tuple[str, ...] | None = None
+             ) -> pd.DataFrame:
+    return _curves().metrics(_client(root, url).store, run_id, branch, x_range=x_range,
+                             names=names)
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _metric_names(root: str, url: str | None, run_id: int) -> list[str]:
+    return _client(root, url).store.metric_names(run_id)
+
+
+def metric_names(run_id: int) -> list[str]:
+    """The names one run has logged, sorted (one small query, no curve read)."""
+    return _metric_names(*store_location(), int(run_id))
 
 
 @st.cache_data(ttl=1, show_spinner=False)
@@ -90,15 +103,19 @@ def runs() -> pd.DataFrame:
     return _runs(*store_location())
 
 
-def metrics(run_id: int) -> pd.DataFrame:
-    """Metric rows of one run, superseded branches included (drawn faded).
-
-    The whole history is read once per server process, then only the rows logged since.
+def metrics(run_id: int, x_range: tuple[int, int] | None = None,
+            names: list[str] | None = None) -> pd.DataFrame:
+    """The points to draw of one run's curves (``names``: those only), superseded branches
+    included (drawn faded): at most ~2,000 buckets per curve over ``x_range`` (steps; None:
+    the whole run), each bucket's first, min, max and last kept, so a zoom into a narrow range
+    comes back step by step. Re-read only when the run logged something.
     """
     table = runs()
     row = table[table["id"] == int(run_id)]
     branch = int(row["branch"].iloc[0]) if len(row) and "branch" in row else -1
-    return _metrics(*store_location(), int(run_id), branch)
+    rng = None if x_range is None else (int(x_range[0]), int(x_range[1]))
+    return _metrics(*store_location(), int(run_id), branch, rng,
+                    None if names is None else tuple(sorted(str(n) for n in names)))
 
 
 def events(run_id: int) -> pd.DataFrame:
@@ -148,6 +165,6 @@ def runs_summary(ids: list[int]) -> tuple[dict[int, float], dict[int, pd.DataFra
 
 def refresh() -> None:
     """Forget cached query results: called after an action, so its effect shows at once."""
-    for fn in (_runs, _metrics, _events, _checkpoints, _effective, _record, _latest_loss,
+    for fn in (_runs, _metrics, _metric_names, _events, _checkpoints, _effective, _record, _latest_loss,
                _runs_summary):
         fn.clear()

@@ -127,6 +127,12 @@ def test_buckets_rows_round_trip_through_sql_nulls():
     again = series.Buckets.from_rows(6, rows)
     for col in series.COLUMNS:
         np.testing.assert_array_equal(getattr(again, col), getattr(b, col), err_msg=col)
+        assert getattr(again, col).dtype == getattr(b, col).dtype, col
+    # steps past a double's 53 bits take the exact per-column path
+    big = series.summarize([2**60, 2**60 + 1], [1.0, 2.0], level=0)
+    again = series.Buckets.from_rows(0, big.rows())
+    assert again.step_first.tolist() == [2**60, 2**60 + 1]
+    assert again.step_min.tolist() == [2**60, 2**60 + 1]
 
 
 def test_owned_pyramids_equal_one_pyramid_per_trace():

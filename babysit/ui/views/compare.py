@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from babysit.errors import BabysitError
-from babysit.ui import state
-from babysit.ui.compare_figures import compare_panels_figure
-from babysit.ui.panels import group_panels
+from babysit.ui import state, zoom
+from babysit.ui.compare_figures import compare_panels_figure, first_live_step
+from babysit.ui.curves import chart_window
+from babysit.ui.panels import group_panels, zoom_steps, zoomed
 from babysit.ui.text import md
 from babysit.ui.views import COMPARE_RUNS, load_runs
 
@@ -15,15 +16,28 @@ from babysit.ui.views import COMPARE_RUNS, load_runs
 @st.fragment(run_every=state.REFRESH_S)
 def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[str],
                  smoothing: float) -> None:
+    """The overlaid curves; a zoom or a pan re-reads that range of every run at full detail
+    (on "steps since the fork point", each run's own steps), a double click the whole runs."""
+    zoom_key = f"compare_{align}"
+    window = chart_window(zoom.listen("compare_figure", key=zoom_key))
+    steps = zoom_steps(window, None)
     try:
         runs = state.runs()
-        metrics = {i: state.metrics(i) for i in run_ids}
+        metrics = {i: state.metrics(i, names=names) for i in run_ids}
+        starts = {i: first_live_step(df) for i, df in metrics.items()}
+        if steps is not None:
+            lo, hi = steps
+            metrics = {i: state.metrics(i, names=names, x_range=(
+                lo + int(starts[i] if align == "fork" else 0),
+                hi + int(starts[i] if align == "fork" else 0))) for i in run_ids}
     except BabysitError as exc:
         st.error(f"Cannot read the runs: {md(exc)}")
         return
     figure = compare_panels_figure(metrics, names, runs, align=align, log_y=set(log_y),
-                                   smoothing=smoothing)
-    st.plotly_chart(figure, key="compare_figure", width="stretch")
+                                   smoothing=smoothing, starts=starts)
+    figure.update_layout(uirevision=zoom_key)
+    zoomed(figure, window if steps is not None else None)
+    st.plotly_chart(figure, key="compare_figure", width="stretch", config=zoom.CHART_CONFIG)
 
 
 def render() -> None:
@@ -44,7 +58,7 @@ def render() -> None:
     names: list[str] = []
     try:
         for i in chosen:
-            names += [n for n in state.metrics(i)["name"].unique() if not str(n).startswith("hp/")]
+            names += [n for n in state.metric_names(i) if not str(n).startswith("hp/")]
     except BabysitError as exc:
         st.error(f"Cannot read the runs: {md(exc)}")
         return

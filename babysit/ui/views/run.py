@@ -16,9 +16,10 @@ from babysit.errors import BabysitError
 from babysit.format import fmt
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
-from babysit.ui import actions, auth, console, prefs, state
+from babysit.ui import actions, auth, console, prefs, state, zoom
+from babysit.ui.curves import chart_window
 from babysit.ui.frames import metrics_csv
-from babysit.ui.panels import group_panels, panels_figure
+from babysit.ui.panels import group_panels, panels_figure, zoom_steps, zoomed
 from babysit.ui.text import md
 from babysit.ui.views import (
     OPEN_RUN,
@@ -118,21 +119,34 @@ def days_saved(day: Any, live: bool = True) -> str:
 
 @st.fragment(run_every=state.REFRESH_S)
 def live_view(run_id: int) -> None:
-    """Curves and audit log; redraws every couple of seconds on its own."""
+    """Curves and audit log; redraws every couple of seconds on its own.
+
+    A zoom or a pan of the chart re-reads that range of steps at full detail (down to single
+    steps) and the redraw keeps it; a double click goes back to the whole run.
+    """
+    x = st.session_state.get("run_x", "step")
+    # one listener per run and x axis: another run or axis starts from the whole run
+    zoom_key = f"run_{run_id}_{x}"
+    window = chart_window(zoom.listen("run_figure", key=zoom_key))
     try:
-        metrics = state.metrics(run_id)
+        whole = metrics = state.metrics(run_id)
         events = state.events(run_id)
         checkpoints = state.checkpoints(run_id)
+        steps = zoom_steps(window, whole, checkpoints, x=x)
+        if steps is not None:
+            metrics = state.metrics(run_id, x_range=steps)
     except BabysitError as exc:
         st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
     panels = st.session_state.get(_PANELS) or None
     figure = panels_figure(metrics, events, checkpoints, panels=panels,
-                           log_y=set(st.session_state.get("run_log_panels") or ()),
-                           x=st.session_state.get("run_x", "step"),
+                           log_y=set(st.session_state.get("run_log_panels") or ()), x=x,
                            show_superseded=bool(st.session_state.get("run_superseded", False)),
-                           smoothing=float(st.session_state.get("run_smoothing", 0.0)))
-    st.plotly_chart(figure, key="run_figure", width="stretch")
+                           smoothing=float(st.session_state.get("run_smoothing", 0.0)),
+                           whole=whole)
+    figure.update_layout(uirevision=zoom_key)
+    zoomed(figure, window if steps is not None else None)
+    st.plotly_chart(figure, key="run_figure", width="stretch", config=zoom.CHART_CONFIG)
     with st.expander(f"Events ({len(events)})", expanded=False):
         st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
                      key="run_events")
