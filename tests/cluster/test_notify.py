@@ -4,6 +4,7 @@ while idle it sends the server almost no command queries (counted by pg_stat_sta
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,11 @@ def test_a_nudge_wakes_the_trainer_and_an_idle_trainer_barely_polls(pg_server, p
         c.stop(run_id, timeout=60)
         assert c.run(run_id).status == "stopped"
     finally:
+        # a failed assertion must not leave the trainer running after the server is gone
+        for record in c.store.list_runs():
+            if record.live:
+                with contextlib.suppress(Exception):
+                    c.terminate(record.id)
         admin.close()
         c.close()
 
