@@ -451,6 +451,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # someone comes back to the dashboard
         argv = [sys.executable, "-m", "babysit.demo", "--day", args.day, "--pace",
                 str(args.pace), "--epochs", "0"]
+        if not args.no_ui:
+            # --watch: it (and its forks) stop once this dashboard is gone, even SIGKILLed
+            import psutil
+
+            me = psutil.Process()
+            argv += ["--watch", f"{me.pid}:{me.create_time()!r}"]
         run_id = client.launch(argv, project="demo", detach=True)
         print(f"demo run {run_id} started; log: "
               f"{client.store.root / 'runs' / str(run_id) / 'process.log'}", flush=True)

@@ -11,6 +11,7 @@ import argparse
 import math
 import time
 
+import psutil
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -34,6 +35,24 @@ def spirals(n: int, classes: int = 5, noise: float = 0.15, seed: int = 0
     return 3 * x, label
 
 
+def watched(spec: str | None) -> psutil.Process | None:
+    """The process named by ``PID:START`` (``--watch``), if it is alive now, else None.
+
+    ``babysit demo`` passes itself, so its run (and every fork of it started while the demo
+    lives) stops when the demo is gone, even killed with SIGKILL: a run that trains until
+    stopped must not outlive the dashboard that shows it. A restart after the demo ended finds
+    the process gone and trains until stopped, as the user asked. The start time guards
+    against a reused pid."""
+    if not spec:
+        return None
+    try:
+        pid, start = spec.split(":")
+        proc = psutil.Process(int(pid))
+        return proc if abs(proc.create_time() - float(start)) < 1e-3 else None
+    except (ValueError, psutil.Error):
+        return None
+
+
 def model(width: int = 64, classes: int = 5) -> nn.Module:
     return nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
                          nn.Linear(width, classes))
@@ -54,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pace", type=float, default=0.03,
                         help="seconds to wait per step so a person can watch (0: full speed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--watch", default=None, metavar="PID:START",
+                        help="stop (at a day's end) once this process is gone: babysit demo's own")
     parser.add_argument("--fingerprint", action="store_true",
                         help="also log wsum, the sum of the weights each step starts from")
     args = parser.parse_args(argv)
@@ -75,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     run.attach(model=net, optimizer=opt)
     loss_fn = nn.CrossEntropyLoss()
 
+    watching = watched(args.watch)
+
     @run.on_day_end
     def validate(day: int) -> None:
         with torch.no_grad():
@@ -95,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
             run.log(loss=loss.item())
             if args.pace:
                 time.sleep(args.pace)
+            if watching is not None and run.step % 50 == 0 and not watching.is_running():
+                print("the babysit demo that started this run is gone: stopping", flush=True)
+                run.finish("stopped")
+                break
 
 
 if __name__ == "__main__":

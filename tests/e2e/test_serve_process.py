@@ -7,6 +7,7 @@ before any run exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -78,7 +79,8 @@ def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
                  and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
         run = client.run(int(client.runs().iloc[0]["id"]))
         # the demo trains until stopped: a newcomer coming back later still has live controls
-        assert run.launch["argv"][-2:] == ["--epochs", "0"]
+        argv = run.launch["argv"]
+        assert argv[argv.index("--epochs") + 1] == "0"
         children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         servers = [pid for pid in children if pid != run.pid]
         assert run.pid in children and servers, children   # the trainer and Streamlit
@@ -95,6 +97,36 @@ def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_killed_demo_leaves_no_training_behind(tmp_path):
+    """SIGKILL gives babysit demo no chance to clean up: its run notices and stops itself."""
+    root, port = tmp_path / "store", _free_port()
+    log = tmp_path / "demo.log"
+    proc = _babysit(root, "demo", "--port", str(port), "--pace", "0.01", "--day", "50 steps",
+                    log=log)
+    servers: list[int] = []
+    try:
+        wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the demo's dashboard")
+        client = Client(root)
+        wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
+                 and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+        run = client.run(int(client.runs().iloc[0]["id"]))
+        servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)
+                   if c.pid != run.pid]
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: client.run(run.id).status == "stopped", 60, "the demo run to stop")
+        wait_for(lambda: _gone(run.pid), 30, "the demo's trainer to exit")
+        assert "the babysit demo that started this run is gone" in \
+            (client.console(run.id, lines=50) or "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in servers:           # the orphaned Streamlit server (SIGKILL skips its stop)
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
 
 
 def test_sigterm_stops_the_ui_server(tmp_path):
