@@ -89,8 +89,22 @@ def test_nudge_and_roll_back_an_hf_trainer_from_the_browser(trainers, server, tm
 
         page.reload()       # the tab keeps steering: it sends its proof, the page reruns
         steering(page)
-        page.get_by_role("combobox", name="roll back to the end of day").click()
-        # the option by its own label: typing "1" + Enter picked whatever was highlighted
+        days = page.get_by_role("combobox", name="roll back to the end of day")
+
+        def offered() -> bool:
+            # typing filters the (virtualised) list; then the option by its own label (Enter
+            # picked whatever was highlighted)
+            days.click()
+            page.keyboard.type("1")
+            found = page.get_by_role("option", name="1", exact=True).count() > 0
+            if not found:
+                page.keyboard.press("Escape")
+            return found
+        try:
+            wait_for(offered, 60, "day 1 in the rollback list")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "e2e-hf-2-no-day-1.png"), full_page=True)
+            raise
         page.get_by_role("option", name="1", exact=True).click()
         page.get_by_text("Yes, roll back").click()
         page.get_by_role("button", name="Roll back").click()
