@@ -90,6 +90,18 @@ def test_runs_metrics_events_and_commands_round_trip(store_url, tmp_path):
         store.close()
 
 
+def _handed(feed, count: int, timeout: float = 30.0) -> list[int]:
+    """The ids the feed hands over until ``count`` came: a listening feed (PostgreSQL) hears of
+    a command by a notification that reaches its thread a moment after the commit."""
+    got: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        got += [c.id for c in feed.poll()]
+        if len(got) >= count or time.monotonic() > deadline:
+            return got
+        time.sleep(0.01)
+
+
 def test_the_command_feed_hands_each_pending_command_over_once(store_url, tmp_path):
     store = _open(store_url, tmp_path)
     try:
@@ -98,11 +110,11 @@ def test_the_command_feed_hands_each_pending_command_over_once(store_url, tmp_pa
         assert feed.poll() == []
         first = store.post_command(run, "pause", {}, "ui")
         store.post_command(other, "pause", {}, "ui")
-        assert [c.id for c in feed.poll()] == [first]
+        assert _handed(feed, 1) == [first]
         assert feed.poll() == []                         # still pending: not again
         second = store.post_command(run, "resume", {}, "cli")
         third = store.post_command(run, "stop", {}, "cli")
-        assert [c.id for c in feed.poll()] == [second, third]
+        assert _handed(feed, 2) == [second, third]
         store.apply([CommandOutcome(first, "applied", 3), CommandOutcome(second, "applied", 4)])
         assert feed.poll() == []
         assert [c.id for c in store.command_feed(run).poll()] == [third]   # a new process
