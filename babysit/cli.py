@@ -31,7 +31,8 @@ from babysit.client import Client
 from babysit.errors import BabysitError
 from babysit.format import fmt, fmt_hp, local_time, nudge_summary, terminal_safe
 from babysit.hparams import describe, parse_assignments, parse_nudge
-from babysit.launcher import command_line, make_launcher, process_env, process_start_time
+from babysit.launcher import command_line, process_env, process_start_time
+from babysit.launchers import make_launcher
 
 #: epoch-second columns that text output shows as local clock times (--json keeps seconds)
 _TIME_COLUMNS = ("time", "created", "ended", "decided")

@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from babysit.errors import BabysitError
-from babysit.launcher import LocalLauncher, launcher_for, process_alive
+from babysit.launcher import LocalLauncher, process_alive
+from babysit.launchers import launcher_for
 from babysit.store import LIVE, RunRecord, Store
 
 #: a launched run that has not reported its pid yet is given this long to start

@@ -44,11 +44,10 @@ from babysit.launcher import (
     LOCAL,
     Launcher,
     command_line,
-    launcher_for,
-    make_launcher,
     process_start_time,
     resolve_executable,
 )
+from babysit.launchers import launcher_for, make_launcher
 from babysit.storage import open_storage
 from babysit.store import (
     LIVE,

@@ -14,7 +14,8 @@ import pytest
 import babysit
 from babysit.cli import build_parser, main
 from babysit.errors import InvalidValue
-from babysit.launcher import LOCAL, LocalLauncher, launcher_env, launcher_for, make_launcher
+from babysit.launcher import LOCAL, LocalLauncher
+from babysit.launchers import launcher_env, launcher_for, make_launcher
 from babysit.ray_launcher import RayLauncher
 
 REPO = Path(__file__).resolve().parents[1]

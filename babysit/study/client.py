@@ -29,7 +29,6 @@ import pandas as pd
 from babysit.errors import BabysitError, InvalidValue, UnknownDay
 from babysit.hparams import check_key
 from babysit.launcher import (
-    launcher_env,
     process_alive,
     process_start_time,
     resolve_executable,
@@ -37,6 +36,7 @@ from babysit.launcher import (
     store_env,
     terminate,
 )
+from babysit.launchers import launcher_env
 from babysit.run_client import RunClient, check_source, whole
 from babysit.store import DECISION_STATUSES, LIVE, DecisionRecord, StudyRecord
 from babysit.study.objective import best, best_of, histories
