@@ -30,11 +30,16 @@ def test_lr_x05_in_the_browser_halves_the_scheduled_lr(trainers, server, schedul
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        # Paused while the page loads (tens of seconds on loaded CI cores): else the schedule
+        # decays the lr to nothing (step: ×0.5 every 10 steps; cosine: 0 from step 410) before
+        # the click. It trains again before the click, so the nudge meets a live schedule.
+        c.pause(run_id)
         page.goto(f"{server}/run?run={run_id}&token={TOKEN}")
         button = page.get_by_role("button", name="lr ×0.5")
         expect(button).to_be_enabled(timeout=60_000)
         # the header shows the effective lr beside the configured one, not the configured alone
         expect(page.get_by_text("schedule ×").first).to_be_visible(timeout=30_000)
+        c.resume(run_id)
         button.click()
         wait_for(lambda: len(c.events(run_id).query("kind == 'nudge'")), 30, "the UI nudge")
         event = c.events(run_id).query("kind == 'nudge'").iloc[-1]
@@ -45,6 +50,8 @@ def test_lr_x05_in_the_browser_halves_the_scheduled_lr(trainers, server, schedul
         expect(page.get_by_text(f"{message} applied at step {n}")).to_be_visible(timeout=30_000)
         browser.close()
     trainers.wait_step(run_id, n + 10)
+    nudges = c.events(run_id).query("kind == 'nudge'")
+    assert len(nudges) == 1, nudges[["step", "source", "detail"]].to_string()  # one click, one
     used = c.metrics(run_id, ["used_lr0"]).set_index("step").value
     plain = [lrs[0] for lrs in plain_schedule(scheduler, 0.1, int(used.index.max()) + 50)]
     assert plain[n] != 0.1
