@@ -30,7 +30,11 @@ against any step cost; the writer thread's share is the rest of the process CPU 
     python benchmarks/bench_integrations.py
     python benchmarks/bench_integrations.py --steps 300 --pairs 2 --only lightning
 
-Target (issue 12): the callback makes a step at most 2% slower (process CPU, median).
+Target (issue 12): the callback makes a step at most 2% slower (process CPU, median). Two
+figures are held to it: the median pair ratio, and babysit's own CPU per step (the hooks' time
+plus its threads' CPU, net of the framework's own threads) over a bare step's CPU. On a 2-core
+machine the pair ratios spread over several points, more than the target, so the second is the
+one that can tell; the first shows that nothing indirect (GIL, caches) adds much to it.
 """
 
 from __future__ import annotations
@@ -229,6 +233,9 @@ def measure(name: str, fn: Callable, opts: argparse.Namespace) -> bool:
     med = [statistics.median(r[k] for r in bare) for k in range(3)]
     med_sat = [statistics.median(r[k] for r in sat) for k in range(3)]
     others = statistics.median(s[1] - s[2] for s in sat)       # babysit's threads
+    # ... net of what threads other than the loop's cost without babysit (the framework's own)
+    others_net = others - statistics.median(b[1] - b[2] for b in bare)
+    accounted = (hook_us + others_net) / med[1] * 100
     cpu_pct = statistics.median((r - 1) * 100 for r in cpu_r)
     print(f"\n{name}")
     print(f"  {steps} steps a run ({warmup} untimed), {pairs} interleaved pairs, 1 thread")
@@ -246,7 +253,14 @@ def measure(name: str, fn: Callable, opts: argparse.Namespace) -> bool:
     print(f"  babysit's hooks on the loop thread: {hook_us:.1f} us/step "
           f"({hook_us / med[1] * 100:.2f}% of a bare step's CPU); babysit's threads (writer, "
           f"saver): {others:.1f} us/step of CPU")
-    return cpu_pct <= TARGET_PCT
+    # The pair ratios above spread over several points on a 2-core machine, more than the
+    # target: this sum of what babysit itself spends (timed inside its hooks, and its threads'
+    # CPU) is the steadier figure; a large gap between the two would mean an indirect cost
+    # (the GIL, caches) that the sum does not see.
+    print(f"  babysit's own CPU (hooks + its threads): {hook_us + others_net:.1f} us/step "
+          f"= {accounted:+.2f}% of a bare step   target <= +{TARGET_PCT:g}%   "
+          f"{'PASS' if accounted <= TARGET_PCT else 'MISS'}")
+    return cpu_pct <= TARGET_PCT and accounted <= TARGET_PCT
 
 
 def main() -> None:

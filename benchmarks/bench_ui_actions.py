@@ -10,8 +10,9 @@ headless Chromium driven by Playwright.
     step time. Target: under 1 s plus one training step.
 (b) **first chart**: a finished run of ``--chart-steps`` steps (loss, val_loss and the lr trace,
     written to the store directly); a fresh browser on the freshly started dashboard opens its
-    page: time until the loss curve is drawn. Beside it, the same navigation again (warm
-    server, warm caches). Target: under 3 s for 1,000 steps.
+    page: time until the loss curve is drawn, by the page's own clock (from the start of the
+    navigation to the curve in the document), with Playwright's wall time beside it. Then the
+    same navigation again (warm server, warm caches). Target: under 3 s for 1,000 steps.
 
     python benchmarks/bench_ui_actions.py                    # 10 clicks, 1,000-step chart
     python benchmarks/bench_ui_actions.py --clicks 5 --pace 0.05 --chart-steps 5000
@@ -44,6 +45,12 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
                 "--disable-component-update", "--no-first-run"]
 CONFIRMATION = re.compile(r"applied at step \d+")
 DRAWN_CURVE = ".js-plotly-plot .scatterlayer .trace path.js-line"
+#: records in the page when the first curve was drawn (performance.now(): since navigation)
+DRAWN_PROBE = """
+new MutationObserver((_, observer) => {
+  if (document.querySelector(%r)) { window.__drawn = performance.now(); observer.disconnect(); }
+}).observe(document, {subtree: true, childList: true});
+""" % DRAWN_CURVE
 
 
 def _free_port() -> int:
@@ -135,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
             # (b) the first chart a fresh dashboard draws, then the same page again
-            chart, shell = [], []
+            chart, shell, drawn = [], [], []
             for _ in range(2):
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                # the page's own clock: when the first curve is in the document, in ms since
+                # the navigation started (Playwright's round trips and polling left out)
+                page.add_init_script(DRAWN_PROBE)
                 t0 = time.perf_counter()
                 page.goto(f"{base}/run?run={chart_run}&token={TOKEN}")
                 # where the time goes: the page's title (app shell, websocket, script start)
@@ -146,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 shell.append(time.perf_counter() - t0)
                 page.locator(DRAWN_CURVE).first.wait_for(state="visible", timeout=120_000)
                 chart.append(time.perf_counter() - t0)
+                drawn.append(page.evaluate("window.__drawn") / 1000.0)
                 page.close()
 
             # (a) click -> confirmation on the live run's page
@@ -208,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
           f"   (first click {clicks[0]:.0f} ms)")
     print(f"  target: median < {CLICK_TARGET_MS:.0f} ms + one step = {click_limit:.0f} ms   "
           f"{'PASS' if med < click_limit else 'MISS'}")
-    print(f"{f'first chart, {args.chart_steps}-step run, fresh dashboard':42} {chart[0]:7.2f} s"
-          f"   (title shown at {shell[0]:.2f} s)")
-    print(f"{'  the same page again (warm, baseline)':42} {chart[1]:7.2f} s"
-          f"   (title shown at {shell[1]:.2f} s)")
-    print(f"  target: < {CHART_TARGET_S:.0f} s   {'PASS' if chart[0] < CHART_TARGET_S else 'MISS'}")
+    print(f"{f'first chart, {args.chart_steps}-step run, fresh dashboard':42} {drawn[0]:7.2f} s"
+          f"   (page clock; {chart[0]:.2f} s by Playwright, title at {shell[0]:.2f} s)")
+    print(f"{'  the same page again (warm, baseline)':42} {drawn[1]:7.2f} s"
+          f"   (page clock; {chart[1]:.2f} s by Playwright, title at {shell[1]:.2f} s)")
+    print(f"  target: < {CHART_TARGET_S:.0f} s   {'PASS' if drawn[0] < CHART_TARGET_S else 'MISS'}")
     return 0
 
 

@@ -7,8 +7,9 @@ Protocol (the loop thread on the left, the writer thread on the right):
   appends them directly: the hot path), store records (``babysit.store.outbox``: events, run
   updates, command outcomes), and three markers: a day's end (its checkpoint ``SaveJob``), a
   rewind (records that restart the day: rollback, exploit, restart), and a heartbeat.
-- The writer drains the queue into a batch (consecutive tuples become one ``MetricRows``) and
-  hands it to ``Store.apply``: one transaction. A batch the store cannot take now (locked, gone)
+- The writer drains the queue into a batch (consecutive tuples become one ``MetricRows``; a
+  heartbeat does not cut them, as it commits with them) and hands it to ``Store.apply``: one
+  transaction. A batch the store cannot take now (locked, gone)
   is retried, before anything newer, until it goes in; a record the store refuses is skipped with
   a ``store_refused`` event and the rest of its batch is written.
 - A day's checkpoint row waits for its file: the marker is held until the saver is done (then
@@ -360,17 +361,19 @@ class Outbox:
                 continue
             if type(item) is Rewind and self._held:
                 break       # it may supersede a checkpoint not listed yet: wait for the file
+            if type(item) is Heartbeat:
+                # No need to cut the rows here: the heartbeat commits in the same transaction
+                # as the rows before it, so one history write a batch instead of two (each
+                # costs the writer a few ms whatever its size).
+                queue.popleft()
+                batch.append(self._beat(item))
+                continue
             if rows:
                 self._add_to_day_means(rows)
                 batch.append(MetricRows(self.run_id, tuple(rows)))
                 rows = []
             queue.popleft()
-            if type(item) is Heartbeat:
-                values: dict[str, Any] = {"heartbeat": time.time(), "step": item.step}
-                if item.effective is not None:
-                    values["effective"] = item.effective
-                batch.append(RunUpdate(self.run_id, values))
-            elif type(item) is DayEnd:
+            if type(item) is DayEnd:
                 means = {k: sums[k] / counts[k] for k in sums}
                 sums.clear()
                 counts.clear()
@@ -389,6 +392,12 @@ class Outbox:
             self._add_to_day_means(rows)
             batch.append(MetricRows(self.run_id, tuple(rows)))
         return batch
+
+    def _beat(self, item: Heartbeat) -> RunUpdate:
+        values: dict[str, Any] = {"heartbeat": time.time(), "step": item.step}
+        if item.effective is not None:
+            values["effective"] = item.effective
+        return RunUpdate(self.run_id, values)
 
     def _add_to_day_means(self, rows: list[tuple]) -> None:
         """Add rows' finite values (not ``hp/`` ones) to the day's sums, a column at a time: a

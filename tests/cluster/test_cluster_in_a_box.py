@@ -73,7 +73,7 @@ def test_a_pbt_study_a_fork_and_a_stop_on_ray_postgres_and_s3(ray_head, pg_url, 
             budget={"parallel": 4, "days": DAYS}, autopilot="auto",
             # paced so that the 4 jobs, which Ray starts seconds apart, train side by side for
             # a few days: a PBT round needs them at a common day before the last one
-            command=[sys.executable, "-m", "babysit.demo", "--pace", "0.02", "--day",
+            command=[sys.executable, "-m", "babysit.demo", "--pace", "0.05", "--day",
                      "60 steps", "--fingerprint"])
         t0 = time.monotonic()
         _drive(Orchestrator(c, "box", log=lambda line: None), 420)

@@ -229,6 +229,22 @@ def test_the_heartbeat_never_reports_a_step_whose_rows_are_not_stored(tmp_path):
     assert all(step <= logged for step, logged in seen), [p for p in seen if p[0] > p[1]][:3]
 
 
+def test_a_heartbeat_commits_with_the_rows_around_it_in_one_history_write(tmp_path):
+    """The writer's cost is mostly per history write: a heartbeat between rows must not cut a
+    batch's rows in two writes (it did once a second, in every batch)."""
+    from babysit.trainer.outbox import Heartbeat
+    store, run_id, outbox, _ = _setup(tmp_path)
+    _log(outbox, range(5))
+    outbox.queue.append(Heartbeat(5))
+    _log(outbox, range(5, 9))
+    batch = outbox._drain()
+    assert [type(r).__name__ for r in batch] == ["RunUpdate", "MetricRows"]
+    assert [r[0] for r in batch[1].rows] == list(range(9))
+    assert batch[0].values["step"] == 5
+    store.apply(batch)
+    assert store.get_run(run_id).step == 5 and len(store.metrics(run_id)) == 9
+
+
 def _lock(store_root: Path) -> tuple[sa.Connection, sa.Engine]:
     """Another process's long write transaction: the store is locked until released."""
     engine = sa.create_engine(f"sqlite:///{store_root / 'babysit.db'}",

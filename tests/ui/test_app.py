@@ -203,11 +203,12 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
     # the page's queries are cached for a second: the new day shows on a later run
     wait_for(lambda: "1" in at.run().selectbox(key="rollback_day").options, 30, "day 1 listed")
     at.selectbox(key="rollback_day").select(1)
-    at.checkbox(key="rollback_confirm").check()
+    confirm = next(b for b in at.checkbox if b.label.startswith("Yes, roll back"))
+    confirm.check()
     at.button(key="run_rollback").click().run()
     assert not at.error, texts(at, "error")
     assert "rollback" in trainers.client.events(run_id).kind.tolist()
-    assert at.checkbox(key="rollback_confirm").value is False
+    assert next(b for b in at.checkbox if b.label.startswith("Yes, roll back")).value is False
 
     at.button(key="run_stop").click().run()
     assert not at.error, texts(at, "error")
@@ -265,7 +266,7 @@ def test_run_page_console_tail(store_with_runs):
     path.write_text("".join(f"line {i}\n" for i in range(500)) + "Traceback: boom\n")
     at.run()
     no_exceptions(at)
-    shown = at.code[0].value
+    shown = next(t.value for t in at.text if "Traceback" in t.value)
     assert shown.endswith("Traceback: boom") and "line 499" in shown and "line 100\n" not in shown
 
 

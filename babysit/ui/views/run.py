@@ -33,7 +33,7 @@ from babysit.ui.views import (
 
 _FLASH = "run_flash"              # session_state key: the last action's success line
 _FLASH_ERROR = "run_flash_error"  # session_state key: why the last action was refused
-_ROLLED_BACK = "run_rolled_back"  # session_state key: untick the confirmation on the next run
+_ROLLBACKS = "run_rollbacks"      # session_state key: rollbacks made, the confirmation's key
 _FIXED_KEYS = ("lr", "momentum")
 _CONSOLE_LINES = 200
 _PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
@@ -165,7 +165,10 @@ def live_console(run_id: int) -> None:
             st.caption("No console output saved for this run: runs started with "
                        "`babysit run`, restarts and forks save it in runs/<id>/process.log.")
         else:
-            st.code(text or "(nothing printed yet)", language=None, height=260)
+            # st.text, not st.code: st.code's highlighter is 1.5 MB of JavaScript that a fresh
+            # browser would fetch and parse beside the chart's plotly while the page opens
+            with st.container(height=260):
+                st.text(text or "(nothing printed yet)")
 
 
 def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
@@ -321,19 +324,19 @@ def _days(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
                      key="rollback_day")
         st.text_input("overrides (key=value …)", key="rollback_overrides",
                       placeholder="lr=0.05", disabled=not enabled)
-        if st.session_state.pop(_ROLLED_BACK, False):
-            # one tick, one rollback. Set while the script draws the page: set in the click's
-            # callback, the browser kept showing the box ticked.
-            st.session_state["rollback_confirm"] = False
+        # One tick, one rollback: each rollback draws a new checkbox (a new key), unticked.
+        # Setting the old one back to False did not hold: a rerun the browser asked for before
+        # it drew the unticked box brought its ticked state back.
+        confirm = f"rollback_confirm_{st.session_state.get(_ROLLBACKS, 0)}"
         st.checkbox("Yes, roll back (later days stay in the store, superseded)",
-                    key="rollback_confirm", disabled=not enabled)
+                    key=confirm, disabled=not enabled)
 
         def do_rollback() -> str:
             message = actions.rollback(
                 client, run_id, st.session_state.get("rollback_day"),
-                confirmed=bool(st.session_state.get("rollback_confirm")),
+                confirmed=bool(st.session_state.get(confirm)),
                 overrides=_typed("rollback_overrides"))
-            st.session_state[_ROLLED_BACK] = True
+            st.session_state[_ROLLBACKS] = st.session_state.get(_ROLLBACKS, 0) + 1
             return message
         st.button("Roll back", key="run_rollback", disabled=not enabled or not live,
                   **_on_click("rolling back", do_rollback))
@@ -399,8 +402,8 @@ def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None
         c2.markdown("**launch command**")
         launch = record.launch or {}
         argv = [str(launch.get("executable") or ""), *map(str, launch.get("argv") or [])]
-        c2.code(shlex.join(a for a in argv if a) if launch.get("argv") else
-                "(started from an interactive session)", language=None)
+        c2.text(shlex.join(a for a in argv if a) if launch.get("argv") else
+                "(started from an interactive session)")      # st.text: see live_console
         if launch.get("cwd"):
             c2.caption(f"in {md(launch['cwd'])}")
 
