@@ -36,6 +36,13 @@ _FLASH_ERROR = "run_flash_error"  # session_state key: why the last action was r
 _ROLLBACKS = "run_rollbacks"      # session_state key: rollbacks made, the confirmation's key
 _FIXED_KEYS = ("lr", "momentum")
 _CONSOLE_LINES = 200
+#: console output and the launch command in a terminal's font: st.text without st.code's
+#: highlighter. Drawn once per page, outside the fragments that redraw every few seconds.
+_MONO_CSS = ("<style>.st-key-run_console [data-testid='stText'], "
+             ".st-key-run_console [data-testid='stText'] *, "
+             ".st-key-run_launch [data-testid='stText'], "
+             ".st-key-run_launch [data-testid='stText'] * {font-family: 'Source Code Pro', "
+             "monospace; font-size: 0.8rem; line-height: 1.4}</style>")
 _PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
 
 
@@ -166,8 +173,9 @@ def live_console(run_id: int) -> None:
                        "`babysit run`, restarts and forks save it in runs/<id>/process.log.")
         else:
             # st.text, not st.code: st.code's highlighter is 1.5 MB of JavaScript that a fresh
-            # browser would fetch and parse beside the chart's plotly while the page opens
-            with st.container(height=260):
+            # browser would fetch and parse beside the chart's plotly while the page opens;
+            # monospace by _MONO_CSS
+            with st.container(height=260, key="run_console"):
                 st.text(text or "(nothing printed yet)")
 
 
@@ -402,8 +410,9 @@ def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None
         c2.markdown("**launch command**")
         launch = record.launch or {}
         argv = [str(launch.get("executable") or ""), *map(str, launch.get("argv") or [])]
-        c2.text(shlex.join(a for a in argv if a) if launch.get("argv") else
-                "(started from an interactive session)")      # st.text: see live_console
+        with c2.container(key="run_launch"):            # st.text: see live_console
+            st.text(shlex.join(a for a in argv if a) if launch.get("argv") else
+                    "(started from an interactive session)")
         if launch.get("cwd"):
             c2.caption(f"in {md(launch['cwd'])}")
 
@@ -460,6 +469,7 @@ def render() -> None:
     live_header(run_id)
     live_view(run_id)
     _download(run_id)
+    st.html(_MONO_CSS)
     live_console(run_id)
     st.divider()
     controls(run_id)
