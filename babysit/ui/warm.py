@@ -29,23 +29,23 @@ def warm() -> None:
 def main() -> None:
     import logging
 
-    # Importing the pages before the server runs makes each cached function say "No runtime
-    # found" once: true and harmless here, and a wall of warnings to a newcomer.
-    import streamlit.runtime.caching  # noqa: F401 - creates the loggers silenced below
-
-    quiet = [lg for name, lg in logging.root.manager.loggerDict.items()
-             if name.startswith("streamlit.runtime.caching") and isinstance(lg, logging.Logger)]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.ERROR)
+    # Importing the pages and drawing figures before the server runs makes Streamlit warn
+    # ("missing ScriptRunContext", "No runtime found, using MemoryCacheStorageManager") from
+    # loggers it creates on the way: true and harmless here, and a wall of warnings to a
+    # newcomer. Warnings and below are off while warming; errors still show.
+    logging.disable(logging.WARNING)
     try:
         warm()
     except Exception as exc:      # warming is an optimisation: never a reason not to serve
         print(f"babysit: warming the dashboard failed ({exc!r}); serving anyway",
               file=sys.stderr)
     finally:
-        for lg, level in zip(quiet, levels, strict=True):
-            lg.setLevel(level)
+        logging.disable(logging.NOTSET)
+    # Warming read Streamlit's config before the command line's flags; applying them now makes
+    # Streamlit say "please restart streamlit" for its server options. No server runs yet, so
+    # they do take effect: the message would only mislead.
+    logging.getLogger("streamlit.config").addFilter(
+        lambda record: "To have these changes be reflected" not in record.getMessage())
     from streamlit.web import cli
 
     sys.argv = ["streamlit", *sys.argv[1:]]

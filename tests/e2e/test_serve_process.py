@@ -135,6 +135,11 @@ def test_sigterm_stops_the_ui_server(tmp_path):
     try:
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the dashboard")
         assert proc.poll() is None, (tmp_path / "ui.log").read_text()
+        # what a newcomer reads: the link, not Streamlit's warnings from warming the pages
+        printed = (tmp_path / "ui.log").read_text()
+        assert "?token=" in printed
+        for noise in ("No runtime found", "ScriptRunContext", "please restart streamlit"):
+            assert noise not in printed, printed
         servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
