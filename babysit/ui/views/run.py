@@ -34,7 +34,7 @@ from babysit.ui.views import (
 _FLASH = "run_flash"              # session_state key: the last action's success line
 _FLASH_ERROR = "run_flash_error"  # session_state key: why the last action was refused
 _ROLLBACKS = "run_rollbacks"      # session_state key: rollbacks made, the confirmation's key
-_FIXED_KEYS = ("lr", "momentum")
+_FIXED_KEYS = ("lr", "momentum")  # have their own buttons; the rest get an exact entry each
 _CONSOLE_LINES = 200
 #: console output and the launch command in a terminal's font: st.text without st.code's
 #: highlighter. Drawn once per page, outside the fragments that redraw every few seconds.
@@ -43,7 +43,7 @@ _MONO_CSS = ("<style>.st-key-run_console [data-testid='stText'], "
              ".st-key-run_launch [data-testid='stText'], "
              ".st-key-run_launch [data-testid='stText'] * {font-family: 'Source Code Pro', "
              "monospace; font-size: 0.8rem; line-height: 1.4}</style>")
-_PANELS = "run_panels"              # session_state key: the chosen panels, in order   # have their own buttons; the rest get an exact entry each
+_PANELS = "run_panels"            # session_state key: the chosen panels, in order
 
 
 def _run_row(runs: pd.DataFrame, run_id: int) -> dict[str, Any]:
