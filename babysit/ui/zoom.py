@@ -28,7 +28,6 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 _FRONTEND = Path(__file__).with_name("zoom_frontend")
-_listener = components.declare_component("babysit_zoom", path=str(_FRONTEND))
 #: st.plotly_chart config of a zoomable chart: a double click always means "the whole run"
 #: (plotly's default first resets to the figure's own range, which after a zoom is the zoom)
 CHART_CONFIG = {"doubleClick": "autosize"}
@@ -48,7 +47,11 @@ def listen(chart_key: str, *, key: str) -> dict[str, Any] | None:
     >>> event = listen("run_figure", key="run_3_step")      # doctest: +SKIP
     """
     st.html(_OUT_OF_LAYOUT)              # style only: Streamlit gives it no space
-    value = _listener(chart_key=str(chart_key), key=KEY_PREFIX + key, default=None)
+    # declared on each use, not at import: Streamlit registers a component (the folder its
+    # frame is served from) only inside a script run, and ``babysit ui`` imports the pages
+    # before its server starts (babysit.ui.warm); declared then, the frame was a 404
+    listener = components.declare_component("babysit_zoom", path=str(_FRONTEND))
+    value = listener(chart_key=str(chart_key), key=KEY_PREFIX + key, default=None)
     if not isinstance(value, dict) or not isinstance(value.get("relayout"), dict):
         return None
     return dict(value["relayout"])

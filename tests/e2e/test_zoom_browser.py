@@ -1,7 +1,8 @@
 """Zoom is real: a drag on the Run page's chart re-reads that range at full detail.
 
 A real store holding a long run (200,000 steps through the store's bulk path, one single-step
-spike), a real `streamlit run app.py`, headless Chromium dragging on the chart with the mouse.
+spike), the Streamlit server `babysit ui` starts (pages imported before it serves: a component
+declared then was never served), headless Chromium dragging on the chart with the mouse.
 The whole-run view holds ~2,000 buckets; after two zooms the chart must hold every step of
 the window, the spike at its exact step and value among them, and keep that range when the
 page refreshes itself with new data.
@@ -80,7 +81,7 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
 
     ARTIFACTS.mkdir(exist_ok=True)
     run_id = _long_run(root)
-    board = start_dashboard(root, trainers.env())
+    board = start_dashboard(root, trainers.env(), as_babysit_ui=True)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -173,7 +174,7 @@ def test_compare_page_zoom_rereads_every_run(root, trainers):
 
     chart = ".st-key-compare_figure .js-plotly-plot"
     ids = [_long_run(root, "a"), _long_run(root, "b")]
-    board = start_dashboard(root, trainers.env())
+    board = start_dashboard(root, trainers.env(), as_babysit_ui=True)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

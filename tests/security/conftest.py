@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from babysit.ui.auth import TOKEN_ENV
+from babysit.ui.server import streamlit_argv
 from tests.conftest import REPO, wait_for
 
 
@@ -35,13 +36,19 @@ class Dashboard:
 
 
 def start_dashboard(root: Path, env: dict[str, str], *, password: str | None = None,
-                    settings: str = "", address: str = "127.0.0.1") -> Dashboard:
+                    settings: str = "", address: str = "127.0.0.1",
+                    as_babysit_ui: bool = False) -> Dashboard:
+    """``streamlit run app.py``; with ``as_babysit_ui``, the server ``babysit ui`` starts (its
+    options, and the pages imported before the server runs by babysit.ui.warm)."""
     port = free_port()
     token = secrets.token_urlsafe(32)      # as babysit ui makes it
     env = dict(env, BABYSIT_ROOT=str(root))
     env[TOKEN_ENV] = token
-    argv = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
-            "--server.port", str(port), "--server.address", address]
+    if as_babysit_ui:
+        argv = streamlit_argv(address, port, app=REPO / "app.py")
+    else:
+        argv = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+                "--server.port", str(port), "--server.address", address]
     secrets_file = root.parent / "secrets.toml"
     if password is not None or settings:
         body = "[babysit]\n" + (f'password = "{password}"\n' if password else "") + settings
