@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,10 +41,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _babysit(root: Path, *args: str, log: Path) -> subprocess.Popen:
+def _babysit(root: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", "babysit", "--root", str(root), *args],
-                                env=_env(), stdout=out, stderr=subprocess.STDOUT)
+                                env={**_env(), **env}, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _serving(port: int) -> bool:
@@ -52,6 +53,18 @@ def _serving(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """A failed test's cleanup: the babysit process and whatever it started (a SIGKILL reaches
+    only the process it is sent to, so its Streamlit server would live on, orphaned)."""
+    if proc.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+        proc.kill()
+        proc.wait()
 
 
 def _port_free(port: int) -> bool:
@@ -94,9 +107,7 @@ def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
         assert after.status == "stopped" and after.step >= run.step
         assert "stopped" in log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_tree(proc)
 
 
 def test_a_killed_demo_leaves_no_training_behind(tmp_path):
@@ -121,34 +132,51 @@ def test_a_killed_demo_leaves_no_training_behind(tmp_path):
         assert "the babysit demo that started this run is gone" in \
             (client.console(run.id, lines=50) or "")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_tree(proc)
         for pid in servers:           # the orphaned Streamlit server (SIGKILL skips its stop)
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
 
 
+def _get(port: int, path: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read()
+
+
 def test_sigterm_stops_the_ui_server(tmp_path):
-    root, port = tmp_path / "store", _free_port()
-    proc = _babysit(root, "ui", "--port", str(port), log=tmp_path / "ui.log")
+    root, port, tmp = tmp_path / "store", _free_port(), tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _babysit(root, "ui", "--port", str(port), log=tmp_path / "ui.log", TMPDIR=str(tmp))
     try:
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the dashboard")
         assert proc.poll() is None, (tmp_path / "ui.log").read_text()
         # what a newcomer reads: the link, not Streamlit's warnings from warming the pages
         printed = (tmp_path / "ui.log").read_text()
         assert "?token=" in printed
-        for noise in ("No runtime found", "ScriptRunContext", "please restart streamlit"):
+        for noise in ("No runtime found", "ScriptRunContext", "please restart streamlit",
+                      "warming the dashboard failed"):
             assert noise not in printed, printed
+        # the page shell (at any page's address) asks for plotly's bundle before its own code
+        # (and imports it on the chart pages), and the bundle it names is served: a fresh
+        # browser downloads and evaluates it while the page waits for the server
+        for path in ("/", "/run?run=1"):
+            status, kind, shell = _get(port, path)
+            assert status == 200 and kind.startswith("text/html")
+            preload = re.search(rb'<link rel="modulepreload" crossorigin '
+                                rb'href="\./(static/js/PlotlyChart\.[^"]+\.js)">', shell)
+            assert preload and shell.index(preload.group(0)) < shell.index(b'<script type="module"')
+            assert b'import("./' + preload.group(1) + b'")' in shell     # on the chart pages
+        status, kind, bundle = _get(port, "/" + preload.group(1).decode())
+        assert status == 200 and "javascript" in kind and len(bundle) > 1_000_000
+        assert _get(port, "/favicon.png")[0] == 200        # the rest of Streamlit's files too
         servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         wait_for(lambda: _port_free(port), 30, "the port to be free")
         assert servers and all(_gone(pid) for pid in servers)
+        assert not list(tmp.iterdir())         # the served shell's folder went with the server
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_tree(proc)
 
 
 @pytest.mark.parametrize("verb", ["demo", "ui"])
