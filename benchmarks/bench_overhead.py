@@ -56,14 +56,14 @@ def setup(seed: int = 0) -> tuple[Any, Any, Any]:
     return loader, net, opt
 
 
-def bare(steps: int) -> tuple[float, float]:
-    """(wall s, CPU s) of ``steps`` plain steps."""
+def bare(steps: int) -> tuple[float, float, float]:
+    """(wall s, process CPU s, loop thread CPU s) of ``steps`` plain steps."""
     from torch import nn
 
     loader, net, opt = setup()
     loss_fn = nn.CrossEntropyLoss()
     done = 0
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
     while done < steps:
         for xb, yb in loader:
             loss = loss_fn(net(xb), yb)
@@ -74,12 +74,13 @@ def bare(steps: int) -> tuple[float, float]:
             done += 1
             if done >= steps:
                 break
-    return time.perf_counter() - t0, time.process_time() - c0
+    return time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
 
 
-def babysat(steps: int, root: str) -> tuple[float, float, float]:
-    """(wall s, CPU s) of ``steps`` babysat steps, and the wall s of ``run.finish()``.
-    Public API only, so that bench_vs_commit.py can run it against an older commit."""
+def babysat(steps: int, root: str) -> tuple[float, float, float, float]:
+    """(wall s, process CPU s) of ``steps`` babysat steps, the wall s of ``run.finish()``, and
+    the loop thread's CPU s. Public API only, so that bench_vs_commit.py can run it against an
+    older commit."""
     from torch import nn
 
     import babysit
@@ -89,23 +90,25 @@ def babysat(steps: int, root: str) -> tuple[float, float, float]:
     run = babysit.init(project="bench-overhead", config={"lr": 0.05, "momentum": 0.9},
                        day=DAY, root=root)
     run.attach(model=net, optimizer=opt)
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
     for xb, yb in run.loop(loader, steps=steps):
         loss = loss_fn(net(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
         run.log(loss=loss.item())
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, main = (time.perf_counter() - t0, time.process_time() - c0,
+                       time.thread_time() - m0)
     t1 = time.perf_counter()
     run.finish()
     if run.step != steps:
         raise RuntimeError(f"the babysat loop made {run.step} steps, not {steps}")
-    return wall, cpu, time.perf_counter() - t1
+    return wall, cpu, time.perf_counter() - t1, main
 
 
-def machinery(steps: int, root: str) -> tuple[float, float]:
-    """(wall us, CPU us) per step of babysitting alone: ``run.loop`` over the same loader with
+def machinery(steps: int, root: str) -> tuple[float, float, float]:
+    """(wall us, CPU us, loop thread CPU us) per step of babysitting alone: ``run.loop`` over
+    the same loader with
     the same model and optimizer attached, ``run.log`` each step and a day every ``DAY``, but
     no forward or backward pass; minus the same loader iterated bare. What babysit adds to each
     step, the writer and saver threads included (their wall-clock paced work, polls and
@@ -114,22 +117,25 @@ def machinery(steps: int, root: str) -> tuple[float, float]:
 
     loader, net, opt = setup()
     done = 0
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
     while done < steps:
         for _batch in loader:
             done += 1
             if done >= steps:
                 break
     bare_wall, bare_cpu = time.perf_counter() - t0, time.process_time() - c0
+    bare_main = time.thread_time() - m0
     run = babysit.init(project="bench-machinery", config={"lr": 0.05, "momentum": 0.9},
                        day=DAY, root=root)
     run.attach(model=net, optimizer=opt)
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
     for _batch in run.loop(loader, steps=steps):
         run.log(loss=0.5)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, main = (time.perf_counter() - t0, time.process_time() - c0,
+                       time.thread_time() - m0)
     run.finish()
-    return (wall - bare_wall) / steps * 1e6, (cpu - bare_cpu) / steps * 1e6
+    return ((wall - bare_wall) / steps * 1e6, (cpu - bare_cpu) / steps * 1e6,
+            (main - bare_main) / steps * 1e6)
 
 
 def pair(steps: int, root: str, bare_first: bool) -> dict[str, float]:
@@ -137,11 +143,15 @@ def pair(steps: int, root: str, bare_first: bool) -> dict[str, float]:
     out: dict[str, float] = {}
     for which in (("bare", "ours") if bare_first else ("ours", "bare")):
         if which == "bare":
-            wall, cpu = bare(steps)
+            wall, cpu, main = bare(steps)
         else:
-            wall, cpu, out["finish_s"] = babysat(steps, root)
+            wall, cpu, out["finish_s"], main = babysat(steps, root)
         out[f"{which}_ms"], out[f"{which}_cpu_ms"] = wall / steps * 1e3, cpu / steps * 1e3
-    out["machinery_us"], out["machinery_cpu_us"] = machinery(steps, root)
+        # CPU of the threads beside the loop: babysit's writer and saver (the bare loop has
+        # none of its own: one torch thread, no DataLoader workers)
+        out[f"{which}_threads_us"] = (cpu - main) / steps * 1e6
+    (out["machinery_us"], out["machinery_cpu_us"],
+     out["machinery_hooks_us"]) = machinery(steps, root)
     out["ratio"] = out["ours_ms"] / out["bare_ms"]
     out["cpu_ratio"] = out["ours_cpu_ms"] / out["bare_cpu_ms"]
     return out
@@ -170,7 +180,7 @@ def load() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="steps per trial")
-    parser.add_argument("--pairs", type=int, default=12, help="timed bare/babysat pairs")
+    parser.add_argument("--pairs", type=int, default=24, help="timed bare/babysat pairs")
     args = parser.parse_args(argv)
     import torch
 
@@ -203,6 +213,19 @@ def main(argv: list[str] | None = None) -> None:
     share = statistics.median(mach_cpu) / 1e3 / statistics.median(col("bare_cpu_ms")) * 100
     print(f"  = {share:.2f}% of the bare step's CPU time (babysat loop with no model work minus "
           "the bare loader; writer and saver threads included)")
+    # babysit's own CPU in the babysat trials, measured directly rather than as a difference of
+    # two noisy trials: its hooks on the loop thread (the no-model loop's thread CPU over the
+    # bare loader's) plus its threads (process CPU minus the loop thread's, net of the same in
+    # the bare trials)
+    bare_ms = statistics.median(col("bare_cpu_ms"))
+    hooks = statistics.median(col("machinery_hooks_us"))
+    threads = [o - b for o, b in zip(col("ours_threads_us"), col("bare_threads_us"),
+                                     strict=True)]
+    own = hooks + statistics.median(threads)
+    own_pct = own / 1e3 / bare_ms * 100
+    print(f"{'babysit own CPU, us per step':34} hooks {hooks:.1f} + threads "
+          f"{spread(threads, '{:.1f}')} = {own:.1f} us = {own_pct:.2f}% of a bare step   "
+          f"{'PASS' if own_pct <= TARGET_PCT else 'MISS'}")
     print(f"overhead (median of per-pair wall ratios): {(ratio - 1) * 100:+.2f}%   "
           f"target <= +{TARGET_PCT:.0f}%   {verdict}")
     print(f"(outside the clock: run.finish() took median "
