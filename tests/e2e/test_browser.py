@@ -60,6 +60,10 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_visible(timeout=60_000)
         # the live curve is drawn and grows
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        # the page's first drawing is done (its last section is on screen): the curve shows
+        # before the rest, and a click timed while the page still draws would time that too
+        expect(page.get_by_text("Note, tags, config and launch command")).to_be_visible(
+            timeout=60_000)
         step_before = c.run(run_id).step
         page.screenshot(path=str(ARTIFACTS / "e2e-1-run-page.png"), full_page=True)
 
