@@ -66,6 +66,16 @@ def _drag(page, box: dict, x0: float, x1: float) -> None:
     page.mouse.up()
 
 
+def _listening(page, chart: str = CHART) -> None:
+    """Wait until the zoom listener has subscribed to the chart: the chart now draws before
+    the rest of the page, the listener's frame after it, and a drag before that is only a
+    magnification (the listener hears the next one)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"{chart}[data-babysit-zoom=listening]")).to_have_count(
+        1, timeout=60_000)
+
+
 def _zoom_around(page, step: float, half_px: float, chart: str = CHART) -> list[float]:
     """Drag from ``half_px`` left of ``step`` to ``half_px`` right of it; the range before."""
     state = page.evaluate(STATE, chart)
@@ -96,11 +106,13 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
             assert len(near) < 100
 
             # zoom 1: ~1/50 of the run around the spike; zoom 2: a few hundred steps
+            _listening(page)
             _zoom_around(page, SPIKE_STEP, 12)
             # re-read: far more points inside the window than the whole-run view had there
             first = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
                              s["range"][1] - s["range"][0] < N / 10 and len(s["inside"]) > 500
                              and s, 90, "zoom 1 re-read")
+            _listening(page)
             _zoom_around(page, SPIKE_STEP, 15)
 
             def fine():
@@ -185,9 +197,11 @@ def test_compare_page_zoom_rereads_every_run(root, trainers):
             whole = wait_for(lambda: (s := page.evaluate(STATE, [chart, names[0]])) and s["n"]
                              and s, 60, "the whole-run chart")
             assert whole["range"][1] >= N - 1 - 2_000
+            _listening(page, chart)
             _zoom_around(page, SPIKE_STEP, 12, chart)
             wait_for(lambda: (s := page.evaluate(STATE, [chart, names[0]])) and
                      len(s["inside"]) > 500 and s, 90, "zoom 1 re-read")
+            _listening(page, chart)
             _zoom_around(page, SPIKE_STEP, 15, chart)
 
             def fine(name):
