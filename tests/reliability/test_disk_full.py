@@ -35,7 +35,12 @@ def test_a_failed_save_keeps_the_previous_day_and_training_goes_on(trainers, for
     for record in records:
         ckpt.load(c.store.root / record.path, record.sha256)
     folder = c.store.root / "runs" / str(run_id)
-    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    # a failed save leaves no partial file behind; the trainer is still saving later days, so
+    # only the days whose failure is already recorded are checked (a save in progress has one)
+    done = set(failures().detail.map(lambda d: d["day"]))
+    leftover = [p.name for p in folder.iterdir()
+                if p.name.endswith(".tmp") and int(p.name[4:8]) in done]
+    assert not leftover, leftover
     assert not [p.name for p in folder.iterdir() if p.name.startswith("day0002")]
     assert c.store.integrity_check() == "ok"
 
