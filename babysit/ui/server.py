@@ -45,6 +45,15 @@ def link(address: str, port: int, token: str, *, tls: bool = False) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/?{TOKEN_PARAM}={token}"
 
 
+#: What an open page costs the machine that trains. Streamlit runs a full garbage collection
+#: (``gc.collect(2)``) after every script run, and the Run page's four live sections each rerun
+#: every 2 s: with torch, pandas and plotly in the heap that was 23% of a core for one open
+#: tab of a finished run (py-spy: nearly all of the server's CPU). Python's own generational
+#: collector still runs. Watching the app's files for edits (to rerun on save) is for
+#: developing a Streamlit app, not for using one.
+SERVER_LOAD_FLAGS = ("--runner.postScriptGC", "false", "--server.fileWatcherType", "none")
+
+
 def streamlit_argv(address: str, port: int, *, app: Path = APP, ssl_cert: str | None = None,
                    ssl_key: str | None = None) -> list[str]:
     """``python -m babysit.ui.warm run app.py`` (Streamlit, warmed) with babysit's options."""
@@ -53,7 +62,8 @@ def streamlit_argv(address: str, port: int, *, app: Path = APP, ssl_cert: str | 
             "--server.address", address, "--server.port", str(int(port)),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
-            "--client.toolbarMode", "minimal", "--global.developmentMode", "false"]
+            "--client.toolbarMode", "minimal", "--global.developmentMode", "false",
+            *SERVER_LOAD_FLAGS]
     if ssl_cert and ssl_key:
         argv += ["--server.sslCertFile", str(ssl_cert), "--server.sslKeyFile", str(ssl_key)]
     return argv

@@ -16,7 +16,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 import babysit
 from tests.conftest import wait_for
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, FIRST_DRAW_MS
 from tests.security.conftest import free_port
 from tests.security.streamlit_socket import StreamlitSocket, rerun_message, trigger
 
@@ -119,7 +119,7 @@ def test_a_page_on_another_local_port_cannot_steer_a_run(trainers, dashboards):
         # token, so its controls are off, and a forced click does nothing
         framed = page.frame_locator("#framed")
         button = framed.get_by_role("button", name="lr ×0.5")
-        expect(button).to_be_disabled(timeout=60_000)
+        expect(button).to_be_disabled(timeout=FIRST_DRAW_MS)
         button.click(force=True)
         page.screenshot(path=str(ARTIFACTS / "security-0-attacker-page.png"))
         browser.close()
@@ -140,13 +140,13 @@ def test_read_only_and_steering_views(trainers, dashboards):
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         page.goto(f"{board.url}/run?run={run_id}")
         expect(page.get_by_text("read-only: open the link printed by")).to_be_visible(
-            timeout=60_000)
-        expect(page.get_by_role("button", name="lr ×0.5")).to_be_disabled(timeout=60_000)
+            timeout=FIRST_DRAW_MS)
+        expect(page.get_by_role("button", name="lr ×0.5")).to_be_disabled(timeout=FIRST_DRAW_MS)
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "security-1-read-only.png"), full_page=True)
 
         page.goto(f"{board.url}/run?run={run_id}&token={board.token}")
-        expect(page.get_by_role("button", name="lr ×0.5")).to_be_enabled(timeout=60_000)
+        expect(page.get_by_role("button", name="lr ×0.5")).to_be_enabled(timeout=FIRST_DRAW_MS)
         assert "token=" not in page.url                    # taken off the address bar
         lr = c.run(run_id).hp["lr"]
         page.get_by_role("button", name="lr ×0.5").click()
@@ -156,11 +156,11 @@ def test_read_only_and_steering_views(trainers, dashboards):
         page.screenshot(path=str(ARTIFACTS / "security-2-steering.png"), full_page=True)
 
         page.reload()                 # the same tab keeps steering (its sessionStorage) ...
-        expect(page.get_by_text("🔓 you can steer runs")).to_be_visible(timeout=60_000)
-        expect(page.get_by_role("button", name="lr ×0.5")).to_be_enabled(timeout=60_000)
+        expect(page.get_by_text("🔓 you can steer runs")).to_be_visible(timeout=FIRST_DRAW_MS)
+        expect(page.get_by_role("button", name="lr ×0.5")).to_be_enabled(timeout=FIRST_DRAW_MS)
         other = browser.new_page()    # ... another tab, without the link, only looks
         other.goto(f"{board.url}/run?run={run_id}")
-        expect(other.get_by_role("button", name="lr ×0.5")).to_be_disabled(timeout=60_000)
+        expect(other.get_by_role("button", name="lr ×0.5")).to_be_disabled(timeout=FIRST_DRAW_MS)
         browser.close()
 
 
@@ -199,7 +199,7 @@ def test_hostile_names_render_as_text_and_fetch_nothing(root, dashboards):
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(f"{board.url}/run?run=1&token={board.token}")
             title = page.get_by_role("heading", level=1)
-            expect(title).to_contain_text("Run #1", timeout=60_000)
+            expect(title).to_contain_text("Run #1", timeout=FIRST_DRAW_MS)
             # the name reads as typed (a word joiner, invisible, keeps its URL from autolinking)
             assert title.inner_text().replace("\u2060", "") == f"Run #1 {image}"
             # the metric named like a link: drawn as text in the chart (a panel title), no <a>
@@ -211,7 +211,7 @@ def test_hostile_names_render_as_text_and_fetch_nothing(root, dashboards):
             checked = []
             for path in ("run?run=1", "run?run=2", "runs", "compare", "lineage"):
                 page.goto(f"{board.url}/{path}")
-                page.locator("[data-testid='stMain']").wait_for(timeout=60_000)
+                page.locator("[data-testid='stMain']").wait_for(timeout=FIRST_DRAW_MS)
                 page.wait_for_timeout(3000)
                 found = page.evaluate("""() => {
                     const out = [];
@@ -225,7 +225,7 @@ def test_hostile_names_render_as_text_and_fetch_nothing(root, dashboards):
                 assert not bad, (path, bad)
                 checked.append(path)
             page.goto(f"{board.url}/compare")
-            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=FIRST_DRAW_MS)
             assert "\x1b" not in page.content()
             browser.close()
         assert len(checked) == 5

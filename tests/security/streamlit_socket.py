@@ -16,13 +16,20 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.sync.client import ClientConnection, connect
 
 
-def rerun_message(page: str, query: str = "", widgets: Iterable[WidgetState] = ()) -> bytes:
-    """The BackMsg a browser sends to run ``page`` with ``query`` and these widget values."""
+def rerun_message(page: str, query: str = "", widgets: Iterable[WidgetState] = (),
+                  fragment_id: str = "", page_script_hash: str = "") -> bytes:
+    """The BackMsg a browser sends to run ``page`` with ``query`` and these widget values (with
+    ``fragment_id``: to rerun that fragment only, as its ``run_every`` timer does, on the page
+    of ``page_script_hash``, which a browser sends once it knows it)."""
     msg = BackMsg()
     state = msg.rerun_script
     state.query_string = query
     state.page_name = page
+    state.page_script_hash = page_script_hash
     state.widget_states.widgets.extend(list(widgets))
+    if fragment_id:
+        state.fragment_id = fragment_id
+        state.is_auto_rerun = True
     return msg.SerializeToString()
 
 
@@ -75,6 +82,9 @@ class StreamlitSocket:
                                    max_size=None, open_timeout=30, sock=sock)
         self.ws: ClientConnection = self._connection.__enter__()
         self.new_session: Any = None     # the server's NewSession message: its client config
+        self.page_script_hash = ""       # the page drawn last (a fragment rerun names it)
+        #: fragment id -> seconds between its redraws (the server's AutoRerun messages)
+        self.auto_reruns: dict[str, float] = {}
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -98,14 +108,20 @@ class StreamlitSocket:
             yield msg
 
     def run(self, page: str, query: str = "", widgets: Iterable[WidgetState] = (),
-            timeout: float = 60.0) -> Elements:
-        """Send a rerun; collect what the script draws until it finishes (fragments ignored)."""
-        self.ws.send(rerun_message(page, query, widgets))
+            timeout: float = 60.0, fragment_id: str = "") -> Elements:
+        """Send a rerun; collect what the script draws until it finishes (fragments ignored;
+        with ``fragment_id``, that fragment's run, and the full run it may ask for)."""
+        known = self.page_script_hash if fragment_id else ""
+        self.ws.send(rerun_message(page, query, widgets, fragment_id, known))
         items: list[tuple[str, Any]] = []
         for msg in self.messages(timeout):
             kind = msg.WhichOneof("type")
             if kind == "new_session":
                 self.new_session = msg.new_session
+            elif kind == "navigation":         # the page st.navigation chose
+                self.page_script_hash = msg.navigation.page_script_hash
+            elif kind == "auto_rerun":
+                self.auto_reruns[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
             elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                 element = msg.delta.new_element
                 which = element.WhichOneof("type")
@@ -114,6 +130,6 @@ class StreamlitSocket:
                 status = msg.script_finished
                 if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                     items = []          # st.rerun() after an action: the next run is the page
-                elif status != ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
+                elif status != ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY or fragment_id:
                     return Elements(items)
         raise AssertionError("unreachable")

@@ -479,3 +479,26 @@ def test_one_vocabulary_of_days(store_with_runs):
     ls = subprocess.run([sys.executable, "-m", "babysit", "--root", str(store_with_runs), "ls"],
                         env=env, capture_output=True, text=True, check=True).stdout
     assert "days_saved" in ls.splitlines()[0] and " day " not in f" {ls.splitlines()[0]} "
+
+
+def _repeated_click_script() -> None:
+    import streamlit as st
+
+    from babysit.ui.views import control_access
+    from babysit.ui.views import run as page
+
+    assert control_access()[0]                 # the token of the link: this tab may steer
+    acted = st.session_state.setdefault("acted", [])
+    for ticket in (7, 7, 8, 7):                 # one drawing's click delivered twice, then a new one
+        page._clicked("acting", lambda t=ticket: acted.append(t) or "done", ticket)
+
+
+def test_a_click_delivered_twice_acts_once():
+    """A button's callback carries the ticket of the drawing it was clicked on: Streamlit can
+    deliver a click's callback again (a CI run saw one lr ×0.5 click halve the lr twice), and a
+    spent ticket does nothing; a click on the next drawing (a new ticket) acts."""
+    at = AppTest.from_function(_repeated_click_script, default_timeout=30)
+    at.query_params["token"] = TOKEN
+    at.run()
+    no_exceptions(at)
+    assert at.session_state["acted"] == [7, 8]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import shlex
 import time
 from collections.abc import Callable
@@ -44,6 +45,9 @@ _MONO_CSS = ("<style>.st-key-run_console [data-testid='stText'], "
              ".st-key-run_launch [data-testid='stText'] * {font-family: 'Source Code Pro', "
              "monospace; font-size: 0.8rem; line-height: 1.4}</style>")
 _PANELS = "run_panels"            # session_state key: the chosen panels, in order
+_SPENT = "run_spent_tickets"      # session_state key: the click tickets already acted on
+#: a ticket per drawn button (see _on_click); itertools.count is atomic under the GIL
+_TICKETS = itertools.count(1)
 
 
 def _run_row(runs: pd.DataFrame, run_id: int) -> dict[str, Any]:
@@ -71,14 +75,19 @@ def _momentum_now(row: dict[str, Any], now: dict[str, Any]) -> Any:
     return now.get("momentum", (row.get("hp") or {}).get("momentum"))
 
 
-@st.fragment(run_every=state.REFRESH_S)
-def live_header(run_id: int) -> None:
-    """Status, day, step, effective lr / momentum and heartbeat; refreshes on its own."""
+def live_header(run_id: int, live_drawn: bool | None = None) -> None:
+    """Status, day, step, effective lr / momentum and heartbeat; refreshes on its own.
+
+    ``live_drawn``: whether the run had a process when the page was drawn, which set how often
+    the page's sections refresh (``state.refresh_s``). When that changes (the run ended, or was
+    restarted), the whole page is drawn again at the other pace."""
     try:
         row = _run_row(state.runs(), run_id)
     except (BabysitError, IndexError) as exc:
         st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
+    if live_drawn is not None and (row.get("status") in LIVE) != live_drawn:
+        st.rerun()
     now = _now(row, run_id)
     age = row.get("heartbeat_age")
     cols = st.columns([1.8, 1.4, 1, 2.0, 1.1, 1.1])     # "day in progress" fits its column
@@ -124,7 +133,6 @@ def days_saved(day: Any, live: bool = True) -> str:
     return f"day {n + 1} in progress, {saved}" if live else saved
 
 
-@st.fragment(run_every=state.REFRESH_S)
 def live_view(run_id: int) -> None:
     """Curves and audit log; redraws every couple of seconds on its own.
 
@@ -159,7 +167,6 @@ def live_view(run_id: int) -> None:
                      key="run_events")
 
 
-@st.fragment(run_every=state.REFRESH_S)
 def live_console(run_id: int) -> None:
     """The tail of the run's console output (its process log), live."""
     try:        # a Ray job's output comes from the cluster, which may be unreachable
@@ -209,15 +216,34 @@ def _on_click(label: str, fn: Callable[[], str]) -> dict[str, Any]:
     one to show the result): half the wait between a click and its confirmation.
 
     The callback reads what was typed from ``st.session_state`` (the values of this click),
-    never from variables of the run that drew the button."""
-    return {"on_click": _clicked, "args": (label, fn)}
+    never from variables of the run that drew the button.
+
+    Each drawing of the button carries a new ticket, and a ticket acts once: in a CI run one
+    click on lr ×0.5 reached the trainer as two nudges, 15 steps apart (the lr quartered).
+    Streamlit can deliver a click's callback again when the run that ran it is cut short
+    before the fragment redraws (its rerun coalescing; streamlit#16765 fixed one such race).
+    A second real click is drawn with a new ticket: the callback of a click runs before its
+    fragment redraws the button, and the next click is handled after that redraw."""
+    return {"on_click": _clicked, "args": (label, fn, next(_TICKETS))}
 
 
-def _clicked(label: str, fn: Callable[[], str]) -> None:
+def _spend(ticket: int) -> bool:
+    """True the first time ``ticket`` is spent in this session, False after."""
+    spent = st.session_state.setdefault(_SPENT, [])
+    if ticket in spent:
+        return False
+    spent.append(ticket)
+    del spent[:-64]                 # a click's ticket is spent within a run or two
+    return True
+
+
+def _clicked(label: str, fn: Callable[[], str], ticket: int | None = None) -> None:
     """Run one action (a button's callback): the trainer's account of it or why not is shown
     by the fragment run that follows. Every action passes here or through :func:`_act`, and
     the session must have shown the token or the password (a crafted message can click a
-    disabled button)."""
+    disabled button). A ticket already spent (the same click delivered again) does nothing."""
+    if ticket is not None and not _spend(ticket):
+        return
     try:
         auth.require()
         message = fn()
@@ -466,16 +492,18 @@ def render() -> None:
 
     _view_controls(run_id, str(row.get("project") or ""))
 
-    live_header(run_id)
-    live_view(run_id)
+    # the live sections redraw on their own, at a pace set by whether the run has a process
+    live = row.get("status") in LIVE
+    every = state.refresh_s(live)
+    st.fragment(live_header, run_every=every)(run_id, live)
+    st.fragment(live_view, run_every=every)(run_id)
     _download(run_id)
     st.html(_MONO_CSS)
-    live_console(run_id)
+    st.fragment(live_console, run_every=every)(run_id)
     st.divider()
-    controls(run_id)
+    st.fragment(controls, run_every=every)(run_id)
 
 
-@st.fragment(run_every=state.REFRESH_S)
 def controls(run_id: int) -> None:
     """The knobs, the Days table and the rollback / fork day lists, refreshed on their own.
 
