@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from babysit.errors import BabysitError
+from babysit.store import LIVE
 from babysit.ui import state, zoom
 from babysit.ui.compare_figures import compare_panels_figure, first_live_step
 from babysit.ui.curves import chart_window
@@ -13,16 +16,23 @@ from babysit.ui.text import md
 from babysit.ui.views import COMPARE_RUNS, load_runs
 
 
-@st.fragment(run_every=state.REFRESH_S)
+def _any_live(runs: Any, run_ids: list[int]) -> bool:
+    return bool(runs[runs["id"].isin(run_ids)]["status"].isin(LIVE).any())
+
+
 def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[str],
-                 smoothing: float) -> None:
+                 smoothing: float, live_drawn: bool | None = None) -> None:
     """The overlaid curves; a zoom or a pan re-reads that range of every run at full detail
-    (on "steps since the fork point", each run's own steps), a double click the whole runs."""
+    (on "steps since the fork point", each run's own steps), a double click the whole runs.
+    ``live_drawn``: whether one of the runs had a process when the page was drawn (it set the
+    redraw pace); when that changes, the page is drawn again at the other pace."""
     zoom_key = f"compare_{align}"
     window = chart_window(zoom.listen("compare_figure", key=zoom_key))
     steps = zoom_steps(window, None)
     try:
         runs = state.runs()
+        if live_drawn is not None and _any_live(runs, run_ids) != live_drawn:
+            st.rerun()
         metrics = {i: state.metrics(i, names=names) for i in run_ids}
         starts = {i: first_live_step(df) for i, df in metrics.items()}
         if steps is not None:
@@ -75,5 +85,8 @@ def render() -> None:
     c3, c4 = st.columns([3, 2])
     log_y = c3.multiselect("log y", chosen_names, key="compare_log_panels")
     smoothing = c4.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing")
-    live_compare([int(i) for i in chosen], [str(n) for n in chosen_names], str(align),
-                 [str(n) for n in log_y], float(smoothing))
+    # redrawn every 2 s while one of the runs trains, else every 10 s (state.refresh_s)
+    live = _any_live(runs, [int(i) for i in chosen])
+    st.fragment(live_compare, run_every=state.refresh_s(live))(
+        [int(i) for i in chosen], [str(n) for n in chosen_names], str(align),
+        [str(n) for n in log_y], float(smoothing), live)
