@@ -164,6 +164,10 @@ def test_run_page_controls_steer_a_live_trainer(trainers, monkeypatch):
     no_exceptions(at)
     assert not at.error, texts(at, "error")
     assert "applied" in texts(at, "success")
+    # the confirmation outlives the next redraw (the controls redraw every 2 s): a user who
+    # looked at the chart meanwhile still reads it
+    at.run()
+    assert "applied" in texts(at, "success")
     nudges = trainers.client.events(run_id).query("kind == 'nudge'")
     assert nudges.iloc[-1]["source"] == "ui"
     assert nudges.iloc[-1]["detail"]["lr"]["new"] == pytest.approx(old / 2)

@@ -32,8 +32,10 @@ from babysit.ui.views import (
     selected_run,
 )
 
-_FLASH = "run_flash"              # session_state key: the last action's success line
-_FLASH_ERROR = "run_flash_error"  # session_state key: why the last action was refused
+_FLASH = "run_flash"              # session_state key: the last action's outcome, see _say
+#: how long the outcome of an action stays on screen: the controls redraw every 2 s, and a
+#: confirmation gone at the next redraw is missed by a user who looked at the chart meanwhile
+FLASH_S = 20.0
 _ROLLBACKS = "run_rollbacks"      # session_state key: rollbacks made, the confirmation's key
 _FIXED_KEYS = ("lr", "momentum")  # have their own buttons; the rest get an exact entry each
 _CONSOLE_LINES = 200
@@ -202,7 +204,7 @@ def _act(where: Any, label: str, fn: Callable[[], str]) -> str | None:
     state.refresh()
     # rerun the controls fragment only: its "now" values and day lists show the change at once,
     # the chart and the header refresh on their own; the message survives the rerun
-    st.session_state[_FLASH] = message
+    _say("success", message)
     try:
         st.rerun(scope="fragment")
     except StreamlitAPIException:      # a click that came with a full run (AppTest does that)
@@ -248,10 +250,15 @@ def _clicked(label: str, fn: Callable[[], str], ticket: int | None = None) -> No
         auth.require()
         message = fn()
     except BabysitError as exc:
-        st.session_state[_FLASH_ERROR] = str(exc)
+        _say("error", str(exc))
         return
     state.refresh()
-    st.session_state[_FLASH] = message
+    _say("success", message)
+
+
+def _say(kind: str, text: str) -> None:
+    """Show an action's outcome above the controls for ``FLASH_S`` (until the next action)."""
+    st.session_state[_FLASH] = (kind, text, time.monotonic() + FLASH_S)
 
 
 def _typed(key: str) -> str:
@@ -525,12 +532,11 @@ def controls(run_id: int) -> None:
             else "fork it from a day below to train further"
         note.caption(f"Run {run_id} is {md(row.get('status'))}: no process to steer; {hint}.")
     feedback = st.container()
-    flash = st.session_state.pop(_FLASH, None)
-    if flash:
-        feedback.success(md(flash))
-    refused = st.session_state.pop(_FLASH_ERROR, None)
-    if refused:
-        feedback.error(md(refused))
+    flash = st.session_state.get(_FLASH)
+    if flash and time.monotonic() < flash[2]:
+        (feedback.success if flash[0] == "success" else feedback.error)(md(flash[1]))
+    elif flash:
+        del st.session_state[_FLASH]
     try:
         client = state.client()
     except BabysitError as exc:
