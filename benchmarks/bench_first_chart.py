@@ -42,7 +42,9 @@ from bench_ui_actions import (  # noqa: E402
     _free_port,
     _serving,
     _wait,
+    describe,
     finished_run,
+    stop_all,
 )
 
 from babysit import Client  # noqa: E402
@@ -96,10 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.base],
                        cwd=REPO, check=True, capture_output=True)
         trees = {"base": base_tree, "head": REPO}
-    def describe(tree: Path) -> str:      # the commit, with "+" when the tree has changes
-        out = subprocess.run(["git", "describe", "--always", "--dirty=+"], cwd=tree, text=True,
-                             capture_output=True).stdout.strip()
-        return out
     label = {name: describe(tree) for name, tree in trees.items()}
     procs: list[subprocess.Popen] = []
     times: dict[str, list[float]] = {name: [] for name in trees}
@@ -137,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     tables[name].append(first_drawn(browser, landing, DRAWN_TABLE))
             browser.close()
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
         client.close()
         if args.base:
             subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "base")], cwd=REPO,

@@ -36,7 +36,9 @@ from bench_ui_actions import (  # noqa: E402
     _free_port,
     _serving,
     _wait,
+    describe,
     finished_run,
+    stop_all,
 )
 
 from babysit import Client  # noqa: E402
@@ -82,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "add", "--detach", str(tmp / "base"), args.base],
                        cwd=REPO, check=True, capture_output=True)
         trees = {"base": tmp / "base", "head": REPO}
-    label = {name: subprocess.run(["git", "describe", "--always", "--dirty=+"], cwd=tree,
-                                  text=True, capture_output=True).stdout.strip()
-             for name, tree in trees.items()}
+    label = {name: describe(tree) for name, tree in trees.items()}
     pages = ("live", "finished")
     server_pct = {(n, p): [] for n in trees for p in pages}
     browser_pct = {(n, p): [] for n in trees for p in pages}
@@ -133,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                         page.close()
             browser.close()
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
         client.close()
         if args.base:
             subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "base")],

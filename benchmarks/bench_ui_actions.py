@@ -78,6 +78,24 @@ def _serving(port: int) -> bool:
         return False
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Stop the processes a benchmark started, last first: SIGTERM, then SIGKILL after 30 s."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def describe(tree: Path) -> str:
+    """The commit checked out in ``tree``, with "+" when it has changes."""
+    return subprocess.run(["git", "describe", "--always", "--dirty=+"], cwd=tree, text=True,
+                          capture_output=True).stdout.strip()
+
+
 def finished_run(client: Client, steps: int) -> int:
     """A finished run with ``steps`` steps of loss and lr, val_loss per 100-step day."""
     store = client.store
@@ -195,14 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         step = step_ms(client, live)
         client.stop(live, timeout=20.0)
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all(procs)
         client.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
