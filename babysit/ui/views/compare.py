@@ -21,7 +21,7 @@ def _any_live(runs: Any, run_ids: list[int]) -> bool:
 
 
 def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[str],
-                 smoothing: float, live_drawn: bool | None = None) -> None:
+                 smoothing: float, live_drawn: bool) -> None:
     """The overlaid curves; a zoom or a pan re-reads that range of every run at full detail
     (on "steps since the fork point", each run's own steps), a double click the whole runs.
     ``live_drawn``: whether one of the runs had a process when the page was drawn (it set the
@@ -31,7 +31,7 @@ def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[s
     steps = zoom_steps(window, None)
     try:
         runs = state.runs()
-        if live_drawn is not None and _any_live(runs, run_ids) != live_drawn:
+        if _any_live(runs, run_ids) != live_drawn:
             st.rerun()
         metrics = {i: state.metrics(i, names=names) for i in run_ids}
         starts = {i: first_live_step(df) for i, df in metrics.items()}

@@ -77,7 +77,7 @@ def _momentum_now(row: dict[str, Any], now: dict[str, Any]) -> Any:
     return now.get("momentum", (row.get("hp") or {}).get("momentum"))
 
 
-def live_header(run_id: int, live_drawn: bool | None = None) -> None:
+def live_header(run_id: int, live_drawn: bool) -> None:
     """Status, day, step, effective lr / momentum and heartbeat; refreshes on its own.
 
     ``live_drawn``: whether the run had a process when the page was drawn, which set how often
@@ -88,7 +88,7 @@ def live_header(run_id: int, live_drawn: bool | None = None) -> None:
     except (BabysitError, IndexError) as exc:
         st.error(f"Cannot read run {run_id}: {md(exc)}")
         return
-    if live_drawn is not None and (row.get("status") in LIVE) != live_drawn:
+    if (row.get("status") in LIVE) != live_drawn:
         st.rerun()
     now = _now(row, run_id)
     age = row.get("heartbeat_age")
@@ -222,8 +222,9 @@ def _on_click(label: str, fn: Callable[[], str]) -> dict[str, Any]:
 
     Each drawing of the button carries a new ticket, and a ticket acts once: in a CI run one
     click on lr ×0.5 reached the trainer as two nudges, 15 steps apart (the lr quartered).
-    Streamlit can deliver a click's callback again when the run that ran it is cut short
-    before the fragment redraws (its rerun coalescing; streamlit#16765 fixed one such race).
+    The store and the trainer hand each command over once, so the second most likely came from
+    Streamlit running the callback again (its rerun coalescing has had such races:
+    streamlit#16765); it was not reproduced here.
     A second real click is drawn with a new ticket: the callback of a click runs before its
     fragment redraws the button, and the next click is handled after that redraw."""
     return {"on_click": _clicked, "args": (label, fn, next(_TICKETS))}
