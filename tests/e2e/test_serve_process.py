@@ -88,8 +88,14 @@ def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the demo's dashboard")
         assert proc.poll() is None, log.read_text()
         client = Client(root)
-        wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
-                 and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+        try:
+            wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
+                     and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+        except AssertionError as exc:      # seen once in a CI run: say what the demo said
+            runs = client.runs()[["id", "status", "step"]].to_string() if len(client.runs()) \
+                else "no run"
+            raise AssertionError(f"{exc}; demo exit code {proc.poll()}; runs:\n{runs}\n"
+                                 f"demo log:\n{log.read_text(errors='replace')[-3000:]}") from None
         run = client.run(int(client.runs().iloc[0]["id"]))
         # the demo trains until stopped: a newcomer coming back later still has live controls
         argv = run.launch["argv"]
@@ -120,8 +126,14 @@ def test_a_killed_demo_leaves_no_training_behind(tmp_path):
     try:
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the demo's dashboard")
         client = Client(root)
-        wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
-                 and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+        try:
+            wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
+                     and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+        except AssertionError as exc:      # seen once in a CI run: say what the demo said
+            runs = client.runs()[["id", "status", "step"]].to_string() if len(client.runs()) \
+                else "no run"
+            raise AssertionError(f"{exc}; demo exit code {proc.poll()}; runs:\n{runs}\n"
+                                 f"demo log:\n{log.read_text(errors='replace')[-3000:]}") from None
         run = client.run(int(client.runs().iloc[0]["id"]))
         servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)
                    if c.pid != run.pid]
