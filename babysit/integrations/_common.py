@@ -258,7 +258,7 @@ class FrameworkRun:
                 loop.day_deadline != float("inf") and time.monotonic() >= loop.day_deadline):
             self._deferred = True
             return Boundary(day_due=True)
-        if loop.outbox.commands or loop.paused or loop.guard.tripped is not None:
+        if loop.outbox.inbox() or loop.paused or loop.guard.tripped is not None:
             return self.commands()
         self._trace()
         return _GO_ON
@@ -309,8 +309,8 @@ class FrameworkRun:
         if tripped is not None:
             name, value = tripped
             commands.on_diverged(self.loop, name, value, roll_back_to=self._guard_rollback)
-        inbox = loop.outbox.commands
         while True:
+            inbox = loop.outbox.inbox()
             while inbox and self.restore is None and not loop.stopping:
                 self._apply(inbox.popleft())
             if self.restore is not None or loop.stopping or not loop.paused:

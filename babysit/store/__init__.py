@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from babysit.errors import InvalidValue, StoreError, UnknownRun, UnknownStudy
 from babysit.store import fastpaths, history, migrations, series
 from babysit.store import schema as S
-from babysit.store.fastpaths import CommandProbe
+from babysit.store.fastpaths import CommandProbe, LoopProbe
 from babysit.store.feed import CommandFeed, ListeningFeed, command_channel
 from babysit.store.outbox import (
     JSON_RUN_COLUMNS,
@@ -50,6 +50,7 @@ from babysit.store.records import (
 __all__ = [
     "LIVE", "STATUSES", "CheckpointRecord", "CheckpointRow", "CommandFeed", "CommandOutcome",
     "CommandProbe",
+    "LoopProbe",
     "CommandRecord", "DecisionRecord", "EventRow", "MetricRows", "Record", "Refused",
     "RunRecord", "RunUpdate", "Store", "StudyRecord", "Supersede",
 ]
@@ -484,6 +485,12 @@ class Store:
                                  lambda: self.pending_commands(run_id))
         return CommandFeed(self._read_engine, self._sqlite, run_id,
                            lambda: self.pending_commands(run_id))
+
+    def loop_probe(self, run_id: int) -> LoopProbe | None:
+        """The pending command ids of a run, asked from the training loop's thread: on SQLite a
+        connection that never waits (see ``fastpaths.LoopProbe``); None on other databases,
+        where the trainer's writer thread asks instead."""
+        return LoopProbe(self._file, run_id) if self._file is not None else None
 
     def command_probe(self, run_id: int) -> CommandProbe:
         """A cheap check for the trainer's poll: is a command newer than some id pending?"""

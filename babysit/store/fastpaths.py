@@ -8,7 +8,8 @@ trainer writes metric rows and polls for commands many times a second, and the d
 curves of 100k points and more: there, SQLAlchemy's per-row work is most of the cost.
 
     engines      sqlite_engine (WAL, busy timeout, BEGIN IMMEDIATE), sqlite_file
-    commands     PendingCommands (the trainer's 20-a-second poll), CommandProbe
+    commands     PendingCommands (the trainer's 20-a-second poll), CommandProbe,
+                 LoopProbe (the same poll from the training loop's thread: never waits)
     histories    block_data, tail_between, tail_all, buckets, live_traces   (reads)
                  insert, update_traces, take_buckets                         (writes)
     upkeep       wal_checkpoint, integrity_check
@@ -17,6 +18,7 @@ curves of 100k points and more: there, SQLAlchemy's per-row work is most of the 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,8 @@ def sqlite_file(url: str) -> Path | None:
 
 # ----------------------------------------------------------------------------------- commands
 class PendingCommands:
-    """The pending commands of one run, asked many times a second by its trainer's writer.
+    """The pending commands of one run, asked by its trainer's writer (20 times a second on
+    databases other than SQLite, where the loop's ``LoopProbe`` asks instead).
 
     On SQLite a prepared statement on a connection of its own costs tens of microseconds where
     a full SQLAlchemy query costs about half a millisecond, which on a small model is a visible
@@ -116,6 +119,43 @@ class PendingCommands:
             finally:
                 cursor.close()
         except Exception as exc:
+            self.close()
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
+
+
+class LoopProbe:
+    """The ids of a run's pending commands, asked by the training loop's own thread (SQLite).
+
+    The loop asks every ``poll_s`` at a step boundary, so the writer thread need not wake 20
+    times a second to ask for it (each wakeup of a second thread costs about 0.1 ms of CPU
+    on a busy machine, more than the query). The loop thread must never wait on the store, so
+    this is a connection of its own with no busy timeout: a database that is busy at that
+    instant answers with a StoreError at once, and the loop asks again at its next poll.
+    There is no portable query beside it: on other databases a query is a network round trip,
+    and the writer thread asks (``Store.loop_probe`` gives None).
+    """
+
+    SQL = "SELECT id FROM commands WHERE run_id = ? AND status = 'pending'"
+
+    def __init__(self, file: Path, run_id: int):
+        self._file, self._run_id = file, run_id
+        self._raw: sqlite3.Connection | None = None
+
+    def ids(self) -> set[int]:
+        try:
+            if self._raw is None:
+                # timeout=0: SQLITE_BUSY at once instead of waiting; the loop's thread may close
+                # it at the end and another thread of the process may open it first
+                self._raw = sqlite3.connect(self._file, timeout=0, isolation_level=None,
+                                            check_same_thread=False)
+            return {int(r[0]) for r in self._raw.execute(self.SQL, (self._run_id,))}
+        except sqlite3.Error as exc:
             self.close()
             raise StoreError(f"store read failed: {exc}") from exc
 

@@ -9,7 +9,8 @@ every other pending one, in id order. A command leaves that set once it is no lo
 
 The poll is one cheap query for the pending ids; only when one is new does the feed read the
 commands themselves. On SQLite the ids come from a prepared statement on a connection of the
-feed's own (tens of microseconds, asked 20 times a second): ``fastpaths.PendingCommands``.
+feed's own (``fastpaths.PendingCommands``), asked when the training loop's own probe saw a new
+command and once a heartbeat (see trainer/outbox.py).
 
 On PostgreSQL a query 20 times a second per run costs the server a core at a few hundred runs
 (docs/cluster.md), so `ListeningFeed` asks only when told: ``Store.post_command`` sends

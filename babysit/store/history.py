@@ -407,9 +407,17 @@ def _insert_blocks(conn: sa.Connection, sqlite: bool, trace_id: int, blocks: lis
 def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
                    parts: list[Points]) -> None:
     """Fold the buckets of new points (``parts[i]`` for trace ``trace_ids[i]``) into the stored
-    ones: one reduction per level for all the traces, then read the few stored rows the new
-    buckets overlap (the open bucket of each level, when steps arrive in order), combine, and
-    write back. The stored rows read are exactly those deleted and written again."""
+    ones: read the few stored rows the new buckets overlap (the open bucket of each level,
+    when steps arrive in order), combine, and write back. The stored rows read are exactly
+    those deleted and written again.
+
+    Every level merges in one reduction: each row's key is (level, trace, bucket), so a batch
+    costs a fixed number of numpy calls whatever the number of levels and traces (a loop over
+    the eleven levels was most of the trainer's writer CPU)."""
+    if len(parts) > MAX_OWNERS:
+        for a in range(0, len(parts), MAX_OWNERS):
+            _merge_buckets(conn, sqlite, trace_ids[a:a + MAX_OWNERS], parts[a:a + MAX_OWNERS])
+        return
     owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
     p = Points.concat(parts)
     if len(p) == 0:
@@ -418,50 +426,55 @@ def _merge_buckets(conn: sa.Connection, sqlite: bool, trace_ids: list[int],
         for trace_id, part in zip(trace_ids, parts, strict=True):   # steps beyond 2^40
             _merge_one(conn, sqlite, trace_id, series.pyramid(part))
         return
-    # A trainer's batch (a few rows a metric): each level straight from the points, in the one
-    # reduction that merges them with the stored buckets. A bulk load: each level from the
-    # one below (a pyramid), then merged.
-    small = len(p) <= SMALL_MERGE
-    if small:
+    if len(p) <= SMALL_MERGE:
+        # A trainer's batch (a few rows a metric): the finest level from the points; every
+        # coarser level takes those buckets as they are (bucket keys shifted), and the one
+        # reduction below merges them (buckets combine associatively).
         order = np.lexsort((p.step, owner))
         p, owner = p.take(order), owner[order]
-        points = series.points_as_buckets(p, 0)
-        lo_step, hi_step = int(p.step.min()), int(p.step.max())
-        spans = {level: (lo_step >> level, hi_step >> level) for level in LEVELS}
+        finest = series.reduce_by(series.points_as_buckets(p, 0),
+                                  series.owned_key(owner, p.step >> LEVELS[0]), LEVELS[0])
+        new = {level: finest for level in LEVELS}
     else:
+        # A bulk load: each level from the one below (a pyramid), then merged.
         new = series.owned_pyramid(owner, p)
-        spans = {}
-        for level, b in new.items():
-            low, _ = series.split_key(b.bucket)
-            spans[level] = (int(low.min()), int(low.max()))
-    ids = sorted(set(trace_ids))
+    spans = {}
+    for level, b in new.items():
+        low, _ = series.split_key(b.bucket)
+        spans[level] = (int(low.min()) >> (level - b.level), int(low.max()) >> (level - b.level))
     code_of = {trace_id: i for i, trace_id in enumerate(trace_ids)}
-    rows = fastpaths.take_buckets(conn, sqlite, ids, spans)
-    old: dict[int, list[tuple]] = {}
-    for r in rows:
-        old.setdefault(int(r[1]), []).append((code_of[int(r[0])], *r[2:]))
-    out: list[tuple] = []
-    for level in LEVELS:
-        stored_b = None
-        if level in old:
-            stored = old[level]
-            stored_b = series.Buckets.from_rows(level, [r[1:] for r in stored])
-            keys = series.owned_key(np.array([r[0] for r in stored]), stored_b.bucket)
-            stored_b = series.Buckets(level, **{**stored_b.columns(), "bucket": keys})
-            stored_b = stored_b.take(np.argsort(keys, kind="stable"))
-        if small:
-            keys = series.owned_key(owner, p.step >> level)
-            both = points if stored_b is None else series.concat_buckets(stored_b, points)
-            if stored_b is not None:
-                keys = np.concatenate((stored_b.bucket, keys))   # stored rows came first
-            b = series.reduce_by(both, keys, level)
-        else:
-            b = new[level] if stored_b is None else series.merge(stored_b, new[level])
+    stored = fastpaths.take_buckets(conn, sqlite, sorted(set(trace_ids)), spans)
+    index = {level: i for i, level in enumerate(LEVELS)}
+    pieces, keys = [], []
+    if stored:             # stored rows first: on equal steps they arrived earlier
+        old = series.Buckets.from_rows(0, [r[2:] for r in stored])
+        pieces.append(old)
+        keys.append(_level_key(np.array([index[int(r[1])] for r in stored], np.int64),
+                               series.owned_key(np.array([code_of[int(r[0])] for r in stored]),
+                                                old.bucket)))
+    for level, b in new.items():
         low, codes = series.split_key(b.bucket)
-        b = series.Buckets(level, **{**b.columns(), "bucket": low})
-        tids = np.asarray(trace_ids, np.int64)[codes].tolist()
-        out += [(tid, level, *r) for tid, r in zip(tids, b.rows(), strict=True)]
-    fastpaths.insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS), out)
+        pieces.append(b)
+        keys.append(_level_key(index[level], series.owned_key(codes, low >> (level - b.level))))
+    merged = series.reduce_by(series.concat_buckets(*pieces), np.concatenate(keys), 0)
+    level_index = merged.bucket >> LEVEL_SHIFT
+    low, codes = series.split_key(merged.bucket & ((1 << LEVEL_SHIFT) - 1))
+    merged = series.Buckets(0, **{**merged.columns(), "bucket": low})
+    tids = np.asarray(trace_ids, np.int64)[codes].tolist()
+    levels = np.asarray(LEVELS, np.int64)[level_index].tolist()
+    fastpaths.insert(conn, sqlite, K, ("trace_id", "level", *series.COLUMNS),
+                     [(tid, level, *r) for tid, level, r in
+                      zip(tids, levels, merged.rows(), strict=True)])
+
+
+#: a merge key is (level index << LEVEL_SHIFT) | (trace << OWNER_SHIFT) | bucket: 4 bits of
+#: level index, so at most MAX_OWNERS traces merge at once (more are merged in chunks)
+LEVEL_SHIFT = 59
+MAX_OWNERS = 1 << (LEVEL_SHIFT - series.OWNER_SHIFT)
+
+
+def _level_key(level_index: int | np.ndarray, owned: np.ndarray) -> np.ndarray:
+    return (np.asarray(level_index, np.int64) << LEVEL_SHIFT) | owned
 
 
 def _merge_one(conn: sa.Connection, sqlite: bool, trace_id: int,

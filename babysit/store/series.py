@@ -333,10 +333,10 @@ def owned_key(owner: np.ndarray, bucket: np.ndarray) -> np.ndarray:
     return (np.asarray(owner, np.int64) << OWNER_SHIFT) | np.asarray(bucket, np.int64)
 
 
-def concat_buckets(a: Buckets, b: Buckets) -> Buckets:
-    """Rows of ``a`` then rows of ``b`` (the level of ``b``), unreduced."""
-    return Buckets(b.level, **{c: np.concatenate((getattr(a, c), getattr(b, c)))
-                               for c in COLUMNS})
+def concat_buckets(*parts: Buckets) -> Buckets:
+    """The rows of each part in turn (the level of the last), unreduced."""
+    return Buckets(parts[-1].level, **{c: np.concatenate([getattr(p, c) for p in parts])
+                                       for c in COLUMNS})
 
 
 def merge(old: Buckets, new: Buckets) -> Buckets:

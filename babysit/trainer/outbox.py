@@ -35,8 +35,14 @@ Protocol (the loop thread on the left, the writer thread on the right):
   writer saves the queued metric rows to the unwritten file instead of holding them, so a dead
   store never stalls training for long nor fills memory; the count is reported at close.
 
-The writer also polls for commands (a cheap feed on a time budget) and appends them to
-``commands``, which the loop thread reads at step boundaries. Every few seconds it checks that
+Commands reach the loop through ``commands``, which the loop thread reads at step boundaries
+(``inbox()``). On SQLite the loop thread itself asks, every ``poll_s`` at a step boundary, which
+commands are pending (``Store.loop_probe``: microseconds, never waits) and wakes the writer only
+when one is new; the writer then reads it and appends it to ``commands``, and also polls once a
+heartbeat in case a probe failed. So the writer wakes about once a second, not 20 times (a
+thread's wakeup costs ~0.1 ms of CPU on a busy core: that was most of babysit's own CPU on a
+small model). On other databases a query is a network round trip the loop must not wait for:
+the writer polls every ``poll_s`` (on PostgreSQL a flag test between notifications). Every few seconds it checks that
 the store's database file is still the one it opened (``Store.identity_changed``); when it was
 removed or replaced, it stops writing (``lost``), the loop pauses, and ``close()`` saves the rows
 to the file instead.
@@ -132,6 +138,11 @@ class Outbox:
         self.queue: deque[Any] = deque()
         self.commands: deque[CommandRecord] = deque()
         self.wake = threading.Event()
+        self._probe = store.loop_probe(run_id)      # None: the writer polls every poll_s
+        self._next_probe = 0.0
+        self._announced: set[int] = set()  # pending ids the loop has told the writer about
+        self._read_commands = False        # the loop saw a new command: the writer reads it
+        self.writer_polls = 0              # the writer's command polls (tests, benchmarks)
         self.unwritten = 0                 # metric rows saved to the unwritten file
         self.max_queued, self.max_batch_rows = int(max_queued), int(max_batch_rows)
         self.peak_queued = 0               # the most items the queue held (seen by either side)
@@ -159,6 +170,26 @@ class Outbox:
                                         daemon=True)
 
     # ------------------------------------------------------------------ loop thread
+    def inbox(self) -> deque[CommandRecord]:
+        """The commands waiting for the loop, oldest first (call from the loop thread at a step
+        boundary). Every ``poll_s`` it asks the store which are pending, when the store allows
+        that without waiting, and wakes the writer to read a new one (see the module
+        docstring): the command is in this deque a moment later."""
+        if self._probe is not None and time.monotonic() >= self._next_probe:
+            self._ask_pending()
+        return self.commands
+
+    def _ask_pending(self) -> None:
+        self._next_probe = time.monotonic() + self.poll_s
+        try:
+            ids = self._probe.ids()         # type: ignore[union-attr]
+        except StoreError:
+            return      # busy or gone this instant: ask again; the writer's poll covers it
+        if not ids <= self._announced:
+            self._read_commands = True
+            self.wake.set()
+        self._announced = ids
+
     def put(self, *records: Record) -> None:
         """Queue records behind everything logged so far; written soon (a command's reply)."""
         self.queue.extend(records)
@@ -233,11 +264,15 @@ class Outbox:
         self.wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._probe is not None:
+            self._probe.close()
         return self.unwritten
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
         feed = self.store.command_feed(self.run_id)
+        # with the loop asking (SQLite), the writer's own poll is a safety net, once a heartbeat
+        poll_s = self.poll_s if self._probe is None else self.heartbeat_s
         try:
             next_poll = next_flush = next_beat = next_check = time.monotonic()
             next_sample = next_poll + 1.0
@@ -255,9 +290,10 @@ class Outbox:
                 if self.system_s is not None and now >= next_sample and not self._closing:
                     self._sample_system()
                     next_sample = now + self.system_s
-                if now >= next_poll and not self._closing:
+                if (now >= next_poll or self._read_commands) and not self._closing:
+                    self._read_commands = False
                     self._poll(feed)
-                    next_poll = now + self.poll_s
+                    next_poll = now + poll_s
                 if now >= next_beat:
                     self.queue.append(Heartbeat(self.where()[0], self.report()))
                     next_beat = now + self.heartbeat_s
@@ -280,7 +316,12 @@ class Outbox:
                     if self._failures >= 3:
                         self._save_unwritten()
                         return
-                timeout = max(0.0, min(next_poll, next_beat) - time.monotonic())
+                wake_at = min(next_poll, next_beat, next_check)
+                if self.queue:
+                    wake_at = min(wake_at, next_flush)
+                if self.system_s is not None:
+                    wake_at = min(wake_at, next_sample)
+                timeout = max(0.0, wake_at - time.monotonic())
                 self.wake.wait(0.05 if self._closing else timeout)
         finally:
             feed.close()
@@ -314,6 +355,7 @@ class Outbox:
             print(f"babysit: {message} (training goes on; will retry)", file=sys.stderr)
 
     def _poll(self, feed: CommandFeed) -> None:
+        self.writer_polls += 1
         try:
             commands = feed.poll()      # each pending command once, whatever its id's order
         except StoreError as exc:      # a store hiccup never reaches the training loop

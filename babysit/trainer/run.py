@@ -183,7 +183,7 @@ class Run:
         """The loop's state (counters, flags, hyperparameters, outbox, saver; see
         ``LoopState``), for an integration whose framework runs the loop.
 
-        >>> run.state.step, run.state.outbox.commands
+        >>> run.state.step, run.state.outbox.inbox()
         """
         return self._state
 
@@ -556,7 +556,7 @@ class Run:
         if state.step >= state.next_day_step or (
                 state.day_deadline is not math.inf and time.monotonic() >= state.day_deadline):
             self._end_day()
-        if state.outbox.commands or state.paused or self._guard.tripped is not None or \
+        if state.outbox.inbox() or state.paused or self._guard.tripped is not None or \
                 state.outbox.lost:
             self._boundary()
         if state.optimizers:
@@ -571,8 +571,8 @@ class Run:
         if state.outbox.lost and not state.paused:
             # the store is gone (the writer said why in the log): wait for a stop, as paused
             state.paused, state.status = True, "paused"
-        inbox = state.outbox.commands
         while True:
+            inbox = state.outbox.inbox()
             while inbox:
                 commands.apply(state, inbox.popleft())
                 if state.stopping:

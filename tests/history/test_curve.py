@@ -282,3 +282,38 @@ def test_migration_packs_existing_rows(tmp_path):
         assert store.latest_metric(1, "loss") == 1.0 and store.metric_names(1) == ["loss", "val"]
     finally:
         store.close()
+
+
+def test_every_stored_level_is_the_summary_of_the_points(store, fast):
+    """After many small batches (several metrics and branches in one batch, steps out of order
+    and repeated, nan and inf among the values) and a bulk load, the buckets stored at every
+    level are those of the trace's points summarized at once: the one-pass merge of all
+    levels loses or doubles nothing."""
+    rng = np.random.default_rng(11)
+    run_id = new_run(store)
+    step = 0
+    for _ in range(60):
+        rows = []
+        for _ in range(int(rng.integers(1, 400))):
+            step += int(rng.integers(0, 3))                   # repeated steps too
+            s = step - int(rng.integers(0, 2) * rng.integers(0, 50))   # some arrive late
+            v = float(rng.choice([rng.standard_normal(), np.nan, np.inf, -np.inf],
+                                 p=[0.94, 0.02, 0.02, 0.02]))
+            rows.append((s, s // 1000, str(rng.choice(["loss", "acc", "lr"])), v, 1e9 + s,
+                         int(rng.integers(0, 2))))
+        write(store, fast, lambda c, f, rows=rows: history.append(c, f, run_id, rows))
+    bulk = np.arange(step, step + 300_000)
+    append(store, fast, run_id, "loss", bulk, rng.standard_normal(len(bulk)))
+    cols = ", ".join(series.COLUMNS)
+    for t in read(store, fast, lambda c, f: history.traces(c, run_id)):
+        p = read(store, fast, lambda c, f, t=t: history.read_points(c, f, t.id))
+        assert len(p) == t.count
+        want = series.pyramid(p)
+        for level in series.LEVELS:
+            rows = read(store, fast, lambda c, f, t=t, level=level: c.exec_driver_sql(
+                f"SELECT {cols} FROM metric_buckets WHERE trace_id = ? AND level = ? "
+                "ORDER BY bucket", (t.id, level)).all())
+            got = series.Buckets.from_rows(level, rows)
+            for name in series.COLUMNS:
+                np.testing.assert_array_equal(getattr(got, name), getattr(want[level], name),
+                                              err_msg=f"{t.name} b{t.branch} L{level} {name}")

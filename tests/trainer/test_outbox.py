@@ -289,3 +289,78 @@ def test_a_store_locked_for_a_while_gets_every_row_once(tmp_path):
     assert outbox.close() == 0
     assert store.metrics(run_id).step.tolist() == list(range(50))
     assert not list(outbox.folder.glob("unwritten-*.tsv"))
+
+
+# ------------------------------------------------------------------------------ commands
+def _steps(outbox: Outbox, seconds: float, until=lambda: False) -> float:
+    """A pretend loop: a step boundary every millisecond asking the inbox, for ``seconds`` or
+    until ``until()``; returns the longest time one ``inbox()`` took."""
+    slowest, end = 0.0, time.monotonic() + seconds
+    while time.monotonic() < end and not until():
+        t = time.perf_counter()
+        outbox.inbox()
+        slowest = max(slowest, time.perf_counter() - t)
+        time.sleep(0.001)
+    return slowest
+
+
+def test_the_loop_asks_for_commands_so_the_writer_need_not_wake_for_them(tmp_path):
+    """On SQLite the loop's own step boundaries ask which commands are pending (a query that
+    never waits); the writer no longer wakes every poll to ask, yet a command arrives within
+    a poll of being posted."""
+    store, run_id, outbox, _ = _setup(tmp_path, poll_s=0.02, heartbeat_s=0.5)
+    outbox.start()
+    _steps(outbox, 0.3)
+    posted = time.monotonic()
+    command = store.post_command(run_id, "nudge", {"hp": {"lr": 0.05}}, "ui")
+    _steps(outbox, 5, until=lambda: bool(outbox.commands))
+    arrived = time.monotonic() - posted
+    assert [c.id for c in outbox.commands] == [command]
+    assert arrived < 0.25, f"the command took {arrived:.3f} s to reach the loop"
+    _steps(outbox, 1.0)
+    # about 1.5 s: a safety poll a heartbeat (3-4) and one for the new command, not one
+    # every 20 ms (75)
+    assert outbox.writer_polls <= 8, outbox.writer_polls
+    assert [c.id for c in outbox.commands] == [command]      # handed over once
+    assert outbox.close() == 0
+
+
+def test_a_command_still_arrives_when_the_loop_cannot_ask(tmp_path):
+    """The loop's probe fails (here its file is not a babysit store): the writer's own poll,
+    once a heartbeat, hands the command over all the same."""
+    store, run_id, outbox, _ = _setup(tmp_path, poll_s=0.02, heartbeat_s=0.3)
+    from babysit.store import LoopProbe
+    outbox._probe = LoopProbe(tmp_path / "not-a-store.db", run_id)
+    outbox.start()
+    command = store.post_command(run_id, "pause", {}, "ui")
+    _steps(outbox, 5, until=lambda: bool(outbox.commands))
+    assert [c.id for c in outbox.commands] == [command]
+    assert outbox.close() == 0
+
+
+def test_a_locked_database_never_holds_up_the_loop(tmp_path):
+    """The probe runs on the training loop's thread, so it must not wait for a lock: with its
+    database held by another connection (exclusive locking mode), each ask fails at once and
+    the loop goes on; once the lock is gone the loop's asks find the command again."""
+    import sqlite3
+
+    from babysit.store import LoopProbe
+    store, run_id, outbox, _ = _setup(tmp_path, poll_s=0.02, heartbeat_s=60)
+    locked = tmp_path / "locked.db"
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("CREATE TABLE commands (id INTEGER PRIMARY KEY, run_id INT, status TEXT)")
+    holder.execute("INSERT INTO commands VALUES (7, ?, 'pending')", (run_id,))
+    probe = LoopProbe(locked, run_id)
+    with pytest.raises(Exception, match="locked"):
+        probe.ids()
+    outbox._probe = probe
+    outbox.start()
+    slowest = _steps(outbox, 0.5)
+    assert slowest < 0.05, f"one inbox() took {slowest:.3f} s behind the lock"
+    assert not outbox._read_commands
+    holder.close()                      # the lock goes with its connection
+    _steps(outbox, 5, until=lambda: outbox._announced == {7})
+    assert outbox._announced == {7}
+    assert outbox.close() == 0
