@@ -506,3 +506,20 @@ def test_a_click_delivered_twice_acts_once():
     at.run()
     no_exceptions(at)
     assert at.session_state["acted"] == [7, 8]
+
+
+def test_the_run_picker_shows_nothing_that_goes_stale(store_with_runs):
+    """The picker is drawn by the page's full run, which an open page does not repeat: a status
+    in its labels ("paused") stayed beside a live header saying "running". It names the runs;
+    the header, redrawn on its own, says the chosen run's status."""
+    client = babysit.Client(store_with_runs)
+    runs = client.runs()
+    client.store.update_run(1, status="paused")
+    at = AppTest.from_string(page_script("run"), default_timeout=30)
+    at.query_params["run"] = "1"
+    at.run()
+    no_exceptions(at)
+    picker = next(s for s in at.selectbox if s.label == "Run")
+    assert picker.options == [f"#{int(i)} {n}" for i, n in
+                              sorted(zip(runs["id"], runs["name"], strict=True), reverse=True)]
+    assert "⏸️ paused" in " ".join(m.value for m in at.markdown)   # said where it is live

@@ -77,12 +77,15 @@ def selected_id(ids: Sequence[int], param: str, state_key: str, *more: Any,
 
 def choose(what: str, rows: Sequence[dict[str, Any]], current: int | None, param: str,
            state_key: str) -> int | None:
-    """A select box of runs or studies, newest first, labelled "#id name · status"; the choice
-    is kept in ``session_state[state_key]`` and ``?<param>=``, so a reload or a shared link
-    shows the same one. None when nothing is chosen."""
+    """A select box of runs or studies, newest first, labelled "#id name"; the choice is kept in
+    ``session_state[state_key]`` and ``?<param>=``, so a reload or a shared link shows the same
+    one. None when nothing is chosen.
+
+    No status in the labels: the box is drawn by the page's full run, which an open page does
+    not repeat, so "paused" there stayed beside a live header saying "running". The page's
+    live header says the chosen one's status, the Runs page every run's."""
     ids = sorted((int(r["id"]) for r in rows), reverse=True)
-    labels = {int(r["id"]): f"#{int(r['id'])} {r.get('name') or ''} · {r.get('status') or ''}"
-              for r in rows}
+    labels = {int(r["id"]): f"#{int(r['id'])} {r.get('name') or ''}".rstrip() for r in rows}
     picked = st.selectbox(what, ids, index=ids.index(current) if current in ids else 0,
                           format_func=lambda i: labels.get(i, f"#{i}"))
     if picked is None:
