@@ -8,8 +8,8 @@ trainer writes metric rows and polls for commands many times a second, and the d
 curves of 100k points and more: there, SQLAlchemy's per-row work is most of the cost.
 
     engines      sqlite_engine (WAL, busy timeout, BEGIN IMMEDIATE), sqlite_file
-    commands     PendingCommands (the trainer's 20-a-second poll), CommandProbe,
-                 LoopProbe (the same poll from the training loop's thread: never waits)
+    commands     PendingCommands (the writer's command poll), CommandProbe,
+                 LoopProbe (the training loop's own ask, SQLite only: never waits)
     histories    block_data, tail_between, tail_all, buckets, live_traces   (reads)
                  insert, update_traces, take_buckets                         (writes)
     upkeep       wal_checkpoint, integrity_check

@@ -42,10 +42,11 @@ when one is new; the writer then reads it and appends it to ``commands``, and al
 heartbeat in case a probe failed. So the writer wakes about once a second, not 20 times (a
 thread's wakeup costs ~0.1 ms of CPU on a busy core: that was most of babysit's own CPU on a
 small model). On other databases a query is a network round trip the loop must not wait for:
-the writer polls every ``poll_s`` (on PostgreSQL a flag test between notifications). Every few seconds it checks that
-the store's database file is still the one it opened (``Store.identity_changed``); when it was
-removed or replaced, it stops writing (``lost``), the loop pauses, and ``close()`` saves the rows
-to the file instead.
+the writer polls every ``poll_s`` (on PostgreSQL a flag test between notifications).
+
+Every few seconds the writer checks that the store's database file is still the one it opened
+(``Store.identity_changed``); when it was removed or replaced, it stops writing (``lost``), the
+loop pauses, and ``close()`` saves the rows to the file instead.
 """
 
 from __future__ import annotations
