@@ -419,11 +419,6 @@ class Store:
         a dashboard re-reads a curve only when it moved. One query over a few rows."""
         return self.read(lambda c: history.version(c, run_id))
 
-    def wal_checkpoint(self) -> None:
-        """Fold the WAL back into the database file and truncate it (SQLite; elsewhere nothing).
-        The writer calls it after big batches so the WAL stays tens of MB."""
-        fastpaths.wal_checkpoint(self._write_engine, self._sqlite)
-
     def latest_metric_of(self, run_ids: Sequence[int], name: str) -> dict[int, float]:
         """``name`` at the latest live step of each of several runs, in a fixed number of
         queries (the Runs page: 500 runs, not 500 queries). Runs that never logged it are

@@ -12,7 +12,7 @@ curves of 100k points and more: there, SQLAlchemy's per-row work is most of the 
                  LoopProbe (the training loop's own ask, SQLite only: never waits)
     histories    block_data, tail_between, tail_all, buckets, live_traces   (reads)
                  insert, update_traces, take_buckets                         (writes)
-    upkeep       wal_checkpoint, integrity_check
+    upkeep       integrity_check
 """
 
 from __future__ import annotations
@@ -296,19 +296,6 @@ def take_buckets(conn: sa.Connection, sqlite: bool, trace_ids: Sequence[int],
 
 
 # --------------------------------------------------------------------------------- upkeep
-def wal_checkpoint(engine: sa.Engine, sqlite: bool) -> None:
-    """Fold the WAL back into the database file and truncate it (other databases: nothing)."""
-    if not sqlite:
-        return
-    raw = engine.raw_connection()     # outside a transaction, as it must be
-    try:
-        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    except Exception as exc:
-        raise StoreError(f"WAL checkpoint failed: {exc}") from exc
-    finally:
-        raw.close()
-
-
 def integrity_check(conn: sa.Connection, sqlite: bool) -> str:
     """"ok", or what SQLite's ``PRAGMA integrity_check`` found (other databases: "ok")."""
     if not sqlite:

@@ -90,11 +90,6 @@ class CurveCache:
         assert entry.points is not None
         return entry.points
 
-    def forget(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
     # ------------------------------------------------------------------------------ internals
     @staticmethod
     def _key(store: Store, run_id: int, names: Iterable[str] | None, x_range: XRange | None,
