@@ -573,11 +573,12 @@ class Run:
             state.paused, state.status = True, "paused"
         while True:
             inbox = state.outbox.inbox()
-            while inbox:
+            # A run that is ending (a stop, or a trial's last day just saved) applies nothing
+            # more: what is still queued is cancelled at finish. An exploit applied here would
+            # restore an earlier day and then end there ("finished" at day 5 of 8).
+            while inbox and not state.stopping:
                 commands.apply(state, inbox.popleft())
-                if state.stopping:
-                    return
-            if not state.paused or state.stopping:
+            if state.stopping or not state.paused:
                 return
             time.sleep(0.02)
 

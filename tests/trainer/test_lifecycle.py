@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -74,4 +76,33 @@ def test_finish_releases_every_file_and_thread(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == handler
     store = Store.open(tmp_path)
     assert (store.list_runs()[-1].status, len(store.list_runs())) == ("finished", 50)
+    store.close()
+
+
+def test_a_command_queued_at_a_trials_last_day_is_cancelled_not_applied(tmp_path, monkeypatch):
+    """A study's trial ends by itself once its last day is saved. A rollback (or a PBT exploit)
+    that reaches the loop at that same step boundary must not restore an earlier day and then
+    end there: the run finishes at its last day and the command is cancelled. (A CI run once
+    had a PBT trial "finished" at day 5 of 8.)"""
+    store = Store.open(tmp_path)
+    run_id = store.create_run(project="p", name="trial", status="starting", config={},
+                              hp={}, day_spec="10 steps", max_days=2)
+    monkeypatch.setenv("BABYSIT_RUN_ID", str(run_id))
+    run = babysit.init(project="p", root=tmp_path, day="10 steps")
+    net = torch.nn.Linear(2, 1)
+    run.attach(model=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1))
+    command = None
+    with run:
+        for step in run.loop(steps=100):
+            run.log(loss=1.0 / (step + 1))
+            if step == 19:          # the last step of day 2: the command waits at its end
+                command = babysit.Client(tmp_path).rollback(run.id, day=0, wait=False).id
+                deadline = time.monotonic() + 10
+                while not run.state.outbox.inbox() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert run.state.outbox.commands, "the rollback did not reach the loop"
+    record = store.get_run(run_id)
+    assert (record.status, record.day, record.step) == ("finished", 2, 20)
+    assert store.get_command(command).status == "cancelled"
+    assert store.events(run_id, kind="rollback").empty
     store.close()
