@@ -523,3 +523,10 @@ def test_the_run_picker_shows_nothing_that_goes_stale(store_with_runs):
     assert picker.options == [f"#{int(i)} {n}" for i, n in
                               sorted(zip(runs["id"], runs["name"], strict=True), reverse=True)]
     assert "⏸️ paused" in " ".join(m.value for m in at.markdown)   # said where it is live
+    # Compare's run list the same way (its chart redraws on its own, the list does not)
+    compare = AppTest.from_string(page_script("compare"), default_timeout=30)
+    compare.run()
+    no_exceptions(compare)
+    chosen = compare.multiselect(key="compare_select")
+    assert set(chosen.options) == {f"#{int(i)} {n}" for i, n in
+                                   zip(runs["id"], runs["name"], strict=True)}

@@ -75,6 +75,12 @@ def selected_id(ids: Sequence[int], param: str, state_key: str, *more: Any,
     return max(ids) if ids else None
 
 
+def label(row: dict[str, Any]) -> str:
+    """How a picker names a run or study: "#id name", nothing that changes while it trains
+    (a picker is drawn once per page run; statuses are said where they are redrawn live)."""
+    return f"#{int(row['id'])} {row.get('name') or ''}".rstrip()
+
+
 def choose(what: str, rows: Sequence[dict[str, Any]], current: int | None, param: str,
            state_key: str) -> int | None:
     """A select box of runs or studies, newest first, labelled "#id name"; the choice is kept in
@@ -85,7 +91,7 @@ def choose(what: str, rows: Sequence[dict[str, Any]], current: int | None, param
     not repeat, so "paused" there stayed beside a live header saying "running". The page's
     live header says the chosen one's status, the Runs page every run's."""
     ids = sorted((int(r["id"]) for r in rows), reverse=True)
-    labels = {int(r["id"]): f"#{int(r['id'])} {r.get('name') or ''}".rstrip() for r in rows}
+    labels = {int(r["id"]): label(r) for r in rows}
     picked = st.selectbox(what, ids, index=ids.index(current) if current in ids else 0,
                           format_func=lambda i: labels.get(i, f"#{i}"))
     if picked is None:

@@ -13,7 +13,7 @@ from babysit.ui.compare_figures import compare_panels_figure, first_live_step
 from babysit.ui.curves import chart_window
 from babysit.ui.panels import group_panels, zoom_steps, zoomed
 from babysit.ui.text import md
-from babysit.ui.views import COMPARE_RUNS, load_runs
+from babysit.ui.views import COMPARE_RUNS, label, load_runs
 
 
 def _any_live(runs: Any, run_ids: list[int]) -> bool:
@@ -56,8 +56,7 @@ def render() -> None:
     if runs is None:
         return
     ids = sorted((int(i) for i in runs["id"]), reverse=True)
-    labels = {int(r["id"]): f"#{int(r['id'])} {r['name']} · {r['status']}"
-              for r in runs.to_dict("records")}
+    labels = {int(r["id"]): label(r) for r in runs.to_dict("records")}
     default = [i for i in st.session_state.get(COMPARE_RUNS, []) if i in ids] or ids[:3]
     chosen = st.multiselect("Runs", ids, default=default, format_func=lambda i: labels[i],
                             key="compare_select")

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from babysit.ui.figures import lineage_figure
-from babysit.ui.views import load_runs, open_run
+from babysit.ui.views import label, load_runs, open_run
 
 
 def _clicked_run(event: Any) -> int | None:
@@ -37,8 +37,7 @@ def render() -> None:
     if clicked is not None:
         open_run(clicked)
     ids = sorted((int(i) for i in runs["id"]), reverse=True)
-    labels = {int(r["id"]): f"#{int(r['id'])} {r['name']} · {r['status']}"
-              for r in runs.to_dict("records")}
+    labels = {int(r["id"]): label(r) for r in runs.to_dict("records")}
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     pick = c1.selectbox("Run", ids, format_func=lambda i: labels[i], key="lineage_pick")
     if c2.button("Open run", key="lineage_open") and pick is not None:
