@@ -111,7 +111,7 @@ class PendingCommands:
                 with self._engine.connect() as conn:
                     return list(conn.execute(portable()))
             if self._raw is None:
-                self._raw = self._engine.raw_connection()
+                self._raw = self._connect()
             cursor = self._raw.cursor()
             try:
                 # fetchall() ends the statement, so no read snapshot stays open to hold the WAL
@@ -122,6 +122,9 @@ class PendingCommands:
             self.close()
             raise StoreError(f"store read failed: {exc}") from exc
 
+    def _connect(self) -> Any:
+        return self._engine.raw_connection()
+
     def close(self) -> None:
         raw, self._raw = self._raw, None
         if raw is not None:
@@ -129,7 +132,7 @@ class PendingCommands:
                 raw.close()
 
 
-class LoopProbe:
+class LoopProbe(PendingCommands):
     """The ids of a run's pending commands, asked by the training loop's own thread (SQLite).
 
     The loop asks every ``poll_s`` at a step boundary, so the writer thread need not wake 20
@@ -137,33 +140,19 @@ class LoopProbe:
     on a busy machine, more than the query). The loop thread must never wait on the store, so
     this is a connection of its own with no busy timeout: a database that is busy at that
     instant answers with a StoreError at once, and the loop asks again at its next poll.
-    There is no portable query beside it: on other databases a query is a network round trip,
-    and the writer thread asks (``Store.loop_probe`` gives None).
+    SQLite only: on other databases a query is a network round trip, and the writer thread
+    asks (``Store.loop_probe`` gives None).
     """
 
-    SQL = "SELECT id FROM commands WHERE run_id = ? AND status = 'pending'"
-
     def __init__(self, file: Path, run_id: int):
-        self._file, self._run_id = file, run_id
-        self._raw: sqlite3.Connection | None = None
+        super().__init__(None, True, run_id)    # type: ignore[arg-type] - no engine: a file
+        self._file = file
 
-    def ids(self) -> set[int]:
-        try:
-            if self._raw is None:
-                # timeout=0: SQLITE_BUSY at once instead of waiting; the loop's thread may close
-                # it at the end and another thread of the process may open it first
-                self._raw = sqlite3.connect(self._file, timeout=0, isolation_level=None,
-                                            check_same_thread=False)
-            return {int(r[0]) for r in self._raw.execute(self.SQL, (self._run_id,))}
-        except sqlite3.Error as exc:
-            self.close()
-            raise StoreError(f"store read failed: {exc}") from exc
-
-    def close(self) -> None:
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            with contextlib.suppress(Exception):
-                raw.close()
+    def _connect(self) -> sqlite3.Connection:
+        # timeout=0: SQLITE_BUSY at once instead of waiting; the loop's thread may close it at
+        # the end and another thread of the process may have opened it
+        return sqlite3.connect(self._file, timeout=0, isolation_level=None,
+                               check_same_thread=False)
 
 
 class CommandProbe(PendingCommands):
