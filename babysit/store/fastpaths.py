@@ -145,7 +145,7 @@ class LoopProbe(PendingCommands):
     """
 
     def __init__(self, file: Path, run_id: int):
-        super().__init__(None, True, run_id)    # type: ignore[arg-type] - no engine: a file
+        super().__init__(None, True, run_id)    # type: ignore[arg-type]  # a file, no engine
         self._file = file
 
     def _connect(self) -> sqlite3.Connection:
