@@ -79,6 +79,19 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _wait_training(client: Client, proc: subprocess.Popen, log: Path) -> None:
+    """Wait until the demo's run trains; if it does not, fail with what the demo said (seen
+    once in a CI run): its exit code, its runs and the tail of its log."""
+    try:
+        wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
+                 and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
+    except AssertionError as exc:
+        runs = client.runs()[["id", "status", "step"]].to_string() if len(client.runs()) \
+            else "no run"
+        raise AssertionError(f"{exc}; demo exit code {proc.poll()}; runs:\n{runs}\n"
+                             f"demo log:\n{log.read_text(errors='replace')[-3000:]}") from None
+
+
 def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
     root, port = tmp_path / "store", _free_port()
     log = tmp_path / "demo.log"
@@ -88,14 +101,7 @@ def test_sigterm_stops_the_demo_server_and_its_training(tmp_path):
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the demo's dashboard")
         assert proc.poll() is None, log.read_text()
         client = Client(root)
-        try:
-            wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
-                     and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
-        except AssertionError as exc:      # seen once in a CI run: say what the demo said
-            runs = client.runs()[["id", "status", "step"]].to_string() if len(client.runs()) \
-                else "no run"
-            raise AssertionError(f"{exc}; demo exit code {proc.poll()}; runs:\n{runs}\n"
-                                 f"demo log:\n{log.read_text(errors='replace')[-3000:]}") from None
+        _wait_training(client, proc, log)
         run = client.run(int(client.runs().iloc[0]["id"]))
         # the demo trains until stopped: a newcomer coming back later still has live controls
         argv = run.launch["argv"]
@@ -126,14 +132,7 @@ def test_a_killed_demo_leaves_no_training_behind(tmp_path):
     try:
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the demo's dashboard")
         client = Client(root)
-        try:
-            wait_for(lambda: len(client.runs()) and client.runs().iloc[0]["status"] == "running"
-                     and int(client.runs().iloc[0]["step"]) > 0, 120, "the demo run to train")
-        except AssertionError as exc:      # seen once in a CI run: say what the demo said
-            runs = client.runs()[["id", "status", "step"]].to_string() if len(client.runs()) \
-                else "no run"
-            raise AssertionError(f"{exc}; demo exit code {proc.poll()}; runs:\n{runs}\n"
-                                 f"demo log:\n{log.read_text(errors='replace')[-3000:]}") from None
+        _wait_training(client, proc, log)
         run = client.run(int(client.runs().iloc[0]["id"]))
         servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)
                    if c.pid != run.pid]
