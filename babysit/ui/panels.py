@@ -320,4 +320,8 @@ def _day_lines(axis: _XMapper, yaxis: str) -> tuple[list[dict[str, Any]], list[g
         x=[p for _, p in labelled], y=[1.0] * len(labelled), xaxis="x", yaxis=yaxis,
         mode="text", text=[f"day {d}" for d, _ in labelled], textposition="top left",
         textfont={"size": 10, "color": "#888888"}, cliponaxis=False, name="days",
-        hoverinfo="skip")]
+        legendgroup="days", showlegend=False, hoverinfo="skip"),
+        # the legend's key for them: a dotted line like the day lines (a text trace's own
+        # key is plotly's "Aa"); a click on it shows or hides the labels
+        go.Scatter(x=[None], y=[None], xaxis="x", yaxis=yaxis, mode="lines", line=line,
+                   name="days", legendgroup="days", hoverinfo="skip")]

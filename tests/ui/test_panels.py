@@ -82,6 +82,11 @@ def test_families_and_day_thinning():
     assert len(labels.text) <= 12 and all(t.startswith("day ") for t in labels.text)
     assert 20 <= len(fig.layout.shapes) <= 40      # lines thinned, never a hatch
     assert fig.layout.shapes[-1].x0 == 280          # the last day always drawn
+    # the legend names the days with a dotted line like theirs, not plotly's "Aa" of a text
+    # trace; a click on it toggles the labels (one legend group)
+    keys = [t for t in fig.data if t.name == "days" and t.showlegend is not False]
+    assert len(keys) == 1 and keys[0].mode == "lines" and keys[0].line.dash == "dot"
+    assert labels.showlegend is False and labels.legendgroup == keys[0].legendgroup == "days"
 
 
 def test_panel_choice_remembered_per_project(tmp_path):
