@@ -45,6 +45,7 @@ from bench_ui_actions import (  # noqa: E402
     describe,
     finished_run,
     stop_all,
+    wait_drawn,
 )
 
 from babysit import Client  # noqa: E402
@@ -61,8 +62,7 @@ def first_drawn(browser, url: str, selector: str = DRAWN_CURVE) -> float:
         page = context.new_page()
         page.add_init_script(DRAWN_PROBE.replace(repr(DRAWN_CURVE), repr(selector)))
         page.goto(url)
-        page.locator(selector).first.wait_for(state="visible", timeout=120_000)
-        return page.evaluate("window.__drawn") / 1000.0
+        return wait_drawn(page)
     finally:
         context.close()
 

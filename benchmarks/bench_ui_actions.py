@@ -45,12 +45,37 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
                 "--disable-component-update", "--no-first-run"]
 CONFIRMATION = re.compile(r"applied at step \d+")
 DRAWN_CURVE = ".js-plotly-plot .scatterlayer .trace path.js-line"
-#: records in the page when the first curve was drawn (performance.now(): since navigation)
+#: records in the page when the first curve was drawn (ms since the page's navigation started,
+#: by the page's own clock), also when a chart's frame draws it. An init script runs in every
+#: frame, but a frame's first navigation keeps the window of its initial about:blank document
+#: (so the script is not run again): it watches each new document of its window as it loads.
+#: A frame's clock starts at its own navigation: its time is moved to the page's.
 DRAWN_PROBE = """
-new MutationObserver((_, observer) => {
-  if (document.querySelector(%r)) { window.__drawn = performance.now(); observer.disconnect(); }
-}).observe(document, {subtree: true, childList: true});
+(() => {
+  const watched = new WeakSet();
+  function watch() {
+    const doc = document;
+    if (watched.has(doc)) return;
+    watched.add(doc);
+    new MutationObserver((_, observer) => {
+      if (!doc.querySelector(%r)) return;
+      observer.disconnect();
+      const top = window.top;
+      if (top.__drawn === undefined)
+        top.__drawn = performance.timeOrigin + performance.now() - top.performance.timeOrigin;
+    }).observe(doc, {subtree: true, childList: true});
+  }
+  watch();
+  window.addEventListener("DOMContentLoaded", watch);
+})();
 """ % DRAWN_CURVE
+
+
+def wait_drawn(page, timeout_ms: float = 120_000) -> float:
+    """Seconds from the page's navigation to its first curve (see ``DRAWN_PROBE``, which must
+    have been added to the page before it navigated)."""
+    page.wait_for_function("window.__drawn !== undefined", timeout=timeout_ms)
+    return page.evaluate("window.__drawn") / 1000.0
 
 
 def _free_port() -> int:
@@ -172,18 +197,18 @@ def main(argv: list[str] | None = None) -> int:
                 page.get_by_text(f"Run #{chart_run}").first.wait_for(state="visible",
                                                                     timeout=120_000)
                 shell.append(time.perf_counter() - t0)
-                page.locator(DRAWN_CURVE).first.wait_for(state="visible", timeout=120_000)
+                drawn.append(wait_drawn(page))
                 chart.append(time.perf_counter() - t0)
-                drawn.append(page.evaluate("window.__drawn") / 1000.0)
                 page.close()
 
             # (a) click -> confirmation on the live run's page
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.add_init_script(DRAWN_PROBE)
             page.goto(f"{base}/run?run={live}&token={TOKEN}")
             buttons = [page.get_by_role("button", name="lr ×0.5"),
                        page.get_by_role("button", name="lr ×2")]
             buttons[0].wait_for(state="visible", timeout=120_000)
-            page.locator(DRAWN_CURVE).first.wait_for(state="visible", timeout=120_000)
+            wait_drawn(page)
             clicks: list[float] = []
             shown = ""
             for i in range(args.clicks):

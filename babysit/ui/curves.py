@@ -15,7 +15,7 @@ one, and the cache as a whole is capped in bytes.
 - ``bucket_points(buckets)``: a bucket frame as points: each bucket's first, min, max, last (at
   their own steps) and its first non-finite value, so every spike and nan stays drawn.
 - ``chart_window(relayout)``: the x window a plotly relayout event leaves a chart at (steps,
-  days or local date strings; None after a double click), as ``ui.zoom.listen`` reports it.
+  days or local date strings; None after a double click), as ``ui.chart.zoom`` reports it.
 - ``window_steps(window, steps, xs)``: that window as the steps to re-read (``x_range``), so a
   zoom re-reads its range at full detail, down to single steps.
 

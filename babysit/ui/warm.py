@@ -6,8 +6,8 @@ its validators on the first figure, pandas and SQLAlchemy load their parts: seco
 at the first page. Done here, before the server listens, they are in ``sys.modules`` (shared by
 every session) by the time anyone connects.
 
-The browser side gets the same treatment: :func:`preload_plotly` has the page shell ask for
-Streamlit's plotly bundle as soon as it loads (see its docstring).
+The browser side gets the same treatment: :func:`page_shell` has the page shell ask for each
+page's chart code as soon as it loads (see its docstring).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: The dashboard's pages (``babysit.ui.views.PAGES``) that draw plotly charts.
-CHART_PAGES = ("run", "compare", "lineage", "study")
+#: The dashboard's pages (``babysit.ui.views.PAGES``) that draw ``st.plotly_chart`` charts.
+CHART_PAGES = ("lineage", "study")
+#: The pages that draw their charts in babysit's own frame (``babysit.ui.chart``): they load
+#: plotly's basic bundle there, and nothing from the shell.
+FRAME_CHART_PAGES = ("run", "compare")
 
 
 def warm() -> None:
@@ -41,18 +44,18 @@ def warm() -> None:
     compare_figures.compare_panels_figure({1: df}, ["loss"]).to_json()
 
 
-def preload_plotly() -> Path | None:
-    """Serve Streamlit's page shell with plotly's bundle asked for at once; returns the folder
-    served instead of Streamlit's own (None: unchanged).
+def page_shell() -> Path | None:
+    """Serve Streamlit's page shell with plotly's bundle imported at once on the pages that draw
+    ``st.plotly_chart``; returns the folder served instead of Streamlit's own (None: unchanged).
 
     Streamlit fetches its 4.7 MB plotly bundle only when a chart's element reaches the browser,
-    a second after navigation, then downloads it (0.7 s on 2 cores) and evaluates it (0.45 s)
-    before it can draw the first curve. The shell served here lists it as a ``modulepreload``
-    (downloaded and compiled from the start), and on the pages that draw charts (``/run``,
-    ``/compare``, ...) also imports it, so it is evaluated while the page waits for its
-    websocket and the server's first answer. The Runs page only preloads it: evaluating it
-    there delayed its table by about 0.45 s. Measured (fresh tabs, interleaved, 5 each, 1,000-
-    step run): first curve 3.16 s with Streamlit's shell, 2.89 s preloaded, 2.27 s imported.
+    a second after navigation, then downloads and evaluates it before it can draw. Imported
+    while the page waits for its websocket, the first curve came at 2.27 s instead of 3.16 s
+    (fresh tabs, interleaved, 5 each, 1,000-step run). Only ``CHART_PAGES`` load it: the Run
+    and Compare pages draw in babysit's own frame with plotly's basic bundle
+    (``babysit.ui.chart``), and the full bundle, even only preloaded, cost the Run page's first
+    curve 0.3 s once it no longer used it. Prefetching the frame's bundle from the shell was
+    measured too and not kept (2.71 s against 2.40 s without, median of 8 tabs each).
 
     The folder is Streamlit's static folder as links, with its own index.html; Streamlit serves
     it through ``file_util.get_static_dir``, which this replaces for this process (the server's
@@ -70,8 +73,8 @@ def preload_plotly() -> Path | None:
     bundle = f"./static/js/{bundles[0].name}"
     pages = "|".join(CHART_PAGES)
     shell = shell.replace(main_script[0], (
-        f'<link rel="modulepreload" crossorigin href="{bundle}">\n    {main_script[0]}\n'
-        f'    <script type="module">/* babysit: a page with charts evaluates plotly now */\n'
+        f'{main_script[0]}\n'
+        f'    <script type="module">/* babysit: a page with plotly charts evaluates plotly now */\n'
         f'      if (/(^|\\/)({pages})\\/?$/.test(location.pathname)) import("{bundle}");\n'
         f'    </script>'))
     served = Path(tempfile.mkdtemp(prefix="babysit-static-"))
@@ -93,7 +96,7 @@ def main() -> None:
     # newcomer. Warnings and below are off while warming; errors still show.
     logging.disable(logging.WARNING)
     try:
-        for step in (warm, preload_plotly):
+        for step in (warm, page_shell):
             try:
                 step()
             except Exception as exc:  # warming is an optimisation: never a reason not to serve

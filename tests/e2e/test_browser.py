@@ -22,6 +22,18 @@ TOKEN = "e2e-test-token"      # handed to the server in $BABYSIT_TOKEN, as `baby
 FIRST_DRAW_MS = 120_000
 
 
+def chart(page, key: str = "run_figure"):
+    """The plot of the chart ``key``: babysit draws the Run and Compare pages' figures in a
+    component frame of its own (``babysit.ui.chart``)."""
+    return page.frame_locator(f".st-key-{key} iframe").locator(".js-plotly-plot")
+
+
+def chart_frame(page, key: str = "run_figure"):
+    """That chart's frame, to evaluate in (None until it is in the page)."""
+    handle = page.query_selector(f".st-key-{key} iframe")
+    return handle.content_frame() if handle else None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,7 +74,7 @@ def test_babysit_a_run_from_the_browser(trainers, server):
         page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the link babysit ui prints
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_visible(timeout=FIRST_DRAW_MS)
         # the live curve is drawn and grows
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        expect(chart(page)).to_be_visible(timeout=30_000)
         # the page's first drawing is done (its last section is on screen): the curve shows
         # before the rest, and a click timed while the page still draws would time that too
         expect(page.get_by_text("Note, tags, config and launch command")).to_be_visible(
@@ -158,22 +170,22 @@ def test_panels_console_and_pages(trainers, server):
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{server}/run?run={run_id}&token={TOKEN}")
-        chart = page.locator(".js-plotly-plot").first
-        expect(chart).to_be_visible(timeout=FIRST_DRAW_MS)
+        plot = chart(page)
+        expect(plot).to_be_visible(timeout=FIRST_DRAW_MS)
         # the trainer samples its own CPU and memory every 5 s: panels of their own
         wait_for(lambda: len(c.metrics(run_id, ["sys/rss_mb"])) >= 1, 60, "sys/rss_mb rows")
         page.goto(f"{server}/run?run={run_id}&token={TOKEN}")    # the picker lists them now
-        chart = page.locator(".js-plotly-plot").first
-        expect(chart).to_be_visible(timeout=FIRST_DRAW_MS)
+        plot = chart(page)
+        expect(plot).to_be_visible(timeout=FIRST_DRAW_MS)
         for name in ("loss", "val_loss", "val_acc", "sys/cpu_percent", "sys/rss_mb", "lr",
                      "1 − momentum"):
-            expect(chart.locator(".annotation-text", has_text=name).first).to_be_visible(
+            expect(plot.locator(".annotation-text", has_text=name).first).to_be_visible(
                 timeout=30_000)
         # one y axis per metric panel (+ lr, momentum), not one shared axis
-        assert chart.locator(".yaxislayer-above .ytick").count() > 0
+        assert plot.locator(".yaxislayer-above .ytick").count() > 0
         # 7 panels (loss, val_loss, val_acc, sys/cpu_percent, sys/rss_mb, lr, 1 − momentum) and
         # the overlay of days and events: one y axis each, not one shared axis
-        page.wait_for_function(
+        chart_frame(page).wait_for_function(
             "() => { const p = document.querySelector('.js-plotly-plot');"
             " return p && p.layout && Object.keys(p.layout)"
             ".filter(k => k.startsWith('yaxis')).length >= 8 }", timeout=30_000)
@@ -194,7 +206,7 @@ def test_panels_console_and_pages(trainers, server):
         page.screenshot(path=str(SHOTS / "e2e-runs.png"), full_page=False)
 
         page.goto(f"{server}/compare?token={TOKEN}")
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=FIRST_DRAW_MS)
+        expect(chart(page, "compare_figure")).to_be_visible(timeout=FIRST_DRAW_MS)
         page.set_viewport_size({"width": 1400, "height": 1300})
         page.wait_for_timeout(2500)
         page.screenshot(path=str(SHOTS / "e2e-compare.png"), full_page=False)

@@ -16,7 +16,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 import babysit
 from tests.conftest import wait_for
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, FIRST_DRAW_MS
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, FIRST_DRAW_MS, chart
 from tests.security.conftest import free_port
 from tests.security.streamlit_socket import StreamlitSocket, rerun_message, trigger
 
@@ -113,7 +113,8 @@ def test_a_page_on_another_local_port_cannot_steer_a_run(trainers, dashboards):
                 drawn.append((element.WhichOneof("type"), str(element)))
         # ... and babysit answered it a refusal and nothing else: no button, no chart, no table
         assert any("another origin" in text for _, text in drawn), drawn
-        assert not [kind for kind, _ in drawn if kind in ("button", "plotly_chart", "dataframe")]
+        assert not [kind for kind, _ in drawn
+                    if kind in ("button", "plotly_chart", "component_instance", "dataframe")]
 
         # the dashboard in a frame of the attacker's page (clickjacking): a session without the
         # token, so its controls are off, and a forced click does nothing
@@ -142,7 +143,7 @@ def test_read_only_and_steering_views(trainers, dashboards):
         expect(page.get_by_text("read-only: open the link printed by")).to_be_visible(
             timeout=FIRST_DRAW_MS)
         expect(page.get_by_role("button", name="lr ×0.5")).to_be_disabled(timeout=FIRST_DRAW_MS)
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        expect(chart(page)).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "security-1-read-only.png"), full_page=True)
 
         page.goto(f"{board.url}/run?run={run_id}&token={board.token}")
@@ -152,7 +153,7 @@ def test_read_only_and_steering_views(trainers, dashboards):
         page.get_by_role("button", name="lr ×0.5").click()
         wait_for(lambda: c.run(run_id).hp["lr"] == pytest.approx(lr / 2), 30, "the nudge")
         expect(page.get_by_text("applied at step")).to_be_visible(timeout=30_000)
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        expect(chart(page)).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "security-2-steering.png"), full_page=True)
 
         page.reload()                 # the same tab keeps steering (its sessionStorage) ...
@@ -204,7 +205,7 @@ def test_hostile_names_render_as_text_and_fetch_nothing(root, dashboards):
             assert title.inner_text().replace("\u2060", "") == f"Run #1 {image}"
             # the metric named like a link: drawn as text in the chart (a panel title), no <a>
             # (90 s: on 2 loaded cores the Run page's first chart has taken over 30 s)
-            expect(page.locator(".js-plotly-plot svg text", has_text=link).first).to_be_visible(
+            expect(chart(page).locator("svg text", has_text=link).first).to_be_visible(
                 timeout=90_000)
             page.screenshot(path=str(ARTIFACTS / "security-3-hostile-names.png"),
                             full_page=True)
@@ -213,20 +214,22 @@ def test_hostile_names_render_as_text_and_fetch_nothing(root, dashboards):
                 page.goto(f"{board.url}/{path}")
                 page.locator("[data-testid='stMain']").wait_for(timeout=FIRST_DRAW_MS)
                 page.wait_for_timeout(3000)
-                found = page.evaluate("""() => {
-                    const out = [];
-                    for (const a of document.querySelectorAll('a'))
-                        out.push(a.getAttribute('href') || a.getAttribute('xlink:href') || '');
-                    for (const i of document.querySelectorAll('img,image,source,iframe'))
-                        out.push(i.getAttribute('src') || i.getAttribute('href') || '');
-                    return out; }""")
+                found = []        # the page and its frames (the charts draw in one)
+                for frame in page.frames:
+                    found += frame.evaluate("""() => {
+                        const out = [];
+                        for (const a of document.querySelectorAll('a'))
+                            out.push(a.getAttribute('href') || a.getAttribute('xlink:href') || '');
+                        for (const i of document.querySelectorAll('img,image,source,iframe'))
+                            out.push(i.getAttribute('src') || i.getAttribute('href') || '');
+                        return out; }""")
                 bad = [u for u in found if tracker in u or u.strip().lower().startswith(
                     "javascript") or "example.com" in u]
                 assert not bad, (path, bad)
                 checked.append(path)
             page.goto(f"{board.url}/compare")
-            page.locator(".js-plotly-plot").first.wait_for(timeout=FIRST_DRAW_MS)
-            assert "\x1b" not in page.content()
+            chart(page, "compare_figure").first.wait_for(timeout=FIRST_DRAW_MS)
+            assert all("\x1b" not in frame.content() for frame in page.frames)
             browser.close()
         assert len(checked) == 5
         assert hits == [], hits                          # the tracker was never fetched

@@ -167,17 +167,19 @@ def test_sigterm_stops_the_ui_server(tmp_path):
         for noise in ("No runtime found", "ScriptRunContext", "please restart streamlit",
                       "warming the dashboard failed"):
             assert noise not in printed, printed
-        # the page shell (at any page's address) asks for plotly's bundle before its own code
-        # (and imports it on the chart pages), and the bundle it names is served: a fresh
-        # browser downloads and evaluates it while the page waits for the server
-        for path in ("/", "/run?run=1"):
+        # the page shell imports Streamlit's plotly bundle on the pages that draw
+        # st.plotly_chart, and the bundle it names is served: a fresh browser downloads and
+        # evaluates it while the page waits for the server. The Run page (babysit's own chart
+        # frame) is served the same shell; it tests the address and loads none of it.
+        for path in ("/", "/run?run=1", "/study"):
             status, kind, shell = _get(port, path)
             assert status == 200 and kind.startswith("text/html")
-            preload = re.search(rb'<link rel="modulepreload" crossorigin '
-                                rb'href="\./(static/js/PlotlyChart\.[^"]+\.js)">', shell)
-            assert preload and shell.index(preload.group(0)) < shell.index(b'<script type="module"')
-            assert b'import("./' + preload.group(1) + b'")' in shell     # on the chart pages
-        status, kind, bundle = _get(port, "/" + preload.group(1).decode())
+            importer = re.search(rb'import\("\./(static/js/PlotlyChart\.[^"]+\.js)"\)', shell)
+            assert importer and shell.index(importer.group(0)) > shell.index(
+                b'<script type="module"')
+            assert b"(lineage|study)" in shell and b"modulepreload crossorigin href=\"./static/js" \
+                b"/PlotlyChart" not in shell
+        status, kind, bundle = _get(port, "/" + importer.group(1).decode())
         assert status == 200 and "javascript" in kind and len(bundle) > 1_000_000
         assert _get(port, "/favicon.png")[0] == 200        # the rest of Streamlit's files too
         servers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]

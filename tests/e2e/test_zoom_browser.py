@@ -2,7 +2,8 @@
 
 A real store holding a long run (200,000 steps through the store's bulk path, one single-step
 spike), the Streamlit server `babysit ui` starts (pages imported before it serves: a component
-declared then was never served), headless Chromium dragging on the chart with the mouse.
+declared then was never served), headless Chromium dragging on the chart (drawn in babysit's
+own component frame, `babysit.ui.chart`) with the mouse.
 The whole-run view holds ~2,000 buckets; after two zooms the chart must hold every step of
 the window, the spike at its exact step and value among them, and keep that range when the
 page refreshes itself with new data.
@@ -24,7 +25,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--no-first-run"]
 N = 200_000
 SPIKE_STEP, SPIKE = 123_457, 9.875
-CHART = ".st-key-run_figure .js-plotly-plot"
+#: the chart's frame (babysit.ui.chart draws the figure in a component frame of its own)
+CHART = ".st-key-run_figure iframe"
 
 # the x range, and the loss trace's points inside it, as the browser holds them
 STATE = """(arg) => {
@@ -39,6 +41,23 @@ STATE = """(arg) => {
     const names = Array.from(gd.querySelectorAll('.annotation-text'), a => a.textContent);
     return {range: r, n: xs.length, inside: inside, panels: names};
 }"""
+
+
+def _state(page, chart: str = CHART, trace: str = "loss") -> dict | None:
+    """``STATE`` of the plot in the chart's frame (None: no frame, or it is being replaced)."""
+    handle = page.query_selector(chart)
+    frame = handle.content_frame() if handle else None
+    if frame is None:
+        return None
+    try:
+        return frame.evaluate(STATE, [".js-plotly-plot", trace])
+    except Exception:      # the frame navigated or went away between the two calls
+        return None
+
+
+def _box(page, chart: str = CHART) -> dict:
+    """The plot's drag area, in the page's coordinates (where the mouse moves)."""
+    return page.frame_locator(chart).locator(".nsewdrag").first.bounding_box()
 
 
 def _long_run(root, name: str = "long") -> int:
@@ -67,19 +86,18 @@ def _drag(page, box: dict, x0: float, x1: float) -> None:
 
 
 def _listening(page, chart: str = CHART) -> None:
-    """Wait until the zoom listener has subscribed to the chart: the chart now draws before
-    the rest of the page, the listener's frame after it, and a drag before that is only a
-    magnification (the listener hears the next one)."""
+    """Wait until the chart's frame has subscribed to plotly's relayout events (right after its
+    first draw): a drag before that is only a magnification."""
     from playwright.sync_api import expect
 
-    expect(page.locator(f"{chart}[data-babysit-zoom=listening]")).to_have_count(
-        1, timeout=60_000)
+    expect(page.frame_locator(chart).locator(".js-plotly-plot[data-babysit-zoom=listening]")
+           ).to_have_count(1, timeout=60_000)
 
 
 def _zoom_around(page, step: float, half_px: float, chart: str = CHART) -> list[float]:
     """Drag from ``half_px`` left of ``step`` to ``half_px`` right of it; the range before."""
-    state = page.evaluate(STATE, chart)
-    box = page.locator(f"{chart} .nsewdrag").first.bounding_box()
+    state = _state(page, chart)
+    box = _box(page, chart)
     lo, hi = state["range"]
     at = box["x"] + (step - lo) / (hi - lo) * box["width"]
     _drag(page, box, at - half_px, at + half_px)
@@ -97,8 +115,9 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1300, "height": 1100})
             page.goto(f"{board.url}/run?run={run_id}&token={board.token}")
-            expect(page.locator(CHART)).to_be_visible(timeout=120_000)
-            whole = wait_for(lambda: page.evaluate(STATE, CHART), 60, "the whole-run chart")
+            expect(page.frame_locator(CHART).locator(".js-plotly-plot")).to_be_visible(
+                timeout=120_000)
+            whole = wait_for(lambda: _state(page), 60, "the whole-run chart")
             # the whole run: bounded, the spike drawn (a bucket's max), but not step by step
             assert whole["n"] <= 12_000 and whole["range"][1] >= N - 1 - 2_000
             assert any(x == SPIKE_STEP and y == SPIKE for x, y in whole["inside"])
@@ -109,14 +128,14 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
             _listening(page)
             _zoom_around(page, SPIKE_STEP, 12)
             # re-read: far more points inside the window than the whole-run view had there
-            first = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
+            first = wait_for(lambda: (s := _state(page)) and
                              s["range"][1] - s["range"][0] < N / 10 and len(s["inside"]) > 500
                              and s, 90, "zoom 1 re-read")
             _listening(page)
             _zoom_around(page, SPIKE_STEP, 15)
 
             def fine():
-                s = page.evaluate(STATE, CHART)
+                s = _state(page)
                 if not s or s["range"][1] - s["range"][0] > 2_000:
                     return None
                 xs = [x for x, _ in s["inside"]]
@@ -143,7 +162,7 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
                                     1.7e9 + window * 0.01, window // 10_000)
             finally:
                 store.close()
-            after = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
+            after = wait_for(lambda: (s := _state(page)) and
                              "val_loss" in s["panels"] and s, 90, "the refresh with val_loss")
             assert after["range"] == pytest.approx(zoomed["range"])
             assert dict(after["inside"])[SPIKE_STEP] == SPIKE
@@ -152,10 +171,10 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
             # a double click: the whole run again (clicked again if a loaded machine made two
             # slow clicks of it: plotly counts a double click within 300 ms)
             def whole_again():
-                s = page.evaluate(STATE, CHART)
+                s = _state(page)
                 if s and s["range"][1] - s["range"][0] > N * 0.9:
                     return s
-                box = page.locator(f"{CHART} .nsewdrag").first.bounding_box()
+                box = _box(page)
                 page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
                 page.wait_for_timeout(3000)
                 return None
@@ -163,14 +182,14 @@ def test_zoom_rereads_the_range_step_by_step_and_keeps_it(root, trainers):
 
             # on the day axis (a new listener: the old one must not swallow the event)
             page.get_by_test_id("stRadioGroup").first.get_by_text("day", exact=True).click()
-            days = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
+            days = wait_for(lambda: (s := _state(page)) and
                             s["range"][1] < N / 1000 and s, 60, "the day axis")
             spike_day = next(x for x, y in days["inside"] if y == SPIKE)   # where it is drawn
-            box = page.locator(f"{CHART} .nsewdrag").first.bounding_box()
+            box = _box(page)
             at = box["x"] + (spike_day - days["range"][0]) / (
                 days["range"][1] - days["range"][0]) * box["width"]
             _drag(page, box, at - 6, at + 6)
-            by_day = wait_for(lambda: (s := page.evaluate(STATE, CHART)) and
+            by_day = wait_for(lambda: (s := _state(page)) and
                               len(s["inside"]) > 500 and s, 90, "the day-axis zoom re-read")
             assert max(y for _, y in by_day["inside"]) == SPIKE
             page.screenshot(path=str(ARTIFACTS / "zoom-4-day-axis.png"), full_page=True)
@@ -184,7 +203,7 @@ def test_compare_page_zoom_rereads_every_run(root, trainers):
     """Two long runs overlaid: a zoom re-reads the window of both, step by step."""
     from playwright.sync_api import expect, sync_playwright
 
-    chart = ".st-key-compare_figure .js-plotly-plot"
+    chart = ".st-key-compare_figure iframe"
     ids = [_long_run(root, "a"), _long_run(root, "b")]
     board = start_dashboard(root, trainers.env(), as_babysit_ui=True)
     try:
@@ -192,20 +211,21 @@ def test_compare_page_zoom_rereads_every_run(root, trainers):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1300, "height": 1100})
             page.goto(f"{board.url}/compare?token={board.token}")
-            expect(page.locator(chart)).to_be_visible(timeout=120_000)
+            expect(page.frame_locator(chart).locator(".js-plotly-plot")).to_be_visible(
+                timeout=120_000)
             names = [f"#{i} {n}" for i, n in zip(ids, "ab", strict=True)]
-            whole = wait_for(lambda: (s := page.evaluate(STATE, [chart, names[0]])) and s["n"]
+            whole = wait_for(lambda: (s := _state(page, chart, names[0])) and s["n"]
                              and s, 60, "the whole-run chart")
             assert whole["range"][1] >= N - 1 - 2_000
             _listening(page, chart)
             _zoom_around(page, SPIKE_STEP, 12, chart)
-            wait_for(lambda: (s := page.evaluate(STATE, [chart, names[0]])) and
+            wait_for(lambda: (s := _state(page, chart, names[0])) and
                      len(s["inside"]) > 500 and s, 90, "zoom 1 re-read")
             _listening(page, chart)
             _zoom_around(page, SPIKE_STEP, 15, chart)
 
             def fine(name):
-                s = page.evaluate(STATE, [chart, name])
+                s = _state(page, chart, name)
                 if not s or s["range"][1] - s["range"][0] > 2_000:
                     return None
                 xs = [x for x, _ in s["inside"]]

@@ -95,7 +95,7 @@ def test_a_page_of_another_origin_is_refused_even_with_the_token(trainers, dashb
             page = ws.run("run", f"token={board.token}&run={run_id}", [trigger(half.id)])
             assert "another origin" in page.texts()
             assert not page.of("button") and not page.of("plotly_chart") \
-                and not page.of("dataframe")
+                and not page.of("component_instance") and not page.of("dataframe")
     time.sleep(1.0)
     assert count(trainers, "commands") == commands and c.run(run_id).hp["lr"] == lr
 

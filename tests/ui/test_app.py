@@ -73,6 +73,17 @@ def texts(at: AppTest, kind: str) -> str:
     return " ".join(str(e.value) for e in getattr(at, kind))
 
 
+def chart_figure(at: AppTest, key: str) -> dict:
+    """The figure the chart ``key`` (``babysit.ui.chart.draw``) sends its frame, as a dict."""
+    import json
+
+    from babysit.ui import chart
+    frames = [e for e in at.get("component_instance")
+              if e.proto.component_name == chart.COMPONENT and e.proto.id.endswith(f"-{key}")]
+    assert frames, f"no chart {key!r} drawn"
+    return json.loads(json.loads(frames[-1].proto.json_args)["figure"])
+
+
 def test_router_renders_runs_page_on_empty_store(tmp_path, monkeypatch):
     monkeypatch.setenv("BABYSIT_ROOT", str(tmp_path / "nothing"))
     at = AppTest.from_file(APP, default_timeout=30)
@@ -242,8 +253,8 @@ def test_run_page_panels_picker_log_and_memory(store_with_runs):
     # the process's sys/* samples (one every 5 s, the first after 1 s: on a loaded machine the
     # fixture's runs last that long) come after the run's own metrics
     assert [o for o in picker.options if not o.startswith("sys/")] == ["loss", "val_loss"]
-    figure = at.get("plotly_chart")[0].proto.spec
-    assert '"loss"' in figure and '"val_loss"' in figure
+    names = [t["name"] for t in chart_figure(at, "run_figure")["data"]]
+    assert "loss" in names and "val_loss" in names
     picker.set_value(["val_loss"]).run()
     no_exceptions(at)
     from babysit.ui import prefs
@@ -251,8 +262,7 @@ def test_run_page_panels_picker_log_and_memory(store_with_runs):
     at.multiselect(key="run_log_panels").set_value(["val_loss"]).run()
     at.toggle(key="run_superseded").set_value(True).run()
     no_exceptions(at)
-    import json
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = chart_figure(at, "run_figure")
     assert [a["text"] for a in spec["layout"]["annotations"]][0] == "val_loss"
     assert spec["layout"]["yaxis"]["type"] == "log"
     # a fresh session of the same project starts from the remembered choice
@@ -277,11 +287,10 @@ def test_run_page_console_tail(store_with_runs):
 
 
 def test_compare_page_several_metrics_aligned_by_fork(store_with_runs):
-    import json
     at = render("compare")
     no_exceptions(at)
     assert at.multiselect(key="compare_metrics").value == ["loss", "val_loss"]
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = chart_figure(at, "compare_figure")
     assert [a["text"] for a in spec["layout"]["annotations"]] == ["loss", "val_loss"]
     legend = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
     assert len(legend) == 2 and all(n.startswith(("#1", "#2")) for n in legend)
@@ -290,7 +299,7 @@ def test_compare_page_several_metrics_aligned_by_fork(store_with_runs):
     at.radio(key="compare_align").set_value("fork").run()
     at.multiselect(key="compare_log_panels").set_value(["loss"]).run()
     no_exceptions(at)
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = chart_figure(at, "compare_figure")
     assert spec["layout"]["xaxis"]["title"]["text"] == "steps since the fork point"
     assert spec["layout"]["yaxis"]["type"] == "log"
 

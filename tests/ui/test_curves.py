@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -205,20 +207,26 @@ def test_study_curves_read_the_pyramid_not_the_history(tmp_path, monkeypatch):
     assert curve["value"].max() == 50.0 and curve["step"].max() == n - 1
 
 
-def test_zoom_listener_page_writes_no_markup_and_fetches_nothing():
-    """The listener frame runs in the dashboard's origin: it must never turn what it reads
-    into markup, evaluate code, or load anything (no network, no CDN)."""
+def test_chart_frame_writes_no_markup_and_fetches_only_its_plotly():
+    """The chart frame runs in the dashboard's origin: it must never turn what it reads into
+    markup or code, and it loads nothing but the plotly bundle beside it (no network, no CDN)."""
     from pathlib import Path
 
-    import babysit.ui.zoom as zoom
+    from babysit.ui import chart
 
-    page = (Path(zoom.__file__).with_name("zoom_frontend") / "index.html").read_text()
+    folder = Path(chart.__file__).with_name("chart_frontend")
+    page = (folder / "index.html").read_text()
     script = page.split("<script>", 1)[1]
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                 "Function(", "setTimeout(\"", "src=", "href=", "fetch(", "XMLHttpRequest",
-                 "import("):
+                 "Function(", "setTimeout(\"", "href=", "fetch(", "XMLHttpRequest", "import("):
         assert sink not in script, sink
+    # one script loaded, the bundle beside the page; no other source of code or style
+    assert re.findall(r"\.src = ([^;]+);", script) == [f'"./{chart.PLOTLY}"']
     assert "<script src" not in page and "<link" not in page
+    assert (folder / chart.PLOTLY).read_text(encoding="utf-8").startswith(
+        "/**\n* plotly.js (basic - minified) v")
+    # the figure goes to plotly as data: parsed as JSON, never evaluated
+    assert "JSON.parse(args.figure)" in script
 
 
 def test_compare_zoom_on_steps_since_the_fork_keeps_each_runs_origin():

@@ -8,7 +8,7 @@ import streamlit as st
 
 from babysit.errors import BabysitError
 from babysit.store import LIVE
-from babysit.ui import state, zoom
+from babysit.ui import chart, state
 from babysit.ui.compare_figures import compare_panels_figure, first_live_step
 from babysit.ui.curves import chart_window
 from babysit.ui.panels import group_panels, zoom_steps, zoomed
@@ -27,7 +27,7 @@ def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[s
     ``live_drawn``: whether one of the runs had a process when the page was drawn (it set the
     redraw pace); when that changes, the page is drawn again at the other pace."""
     zoom_key = f"compare_{align}"
-    window = chart_window(zoom.listen("compare_figure", key=zoom_key))
+    window = chart_window(chart.zoom("compare_figure", revision=zoom_key))
     steps = zoom_steps(window, None)
     try:
         runs = state.runs()
@@ -47,7 +47,7 @@ def live_compare(run_ids: list[int], names: list[str], align: str, log_y: list[s
                                    smoothing=smoothing, starts=starts)
     figure.update_layout(uirevision=zoom_key)
     zoomed(figure, window if steps is not None else None)
-    st.plotly_chart(figure, key="compare_figure", width="stretch", config=zoom.CHART_CONFIG)
+    chart.draw(figure, key="compare_figure", revision=zoom_key)
 
 
 def render() -> None:

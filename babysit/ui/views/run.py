@@ -17,7 +17,7 @@ from babysit.errors import BabysitError
 from babysit.format import fmt
 from babysit.hparams import describe_lr
 from babysit.store import LIVE
-from babysit.ui import actions, auth, console, prefs, state, zoom
+from babysit.ui import actions, auth, chart, console, prefs, state
 from babysit.ui.curves import chart_window
 from babysit.ui.frames import metrics_csv
 from babysit.ui.panels import group_panels, panels_figure, zoom_steps, zoomed
@@ -144,7 +144,7 @@ def live_view(run_id: int) -> None:
     x = st.session_state.get("run_x", "step")
     # one listener per run and x axis: another run or axis starts from the whole run
     zoom_key = f"run_{run_id}_{x}"
-    window = chart_window(zoom.listen("run_figure", key=zoom_key))
+    window = chart_window(chart.zoom("run_figure", revision=zoom_key))
     try:
         whole = metrics = state.metrics(run_id)
         events = state.events(run_id)
@@ -163,7 +163,7 @@ def live_view(run_id: int) -> None:
                            whole=whole)
     figure.update_layout(uirevision=zoom_key)
     zoomed(figure, window if steps is not None else None)
-    st.plotly_chart(figure, key="run_figure", width="stretch", config=zoom.CHART_CONFIG)
+    chart.draw(figure, key="run_figure", revision=zoom_key)
     with st.expander(f"Events ({len(events)})", expanded=False):
         st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
                      key="run_events")
