@@ -348,6 +348,10 @@ def test_run_page_note_tags_config_and_search_by_tag(store_with_runs):
     at.query_params["token"] = TOKEN
     at.run()
     no_exceptions(at)
+    # closed, the section builds nothing: a fresh tab loads none of it
+    assert not at.text_area and not at.json
+    at.session_state["run_about_open"] = True          # opened
+    at.run()
     at.text_area(key="run_note_1").input("too timid after day 2").run()
     at.text_input(key="run_tags_1").input("baseline sgd baseline").run()
     at.button(key="run_note_save").click().run()
@@ -356,6 +360,9 @@ def test_run_page_note_tags_config_and_search_by_tag(store_with_runs):
     record = client.run(1)
     assert record.note == "too timid after day 2" and record.tags == ["baseline", "sgd"]
     assert '"lr"' in at.json[0].proto.body            # the full config is shown
+    # the tags are in the section's label now: a new label, and the section stays open
+    assert "#baseline #sgd" in at.expander[-1].label.replace("\\", "") \
+        and at.text_area(key="run_note_1")
     at.text_input(key="run_tags_1").input("bad\u0007tag").run()
     at.button(key="run_note_save").click().run()
     assert "tag" in texts(at, "error") and client.run(1).tags == ["baseline", "sgd"]
@@ -463,6 +470,12 @@ def test_one_vocabulary_of_days(store_with_runs):
     at.query_params["run"] = "1"
     at.run()
     no_exceptions(at)
+    # the Events section is built only while open: closed, no table (its label counts them)
+    assert not [d for d in at.dataframe if "what" in d.value.columns]
+    assert [e.label for e in at.expander if e.label.startswith("Events")] == ["Events (3)"], \
+        [e.label for e in at.expander]
+    at.session_state["run_events_open"] = True
+    at.run()
     header = {m.label: m for m in at.metric}
     assert header["day in progress"].value == "3"
     assert header["day in progress"].proto.help.replace("\\", "") == \

@@ -164,9 +164,27 @@ def live_view(run_id: int) -> None:
     figure.update_layout(uirevision=zoom_key)
     zoomed(figure, window if steps is not None else None)
     chart.draw(figure, key="run_figure", revision=zoom_key)
-    with st.expander(f"Events ({len(events)})", expanded=False):
-        st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
-                     key="run_events")
+    box = lazy_expander(f"Events ({len(events)})", key="run_events_open")
+    if box.open:
+        with box:
+            st.dataframe(actions.events_table(events), hide_index=True, width="stretch",
+                         key="run_events")
+
+
+def lazy_expander(label: str, *, key: str) -> Any:
+    """A collapsed expander whose content the page builds only while it is open (build it
+    under ``if box.open:``): closed, a fresh tab loads and draws none of it. The Events table
+    and the About section (a json view, text fields) cost the Run page's first chart ~10%.
+
+    Streamlit names an expander by its label as well as its key, so one whose label changes
+    (a new event counted, new tags) would come back as a new, closed one: the label it was
+    drawn with and whether it was open are kept, and an open one stays open."""
+    kept = st.session_state.get(f"{key}_kept")          # (label, open) when last drawn
+    if kept is not None and kept[0] != label:
+        st.session_state[key] = kept[1]
+    box = st.expander(label, key=key, on_change="rerun")
+    st.session_state[f"{key}_kept"] = (label, bool(box.open))
+    return box
 
 
 def live_console(run_id: int) -> None:
@@ -420,7 +438,10 @@ def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None
     title = "Note, tags, config and launch command"
     if tags:
         title += " · " + " ".join(f"#{t}" for t in tags)
-    with st.expander(md(title), expanded=False):
+    box = lazy_expander(md(title), key="run_about_open")
+    if not box.open:
+        return
+    with box:
         where = st.container()
         a, b = st.columns([3, 2])
         new_note = a.text_area("note", value=note, key=f"run_note_{run_id}", height=90,
@@ -451,14 +472,9 @@ def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None
             c2.caption(f"in {md(launch['cwd'])}")
 
 
-def _view_controls(run_id: int, project: str) -> None:
-    """x axis, smoothing, rolled-back branches, and the panel picker remembered per project."""
-    v1, v2, v3 = st.columns([2, 2, 1.4])
-    v1.radio("x axis", ["step", "day", "time"], key="run_x", horizontal=True)
-    v2.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
-    v3.toggle("show rolled-back branches", key="run_superseded",
-              help="after a rollback the x range fits the live branch; this brings back the "
-                   "abandoned one")
+def _panel_names(run_id: int, project: str) -> list[str]:
+    """The panels the run can show, in the picker's order; the chosen ones (remembered per
+    project) kept in session state to those, before the chart reads them."""
     try:
         present = [str(n) for n in state.metrics(run_id)["name"].unique()
                    if not str(n).startswith("hp/")]
@@ -472,10 +488,22 @@ def _view_controls(run_id: int, project: str) -> None:
         st.session_state[_PANELS] = [n for n in saved if n in names]
         st.session_state["run_panels_project"] = project
     st.session_state[_PANELS] = [n for n in st.session_state.get(_PANELS) or [] if n in names]
+    return names
+
+
+def _view_controls(names: list[str], project: str) -> None:
+    """x axis, smoothing, rolled-back branches, and the panel picker remembered per project."""
+    v1, v2, v3 = st.columns([2, 2, 1.4])
+    v1.radio("x axis", ["step", "day", "time"], key="run_x", horizontal=True)
+    v2.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="run_smoothing")
+    v3.toggle("show rolled-back branches", key="run_superseded",
+              help="after a rollback the x range fits the live branch; this brings back the "
+                   "abandoned one")
     p1, p2 = st.columns([3, 2])
     chosen = p1.multiselect("panels (in this order; empty = all)", names, key=_PANELS,
                             help="remembered for this project")
     p2.multiselect("log y", names, key="run_log_panels")
+    root = state.store_location()[0]
     if list(chosen) != (prefs.load_panels(root, project) or []):
         prefs.save_panels(root, project, list(chosen))
 
@@ -498,13 +526,22 @@ def render() -> None:
         st.caption(f"forked from run #{int(row['parent_id'])} at the end of day "
                    f"{int(row['parent_day'])}")
 
-    _view_controls(run_id, str(row.get("project") or ""))
-
+    # The chart is what the page is opened for: it is sent to the browser first, into its
+    # place below the view controls and the header, which follow (their values are read from
+    # session state, set before any widget is drawn). A fresh tab then loads the chart's code
+    # and draws it while the rest of the page's elements still arrive.
+    view, header, chart_slot = st.container(), st.container(), st.container()
+    project = str(row.get("project") or "")
+    names = _panel_names(run_id, project)
     # the live sections redraw on their own, at a pace set by whether the run has a process
     live = row.get("status") in LIVE
     every = state.refresh_s(live)
-    st.fragment(live_header, run_every=every)(run_id, live)
-    st.fragment(live_view, run_every=every)(run_id)
+    with chart_slot:
+        st.fragment(live_view, run_every=every)(run_id)
+    with view:
+        _view_controls(names, project)
+    with header:
+        st.fragment(live_header, run_every=every)(run_id, live)
     _download(run_id)
     st.html(_MONO_CSS)
     st.fragment(live_console, run_every=every)(run_id)
