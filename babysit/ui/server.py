@@ -63,6 +63,10 @@ def streamlit_argv(address: str, port: int, *, app: Path = APP, ssl_cert: str | 
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
             "--client.toolbarMode", "minimal", "--global.developmentMode", "false",
+            # Streamlit 1.67 can serve an app's contents and widgets to programs over HTTP and
+            # MCP (its "agent API"): off by default, and kept off whatever a config.toml says,
+            # as it would be a way in that babysit's browser-side checks were not built for
+            "--server.enableAgentApi", "false",
             *SERVER_LOAD_FLAGS]
     if ssl_cert and ssl_key:
         argv += ["--server.sslCertFile", str(ssl_cert), "--server.sslKeyFile", str(ssl_key)]

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -157,10 +158,19 @@ def _get(port: int, path: str) -> tuple[int, str, bytes]:
 def test_sigterm_stops_the_ui_server(tmp_path):
     root, port, tmp = tmp_path / "store", _free_port(), tmp_path / "tmp"
     tmp.mkdir()
-    proc = _babysit(root, "ui", "--port", str(port), log=tmp_path / "ui.log", TMPDIR=str(tmp))
+    # an environment that turns Streamlit's agent API on (the app's widgets over HTTP / MCP,
+    # without a browser): babysit ui keeps it off all the same
+    proc = _babysit(root, "ui", "--port", str(port), log=tmp_path / "ui.log", TMPDIR=str(tmp),
+                    STREAMLIT_SERVER_ENABLE_AGENT_API="true")
     try:
         wait_for(lambda: proc.poll() is not None or _serving(port), 120, "the dashboard")
         assert proc.poll() is None, (tmp_path / "ui.log").read_text()
+        agent = urllib.request.Request(f"http://127.0.0.1:{port}/_stcore/agent/interact",
+                                       data=b"{}", method="POST",
+                                       headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(agent, timeout=10)
+        assert refused.value.code == 403 and b"not_available" in refused.value.read()
         # what a newcomer reads: the link, not Streamlit's warnings from warming the pages
         printed = (tmp_path / "ui.log").read_text()
         assert "?token=" in printed

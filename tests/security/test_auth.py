@@ -198,7 +198,8 @@ def test_babysit_ui_hands_the_token_over_out_of_sight_of_ps(tmp_path, address):
         for flag, value in ((b"--browser.gatherUsageStats", b"false"),
                             (b"--server.enableXsrfProtection", b"true"),
                             (b"--server.enableCORS", b"true"),
-                            (b"--client.toolbarMode", b"minimal")):
+                            (b"--client.toolbarMode", b"minimal"),
+                            (b"--server.enableAgentApi", b"false")):
             assert cmdline[cmdline.index(flag) + 1] == value
         tls_warned = "sslCertFile" in err.read_text()
         assert tls_warned == (address != "127.0.0.1")
