@@ -157,7 +157,7 @@ def compare_panels_figure(
         layout["annotations"].append({
             "text": plot(metric), "x": 0.0, "xref": "paper", "y": domain[1], "yref": "paper",
             "xanchor": "left", "yanchor": "bottom", "showarrow": False,
-            "font": {"size": 12, "color": "#444444"}})
+            "font": {"size": 12}})        # the page's text colour (chart frame)
         for j, (key, table) in enumerate(tables.items()):
             if table is None or metric not in table.groups:
                 continue

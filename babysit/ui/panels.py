@@ -177,7 +177,7 @@ def panels_figure(
         layout["annotations"].append({
             "text": plot(title), "x": 0.0, "xref": "paper", "y": domain[1], "yref": "paper",
             "xanchor": "left", "yanchor": "bottom", "showarrow": False,
-            "font": {"size": 12, "color": "#444444"},
+            "font": {"size": 12},         # the page's text colour (the chart frame's theme)
         })
     # events, nan/inf marks and day labels on a [0, 1] axis over the top panel; an axis over
     # every row would be a subplot of its own whose background hides the curves
