@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from babysit.client import Client, CommandResult
 from babysit.day import DaySpec
 from babysit.errors import (
@@ -27,6 +29,9 @@ from babysit.errors import (
     UnknownRun,
     UnknownStudy,
 )
+
+if TYPE_CHECKING:       # what __getattr__ gives, for type checkers and editors
+    from babysit.trainer import Guard, Run, init
 
 __version__ = "0.1.0"
 

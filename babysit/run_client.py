@@ -694,7 +694,8 @@ class RunClient:
         try:
             handle = self.launcher.start(run_id, dict(launch), self.store.root, self._store_url)
         except LaunchError as exc:
-            back = {"day": keep.day, "step": keep.step, "branch": keep.branch} if keep else {}
+            back: dict[str, Any] = (
+                {"day": keep.day, "step": keep.step, "branch": keep.branch} if keep else {})
             self.store.update_run(run_id, status="crashed", error=str(exc), ended=time.time(),
                                   **back)
             raise

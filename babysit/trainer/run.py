@@ -78,7 +78,7 @@ class _ExitCodes:
         self.step_of = step_of
         if self.original is None:
             self.original = sys.exit
-            sys.exit = self.wrapper
+            sys.exit = self.wrapper     # type: ignore[assignment]  # wrapped on purpose
 
     def uninstall(self) -> None:
         self.open = max(0, self.open - 1)

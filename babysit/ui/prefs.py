@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 FILE = "dashboard.json"
 _MAX_PANELS = 200
@@ -42,7 +43,8 @@ def save_panels(root: str | os.PathLike[str], project: str, names: list[str]) ->
     if not folder.is_dir():
         return                  # a dashboard never creates the store's folder
     data = _read(folder)
-    panels = data.get("panels") if isinstance(data.get("panels"), dict) else {}
+    kept = data.get("panels")
+    panels: dict[str, Any] = kept if isinstance(kept, dict) else {}
     if names:
         panels[str(project)] = [str(n) for n in names][:_MAX_PANELS]
     else:

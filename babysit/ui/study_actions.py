@@ -395,7 +395,7 @@ def check_study_form(form: StudyForm, existing_names: Iterable[str] = (),
                              "an existing run or study (a new command is given from the CLI or "
                              f"Python: babysit study create ... -- python train.py); got "
                              f"{form.command!r}")
-    if errors:
+    if errors or launch is None:
         raise FormErrors(errors)
     notes: tuple[str, ...] = ()
     if budget["parallel"] > budget["runs"]:

@@ -433,7 +433,8 @@ def _download(run_id: int) -> None:
 
 def _about(client: Any, run_id: int, row: dict[str, Any], enabled: bool) -> None:
     """The run's note and tags (editable), its full config and the command that launched it."""
-    tags = row.get("tags") if isinstance(row.get("tags"), list) else []
+    listed = row.get("tags")
+    tags: list[str] = [str(t) for t in listed] if isinstance(listed, list) else []
     note = str(row.get("note") or "")
     title = "Note, tags, config and launch command"
     if tags:
