@@ -58,7 +58,7 @@ DRAWN_PROBE = """
     if (watched.has(doc)) return;
     watched.add(doc);
     new MutationObserver((_, observer) => {
-      if (!doc.querySelector(%r)) return;
+      if (!doc.querySelector(SELECTOR)) return;
       observer.disconnect();
       const top = window.top;
       if (top.__drawn === undefined)
@@ -68,7 +68,7 @@ DRAWN_PROBE = """
   watch();
   window.addEventListener("DOMContentLoaded", watch);
 })();
-""" % DRAWN_CURVE
+""".replace("SELECTOR", repr(DRAWN_CURVE))
 
 
 def wait_drawn(page, timeout_ms: float = 120_000) -> float:
