@@ -142,7 +142,7 @@ def live_view(run_id: int) -> None:
     steps) and the redraw keeps it; a double click goes back to the whole run.
     """
     x = st.session_state.get("run_x", "step")
-    # one listener per run and x axis: another run or axis starts from the whole run
+    # one zoom revision per run and x axis: another run or axis starts from the whole run
     zoom_key = f"run_{run_id}_{x}"
     window = chart_window(chart.zoom("run_figure", revision=zoom_key))
     try:
